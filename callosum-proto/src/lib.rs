@@ -1,0 +1,28 @@
+//! The sans-IO core of Callosum, a self-balancing distributed services protocol.
+//!
+//! Every server numbers its connections with the lowest free *slot* and writes that number
+//! as the first line on the connection. Every client keeps a pool of the lowest-numbered
+//! connections it can find, always uses its lowest idle one, and runs a *rover* that keeps
+//! sampling random servers for better slots. Low numbers are scarce (each server has one
+//! slot 0), so load spreads by itself. The contract is `PROTOCOL.md`.
+//!
+//! This crate holds only the decisions: it takes bytes and timestamps and returns what to
+//! do. It owns no socket, reads no clock and starts no thread, so one implementation serves
+//! every runtime adapter and the deterministic simulation alike.
+//!
+//! This crate is `#![no_std]`. Without features it offers the time and randomness types,
+//! the slot-line codec, the fixed-capacity slot allocator and the server core. The `alloc`
+//! feature (on by default) adds growable storage, the pool and the rover.
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod rng;
+mod server_id;
+mod time;
+
+pub use rng::Rng;
+pub use server_id::ServerId;
+pub use time::Instant;

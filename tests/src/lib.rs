@@ -1,0 +1,6 @@
+//! Reference models of PROTOCOL.md and the checking code that compares them with the real
+//! state machines of `callosum-proto`.
+//!
+//! The property tests in `tests/` and the fuzz targets in `fuzz/` both call this code, so one
+//! model decides what "correct" means for both. A check panics with a message naming the
+//! broken rule; proptest and libFuzzer both report a panic as a failure.
