@@ -21,8 +21,10 @@ extern crate alloc;
 
 mod rng;
 mod server_id;
+pub mod slot_line;
 mod time;
 
 pub use rng::Rng;
 pub use server_id::ServerId;
+pub use slot_line::{DecodeError, Decoded, Decoder, SlotLine};
 pub use time::Instant;
