@@ -19,7 +19,9 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod allocator;
 mod rng;
+pub mod server;
 mod server_id;
 pub mod slot_line;
 mod time;

@@ -1,0 +1,547 @@
+//! The server's slot allocator: the lowest free slot, always.
+//!
+//! Slots are issued from `0` upwards. A released slot goes into a min-heap of free slots
+//! below the high-water mark, so the next [`SlotAllocator::acquire`] takes the lowest free
+//! one in O(log n) with no allocation. Each slot also carries a generation counter that is
+//! odd while the slot is in use: it tells a double release from a live one, and it makes a
+//! [`SlotHandle`] kept after its release stale rather than a key to somebody else's slot.
+//!
+//! Two storages: [`FixedStorage`] holds at most `N` slots in place (no allocator needed);
+//! [`GrowableStorage`], behind the `alloc` feature, grows with the high-water mark and
+//! keeps what it has grown to, so steady-state operation never allocates.
+
+use core::fmt;
+
+#[cfg(feature = "alloc")]
+use alloc::{collections::BinaryHeap, vec::Vec};
+#[cfg(feature = "alloc")]
+use core::cmp::Reverse;
+
+/// A slot that was issued, with the generation that tells this use of it from later ones.
+///
+/// ```
+/// use callosum_proto::allocator::GrowableSlotAllocator;
+///
+/// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+/// let handle = slots.acquire().unwrap();
+/// assert_eq!(handle.slot(), 0);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SlotHandle {
+    slot: u32,
+    generation: u32,
+}
+
+impl SlotHandle {
+    /// The slot number, as written in the slot line.
+    ///
+    /// ```
+    /// # use callosum_proto::allocator::GrowableSlotAllocator;
+    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// let _zero = slots.acquire().unwrap();
+    /// assert_eq!(slots.acquire().unwrap().slot(), 1);
+    /// ```
+    pub fn slot(self) -> u32 {
+        self.slot
+    }
+}
+
+impl fmt::Display for SlotHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "slot {} (generation {})", self.slot, self.generation)
+    }
+}
+
+/// Every slot the allocator may issue is in use.
+///
+/// ```
+/// use callosum_proto::allocator::{FixedSlotAllocator, SlotsExhausted};
+///
+/// let mut slots = FixedSlotAllocator::<1>::new(None).unwrap();
+/// let _only = slots.acquire().unwrap();
+/// assert_eq!(slots.acquire(), Err(SlotsExhausted { limit: 1 }));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotsExhausted {
+    /// How many slots the allocator may issue.
+    pub limit: u32,
+}
+
+impl fmt::Display for SlotsExhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "all {} slots are in use", self.limit)
+    }
+}
+
+impl core::error::Error for SlotsExhausted {}
+
+/// A release that would corrupt the allocator; it was refused and changed nothing.
+///
+/// ```
+/// use callosum_proto::allocator::{GrowableSlotAllocator, ReleaseError};
+///
+/// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+/// let handle = slots.acquire().unwrap();
+/// slots.release(handle).unwrap();
+/// assert_eq!(slots.release(handle), Err(ReleaseError::NotInUse { slot: 0 }));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The slot is free: released twice, or never issued.
+    NotInUse {
+        /// The slot named.
+        slot: u32,
+    },
+    /// The slot was released and issued again since this handle was made; the new holder
+    /// keeps it.
+    Stale {
+        /// The slot named.
+        slot: u32,
+    },
+}
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReleaseError::NotInUse { slot } => {
+                write!(
+                    f,
+                    "slot {slot} is not in use (double release, or never issued)"
+                )
+            }
+            ReleaseError::Stale { slot } => write!(
+                f,
+                "stale handle for slot {slot}: it was released and issued to another connection"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ReleaseError {}
+
+/// A slot limit that cannot be honoured.
+///
+/// ```
+/// use callosum_proto::allocator::{FixedSlotAllocator, SlotLimitError};
+///
+/// assert_eq!(FixedSlotAllocator::<4>::new(Some(0)).err(), Some(SlotLimitError::Zero));
+/// assert_eq!(
+///     FixedSlotAllocator::<4>::new(Some(5)).err(),
+///     Some(SlotLimitError::AboveCapacity { requested: 5, capacity: 4 }),
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlotLimitError {
+    /// A limit of zero slots would close every connection.
+    Zero,
+    /// The storage cannot hold that many slots.
+    AboveCapacity {
+        /// The limit asked for.
+        requested: u32,
+        /// The most slots the storage holds.
+        capacity: u32,
+    },
+}
+
+impl fmt::Display for SlotLimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlotLimitError::Zero => f.write_str("a slot limit of 0 would refuse every connection"),
+            SlotLimitError::AboveCapacity {
+                requested,
+                capacity,
+            } => write!(
+                f,
+                "slot limit {requested} is above the storage capacity of {capacity} slots"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for SlotLimitError {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Where an allocator keeps its per-slot generations and its free slots.
+///
+/// Sealed: the two implementations are [`FixedStorage`] and [`GrowableStorage`].
+pub trait SlotStorage: sealed::Sealed {
+    /// The most slots this storage can track.
+    fn capacity(&self) -> u32;
+    /// The generation of an issued slot, `None` above the high-water mark.
+    fn generation(&self, slot: u32) -> Option<u32>;
+    /// Sets the generation of an issued slot (only called for slots below the mark).
+    fn set_generation(&mut self, slot: u32, generation: u32);
+    /// Records the next slot above the high-water mark with its generation.
+    fn push_slot(&mut self, generation: u32);
+    /// Adds a released slot to the free set.
+    fn push_free(&mut self, slot: u32);
+    /// Takes the lowest free slot below the high-water mark.
+    fn pop_free(&mut self) -> Option<u32>;
+}
+
+/// In-place storage for at most `N` slots (8 bytes each): no allocator needed.
+///
+/// ```
+/// use callosum_proto::allocator::FixedSlotAllocator;
+///
+/// let mut slots = FixedSlotAllocator::<64>::new(None).unwrap();
+/// assert_eq!(slots.limit(), 64);
+/// ```
+pub struct FixedStorage<const N: usize> {
+    generations: heapless::Vec<u32, N>,
+    free: heapless::binary_heap::BinaryHeap<u32, heapless::binary_heap::Min, N>,
+}
+
+impl<const N: usize> sealed::Sealed for FixedStorage<N> {}
+
+impl<const N: usize> SlotStorage for FixedStorage<N> {
+    fn capacity(&self) -> u32 {
+        u32::try_from(N).unwrap_or(u32::MAX)
+    }
+
+    fn generation(&self, slot: u32) -> Option<u32> {
+        self.generations.get(slot as usize).copied()
+    }
+
+    fn set_generation(&mut self, slot: u32, generation: u32) {
+        if let Some(entry) = self.generations.get_mut(slot as usize) {
+            *entry = generation;
+        }
+    }
+
+    fn push_slot(&mut self, generation: u32) {
+        // The allocator never issues more than `capacity()` slots, so this always fits.
+        let pushed = self.generations.push(generation);
+        debug_assert!(pushed.is_ok(), "slot pushed beyond capacity");
+    }
+
+    fn push_free(&mut self, slot: u32) {
+        // Free slots are a subset of issued slots, of which there are at most N.
+        let pushed = self.free.push(slot);
+        debug_assert!(pushed.is_ok(), "more free slots than issued slots");
+    }
+
+    fn pop_free(&mut self) -> Option<u32> {
+        self.free.pop()
+    }
+}
+
+/// Storage that grows with the high-water mark, behind the `alloc` feature.
+///
+/// ```
+/// use callosum_proto::allocator::GrowableSlotAllocator;
+///
+/// let mut slots = GrowableSlotAllocator::new(Some(10_000)).unwrap();
+/// assert_eq!(slots.acquire().unwrap().slot(), 0);
+/// ```
+#[cfg(feature = "alloc")]
+pub struct GrowableStorage {
+    generations: Vec<u32>,
+    free: BinaryHeap<Reverse<u32>>,
+}
+
+#[cfg(feature = "alloc")]
+impl sealed::Sealed for GrowableStorage {}
+
+#[cfg(feature = "alloc")]
+impl SlotStorage for GrowableStorage {
+    fn capacity(&self) -> u32 {
+        u32::MAX
+    }
+
+    fn generation(&self, slot: u32) -> Option<u32> {
+        self.generations.get(slot as usize).copied()
+    }
+
+    fn set_generation(&mut self, slot: u32, generation: u32) {
+        if let Some(entry) = self.generations.get_mut(slot as usize) {
+            *entry = generation;
+        }
+    }
+
+    fn push_slot(&mut self, generation: u32) {
+        self.generations.push(generation);
+    }
+
+    fn push_free(&mut self, slot: u32) {
+        self.free.push(Reverse(slot));
+    }
+
+    fn pop_free(&mut self) -> Option<u32> {
+        self.free.pop().map(|Reverse(slot)| slot)
+    }
+}
+
+/// Issues the lowest free slot, and takes slots back exactly once.
+///
+/// ```
+/// use callosum_proto::allocator::GrowableSlotAllocator;
+///
+/// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+/// let zero = slots.acquire().unwrap();
+/// let one = slots.acquire().unwrap();
+/// slots.release(zero).unwrap();
+/// assert_eq!(slots.acquire().unwrap().slot(), 0);
+/// assert_eq!(slots.acquire().unwrap().slot(), 2);
+/// # let _ = one;
+/// ```
+pub struct SlotAllocator<S: SlotStorage> {
+    storage: S,
+    /// One past the highest slot ever issued: every slot below it has a generation.
+    high_water: u32,
+    in_use: u32,
+    limit: u32,
+}
+
+/// A slot allocator holding at most `N` slots in place, for `no_std` without `alloc`.
+pub type FixedSlotAllocator<const N: usize> = SlotAllocator<FixedStorage<N>>;
+
+/// A slot allocator whose storage grows with the busiest moment it has seen.
+#[cfg(feature = "alloc")]
+pub type GrowableSlotAllocator = SlotAllocator<GrowableStorage>;
+
+impl<const N: usize> FixedSlotAllocator<N> {
+    /// An allocator that issues at most `max_slots` slots (`None`: all `N`).
+    ///
+    /// ```
+    /// use callosum_proto::allocator::FixedSlotAllocator;
+    ///
+    /// let slots = FixedSlotAllocator::<16>::new(Some(8)).unwrap();
+    /// assert_eq!(slots.limit(), 8);
+    /// ```
+    pub fn new(max_slots: Option<u32>) -> Result<FixedSlotAllocator<N>, SlotLimitError> {
+        SlotAllocator::with_storage(
+            FixedStorage {
+                generations: heapless::Vec::new(),
+                free: heapless::binary_heap::BinaryHeap::new(),
+            },
+            max_slots,
+        )
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl GrowableSlotAllocator {
+    /// An allocator that issues at most `max_slots` slots (`None`: unlimited, which in
+    /// practice means `u32::MAX`).
+    ///
+    /// ```
+    /// use callosum_proto::allocator::GrowableSlotAllocator;
+    ///
+    /// assert!(GrowableSlotAllocator::new(Some(0)).is_err());
+    /// assert_eq!(GrowableSlotAllocator::new(None).unwrap().limit(), u32::MAX);
+    /// ```
+    pub fn new(max_slots: Option<u32>) -> Result<GrowableSlotAllocator, SlotLimitError> {
+        SlotAllocator::with_storage(
+            GrowableStorage {
+                generations: Vec::new(),
+                free: BinaryHeap::new(),
+            },
+            max_slots,
+        )
+    }
+}
+
+impl<S: SlotStorage> SlotAllocator<S> {
+    fn with_storage(storage: S, max_slots: Option<u32>) -> Result<Self, SlotLimitError> {
+        let capacity = storage.capacity();
+        let limit = match max_slots {
+            None => capacity,
+            Some(0) => return Err(SlotLimitError::Zero),
+            Some(requested) if requested > capacity => {
+                return Err(SlotLimitError::AboveCapacity {
+                    requested,
+                    capacity,
+                });
+            }
+            Some(requested) => requested,
+        };
+        Ok(SlotAllocator {
+            storage,
+            high_water: 0,
+            in_use: 0,
+            limit,
+        })
+    }
+
+    /// Takes the lowest free slot.
+    ///
+    /// ```
+    /// # use callosum_proto::allocator::GrowableSlotAllocator;
+    /// let mut slots = GrowableSlotAllocator::new(Some(1)).unwrap();
+    /// assert_eq!(slots.acquire().unwrap().slot(), 0);
+    /// assert!(slots.acquire().is_err());
+    /// ```
+    pub fn acquire(&mut self) -> Result<SlotHandle, SlotsExhausted> {
+        if let Some(slot) = self.storage.pop_free() {
+            // Free slots were issued before, so they have a generation, and it is even.
+            let generation = self.storage.generation(slot).unwrap_or(0).wrapping_add(1);
+            self.storage.set_generation(slot, generation);
+            self.in_use += 1;
+            return Ok(SlotHandle { slot, generation });
+        }
+        if self.high_water >= self.limit {
+            return Err(SlotsExhausted { limit: self.limit });
+        }
+        let slot = self.high_water;
+        self.storage.push_slot(1);
+        self.high_water += 1;
+        self.in_use += 1;
+        Ok(SlotHandle {
+            slot,
+            generation: 1,
+        })
+    }
+
+    /// Gives a slot back; refused, with nothing changed, unless `handle` is the slot's
+    /// current holder.
+    ///
+    /// ```
+    /// # use callosum_proto::allocator::{GrowableSlotAllocator, ReleaseError};
+    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// let first = slots.acquire().unwrap();
+    /// slots.release(first).unwrap();
+    /// let second = slots.acquire().unwrap(); // slot 0 again, a new generation
+    /// assert_eq!(slots.release(first), Err(ReleaseError::Stale { slot: 0 }));
+    /// assert_eq!(slots.release(second), Ok(()));
+    /// ```
+    pub fn release(&mut self, handle: SlotHandle) -> Result<(), ReleaseError> {
+        let slot = handle.slot;
+        match self.storage.generation(slot) {
+            Some(current) if current == handle.generation && current % 2 == 1 => {
+                self.storage.set_generation(slot, current.wrapping_add(1));
+                self.storage.push_free(slot);
+                self.in_use -= 1;
+                Ok(())
+            }
+            Some(current) if current % 2 == 1 => Err(ReleaseError::Stale { slot }),
+            _ => Err(ReleaseError::NotInUse { slot }),
+        }
+    }
+
+    /// Whether `slot` is held by some connection now.
+    ///
+    /// ```
+    /// # use callosum_proto::allocator::GrowableSlotAllocator;
+    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// let handle = slots.acquire().unwrap();
+    /// assert!(slots.is_in_use(0));
+    /// assert!(!slots.is_in_use(1));
+    /// # let _ = handle;
+    /// ```
+    pub fn is_in_use(&self, slot: u32) -> bool {
+        self.storage
+            .generation(slot)
+            .is_some_and(|generation| generation % 2 == 1)
+    }
+
+    /// How many slots are in use.
+    ///
+    /// ```
+    /// # use callosum_proto::allocator::GrowableSlotAllocator;
+    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// let _a = slots.acquire().unwrap();
+    /// assert_eq!(slots.in_use(), 1);
+    /// ```
+    pub fn in_use(&self) -> u32 {
+        self.in_use
+    }
+
+    /// The most slots this allocator issues at once.
+    ///
+    /// ```
+    /// # use callosum_proto::allocator::GrowableSlotAllocator;
+    /// assert_eq!(GrowableSlotAllocator::new(Some(3)).unwrap().limit(), 3);
+    /// ```
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issues_the_lowest_free_slot() {
+        let mut slots = GrowableSlotAllocator::new(None).unwrap();
+        let zero = slots.acquire().unwrap();
+        let one = slots.acquire().unwrap();
+        let two = slots.acquire().unwrap();
+        assert_eq!([zero.slot(), one.slot(), two.slot()], [0, 1, 2]);
+        slots.release(zero).unwrap();
+        assert_eq!(slots.acquire().unwrap().slot(), 0);
+        assert_eq!(slots.acquire().unwrap().slot(), 3);
+    }
+
+    #[test]
+    fn fixed_storage_issues_the_lowest_free_slot_too() {
+        let mut slots = FixedSlotAllocator::<4>::new(None).unwrap();
+        let handles: [SlotHandle; 4] = core::array::from_fn(|_| slots.acquire().unwrap());
+        assert_eq!(slots.acquire(), Err(SlotsExhausted { limit: 4 }));
+        slots.release(handles[2]).unwrap();
+        slots.release(handles[1]).unwrap();
+        assert_eq!(slots.acquire().unwrap().slot(), 1);
+        assert_eq!(slots.acquire().unwrap().slot(), 2);
+    }
+
+    #[test]
+    fn releases_of_free_slots_are_reported_and_change_nothing() {
+        let mut slots = GrowableSlotAllocator::new(None).unwrap();
+        let zero = slots.acquire().unwrap();
+        slots.release(zero).unwrap();
+        assert_eq!(slots.release(zero), Err(ReleaseError::NotInUse { slot: 0 }));
+        let never_issued = SlotHandle {
+            slot: 7,
+            generation: 1,
+        };
+        assert_eq!(
+            slots.release(never_issued),
+            Err(ReleaseError::NotInUse { slot: 7 })
+        );
+        assert_eq!(slots.in_use(), 0);
+        assert_eq!(slots.acquire().unwrap().slot(), 0);
+        assert_eq!(slots.acquire().unwrap().slot(), 1);
+    }
+
+    #[test]
+    fn a_stale_handle_cannot_free_the_new_holders_slot() {
+        let mut slots = GrowableSlotAllocator::new(None).unwrap();
+        let old = slots.acquire().unwrap();
+        slots.release(old).unwrap();
+        let new = slots.acquire().unwrap();
+        assert_eq!(slots.release(old), Err(ReleaseError::Stale { slot: 0 }));
+        assert!(slots.is_in_use(0));
+        slots.release(new).unwrap();
+    }
+
+    #[test]
+    fn the_limit_is_honoured_and_frees_up_again() {
+        let mut slots = GrowableSlotAllocator::new(Some(2)).unwrap();
+        let zero = slots.acquire().unwrap();
+        let _one = slots.acquire().unwrap();
+        assert_eq!(slots.acquire(), Err(SlotsExhausted { limit: 2 }));
+        slots.release(zero).unwrap();
+        assert_eq!(slots.acquire().unwrap().slot(), 0);
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert_eq!(
+            GrowableSlotAllocator::new(Some(0)).err(),
+            Some(SlotLimitError::Zero)
+        );
+        assert_eq!(
+            FixedSlotAllocator::<2>::new(Some(3)).err(),
+            Some(SlotLimitError::AboveCapacity {
+                requested: 3,
+                capacity: 2
+            })
+        );
+    }
+}
