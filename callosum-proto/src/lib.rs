@@ -19,10 +19,14 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+pub mod pool;
 mod rng;
 mod server_id;
 mod time;
 
+#[cfg(feature = "alloc")]
+pub use pool::{ConnId, Lease, Offer, Pool, PoolConfig};
 pub use rng::Rng;
 pub use server_id::ServerId;
 pub use time::Instant;
