@@ -20,12 +20,16 @@
 extern crate alloc;
 
 pub mod allocator;
+#[cfg(feature = "alloc")]
+pub mod pool;
 mod rng;
 pub mod server;
 mod server_id;
 pub mod slot_line;
 mod time;
 
+#[cfg(feature = "alloc")]
+pub use pool::{Lease, Offer, Pool, PoolConfig};
 pub use rng::Rng;
 pub use server_id::ServerId;
 pub use slot_line::{DecodeError, Decoded, Decoder, SlotLine};

@@ -6,4 +6,5 @@
 //! broken rule; proptest and libFuzzer both report a panic as a failure.
 
 pub mod allocator_model;
+pub mod pool_model;
 pub mod slot_line_reference;

@@ -1,0 +1,1172 @@
+//! The client connection pool, the "twin heap" (PROTOCOL.md section 3).
+//!
+//! The pool keeps at most `max_slots` connections, preferring the lowest slots it is offered,
+//! and always lends out its lowest idle one. It never touches a socket: the adapter's
+//! connection (a token, or the stream itself) is moved in with [`Pool::offer`] and
+//! [`Pool::checkin`], moved out with [`Pool::checkout`], and every connection the pool lets go
+//! of is handed back for the adapter to close. Nothing is ever dropped silently.
+//!
+//! Storage is a slab of records reused through a free list, plus two indexed binary heaps
+//! over it: the idle records by slot (lowest first, for checkout) and the held records by slot
+//! (highest first, for eviction). Every operation is O(log n) apart from checkout, which also
+//! scans the idle connections tied for the lowest slot to choose one at random.
+//!
+//! ```
+//! use callosum_proto::ServerId;
+//! use callosum_proto::pool::{Checkin, Offer, Pool, PoolConfig};
+//!
+//! let mut pool = Pool::new(PoolConfig { max_slots: 2 }, 7).unwrap();
+//! assert!(matches!(pool.offer(ServerId(1), 4, "a"), Offer::Kept(_)));
+//! assert!(matches!(pool.offer(ServerId(2), 9, "b"), Offer::Kept(_)));
+//! // Full: slot 3 is better than the highest held (9), which is evicted and handed back.
+//! let Offer::Replaced { evicted, .. } = pool.offer(ServerId(3), 3, "c") else { panic!() };
+//! assert_eq!(evicted.into_conn(), Some("b"));
+//!
+//! let lease = pool.checkout().unwrap();
+//! assert_eq!((lease.slot, lease.conn), (3, "c"));
+//! assert!(matches!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle)));
+//! ```
+
+mod heap;
+
+use alloc::collections::TryReserveError;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+use core::fmt;
+use core::mem;
+
+use crate::{Rng, ServerId};
+use heap::IndexedHeap;
+
+/// The most records the pool can number: record indices are `u32`, `u32::MAX` excluded.
+const RECORD_LIMIT: usize = u32::MAX as usize;
+
+/// How a [`Pool`] is set up.
+///
+/// ```
+/// use callosum_proto::pool::PoolConfig;
+///
+/// assert_eq!(PoolConfig::default().max_slots, 100);
+/// let small = PoolConfig { max_slots: 8 };
+/// assert_eq!(small.max_slots, 8);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolConfig {
+    /// The most connections the pool holds (idle or leased); default 100. Zero is an error.
+    pub max_slots: usize,
+}
+
+impl PoolConfig {
+    /// The largest `max_slots` accepted: connection ids number records with a `u32`.
+    ///
+    /// ```
+    /// use callosum_proto::pool::{Pool, PoolConfig, PoolConfigError};
+    ///
+    /// let too_many = PoolConfig { max_slots: PoolConfig::MAX_SLOTS_LIMIT + 1 };
+    /// # if usize::BITS > 32 {
+    /// assert!(matches!(Pool::<()>::new(too_many, 0), Err(PoolConfigError::TooManySlots { .. })));
+    /// # }
+    /// ```
+    pub const MAX_SLOTS_LIMIT: usize = RECORD_LIMIT;
+}
+
+impl Default for PoolConfig {
+    /// `max_slots` 100, as in the original.
+    fn default() -> PoolConfig {
+        PoolConfig { max_slots: 100 }
+    }
+}
+
+/// Why [`Pool::new`] refused a configuration.
+///
+/// ```
+/// use callosum_proto::pool::{Pool, PoolConfig, PoolConfigError};
+///
+/// let err = Pool::<u64>::new(PoolConfig { max_slots: 0 }, 1).unwrap_err();
+/// assert_eq!(err, PoolConfigError::ZeroMaxSlots);
+/// assert_eq!(err.to_string(), "max_slots is 0: a pool must hold at least one connection");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PoolConfigError {
+    /// `max_slots` is 0. It never means "use the default" (the original's fault).
+    ZeroMaxSlots,
+    /// `max_slots` is above [`PoolConfig::MAX_SLOTS_LIMIT`].
+    TooManySlots {
+        /// The value asked for.
+        max_slots: usize,
+    },
+    /// Storage for `max_slots` connections could not be allocated.
+    OutOfMemory {
+        /// The value asked for.
+        max_slots: usize,
+    },
+}
+
+impl fmt::Display for PoolConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolConfigError::ZeroMaxSlots => {
+                f.write_str("max_slots is 0: a pool must hold at least one connection")
+            }
+            PoolConfigError::TooManySlots { max_slots } => write!(
+                f,
+                "max_slots is {max_slots}, above the limit of {}",
+                PoolConfig::MAX_SLOTS_LIMIT
+            ),
+            PoolConfigError::OutOfMemory { max_slots } => {
+                write!(f, "cannot allocate a pool of {max_slots} connections")
+            }
+        }
+    }
+}
+
+impl core::error::Error for PoolConfigError {}
+
+/// Names one connection in the pool for as long as its state stays the same.
+///
+/// Every checkout issues a new id, and a record reused for another connection gets a new
+/// generation, so an id kept after its lease was returned (or after the connection left the
+/// pool) is detected as stale instead of acting on whoever holds the connection now. Only an id
+/// kept across 2^32 reuses of one record could be mistaken for a current one.
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{Offer, Pool, PoolConfig};
+///
+/// let mut pool = Pool::new(PoolConfig::default(), 1).unwrap();
+/// let Offer::Kept(idle_id) = pool.offer(ServerId(0), 0, ()) else { panic!() };
+/// let lease = pool.checkout().unwrap();
+/// assert_ne!(lease.id, idle_id);
+/// assert!(pool.remove(idle_id).is_err()); // stale
+/// println!("{}", lease.id); // "conn 0 gen 1"
+/// # pool.checkin(lease.id, lease.conn).unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn {} gen {}", self.index, self.generation)
+    }
+}
+
+/// What [`Pool::offer`] did with a new connection.
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{Offer, Pool, PoolConfig};
+///
+/// let mut pool = Pool::new(PoolConfig { max_slots: 1 }, 0).unwrap();
+/// assert!(matches!(pool.offer(ServerId(1), 5, 'a'), Offer::Kept(_)));
+/// // Not below the highest slot held (5): handed back, close it.
+/// assert!(matches!(pool.offer(ServerId(2), 5, 'b'), Offer::Rejected('b')));
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a rejected or evicted connection must be closed"]
+pub enum Offer<K> {
+    /// Kept: the pool had room.
+    Kept(ConnId),
+    /// Kept in place of the connection with the highest slot held, which is evicted.
+    Replaced {
+        /// The new connection's id.
+        kept: ConnId,
+        /// The connection it displaced.
+        evicted: Evicted<K>,
+    },
+    /// Not kept, handed back: close it (which frees the slot on its server).
+    Rejected(K),
+}
+
+/// A connection evicted by a better offer.
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{Evicted, Offer, Pool, PoolConfig};
+///
+/// let mut pool = Pool::new(PoolConfig { max_slots: 1 }, 0).unwrap();
+/// let _ = pool.offer(ServerId(1), 5, 'a');
+/// let lease = pool.checkout().unwrap();
+/// let Offer::Replaced { evicted, .. } = pool.offer(ServerId(2), 1, 'b') else { panic!() };
+/// // 'a' was leased: the caller closes it when done, after returning it.
+/// assert!(matches!(evicted, Evicted::Leased { slot: 5, .. }));
+/// assert_eq!(evicted.into_conn(), None);
+/// # let _ = pool.checkin(lease.id, lease.conn);
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "an idle evicted connection must be closed"]
+pub enum Evicted<K> {
+    /// It was idle: it has left the pool, close it now.
+    Idle {
+        /// The id it had; now stale.
+        id: ConnId,
+        /// Its server.
+        server: ServerId,
+        /// Its slot.
+        slot: u32,
+        /// The connection, to close.
+        conn: K,
+    },
+    /// It was leased: it will never be handed out again and no longer counts towards
+    /// `max_slots`. [`Pool::checkin`] answers [`Checkin::Close`] when it comes back.
+    Leased {
+        /// The lease's id, still valid for `checkin` and `remove`.
+        id: ConnId,
+        /// Its server.
+        server: ServerId,
+        /// Its slot.
+        slot: u32,
+    },
+}
+
+impl<K> Evicted<K> {
+    /// The connection to close now, if it was idle.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Offer, Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig { max_slots: 1 }, 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 5, 'a');
+    /// let Offer::Replaced { evicted, .. } = pool.offer(ServerId(2), 1, 'b') else { panic!() };
+    /// assert_eq!(evicted.into_conn(), Some('a'));
+    /// ```
+    pub fn into_conn(self) -> Option<K> {
+        match self {
+            Evicted::Idle { conn, .. } => Some(conn),
+            Evicted::Leased { .. } => None,
+        }
+    }
+}
+
+/// A connection lent out by [`Pool::checkout`]: use it, then give it back with
+/// [`Pool::checkin`] (or report it broken with [`Pool::remove`]).
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{Offer, Pool, PoolConfig};
+///
+/// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+/// let _ = pool.offer(ServerId(4), 2, "stream");
+/// let lease = pool.checkout().unwrap();
+/// assert_eq!((lease.server, lease.slot, lease.conn), (ServerId(4), 2, "stream"));
+/// # pool.checkin(lease.id, lease.conn).unwrap();
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a leased connection must be checked in or removed"]
+pub struct Lease<K> {
+    /// This lease's id, for `checkin` or `remove`.
+    pub id: ConnId,
+    /// The connection's server.
+    pub server: ServerId,
+    /// The connection's slot on that server.
+    pub slot: u32,
+    /// The connection itself.
+    pub conn: K,
+}
+
+/// What [`Pool::checkin`] did with a returned connection.
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{Checkin, Pool, PoolConfig};
+///
+/// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+/// let _ = pool.offer(ServerId(0), 0, 'a');
+/// let lease = pool.checkout().unwrap();
+/// assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle));
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a connection evicted while leased must be closed"]
+pub enum Checkin<K> {
+    /// Back in the pool, idle.
+    Idle,
+    /// It had been evicted while leased: it has left the pool, close it.
+    Close(K),
+}
+
+/// Why [`Pool::checkin`] refused a connection.
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{CheckinError, Pool, PoolConfig};
+///
+/// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+/// let _ = pool.offer(ServerId(0), 0, 'a');
+/// let lease = pool.checkout().unwrap();
+/// let _ = pool.checkin(lease.id, lease.conn);
+/// // Returned twice: refused, and the connection passed in is handed back.
+/// let err = pool.checkin(lease.id, 'x').unwrap_err();
+/// assert_eq!(err.into_conn(), 'x');
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckinError<K> {
+    /// The id names no current lease: stale, already returned, or idle. The pool is unchanged.
+    NotLeased {
+        /// The id given.
+        id: ConnId,
+        /// The connection given, handed back, never lost.
+        conn: K,
+    },
+}
+
+impl<K> CheckinError<K> {
+    /// The connection that was passed in.
+    ///
+    /// ```
+    /// use callosum_proto::pool::{Offer, Pool, PoolConfig};
+    /// # use callosum_proto::ServerId;
+    ///
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let Offer::Kept(idle) = pool.offer(ServerId(0), 0, 1u8) else { panic!() };
+    /// assert_eq!(pool.checkin(idle, 2u8).unwrap_err().into_conn(), 2);
+    /// ```
+    pub fn into_conn(self) -> K {
+        match self {
+            CheckinError::NotLeased { conn, .. } => conn,
+        }
+    }
+}
+
+impl<K> fmt::Display for CheckinError<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckinError::NotLeased { id, .. } => write!(f, "{id} is not a current lease"),
+        }
+    }
+}
+
+impl<K: fmt::Debug> core::error::Error for CheckinError<K> {}
+
+/// What [`Pool::remove`] took out of the pool. Close the connection in every case.
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{Offer, Pool, PoolConfig, Removed};
+///
+/// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+/// let Offer::Kept(id) = pool.offer(ServerId(0), 0, 'a') else { panic!() };
+/// assert_eq!(pool.remove(id), Ok(Removed::Idle('a')));
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "the removed connection must be closed"]
+pub enum Removed<K> {
+    /// It was idle: here it is, close it.
+    Idle(K),
+    /// It was leased: the caller holds it, close it.
+    Leased,
+    /// It had been evicted while leased (its place was already given back): the caller holds
+    /// it, close it.
+    Evicted,
+}
+
+/// [`Pool::remove`] was given an id that names no connection in the pool.
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{Offer, Pool, PoolConfig};
+///
+/// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+/// let Offer::Kept(id) = pool.offer(ServerId(0), 0, 'a') else { panic!() };
+/// let _ = pool.remove(id);
+/// let err = pool.remove(id).unwrap_err();
+/// assert_eq!(err.id, id);
+/// assert_eq!(err.to_string(), "conn 0 gen 0 is not in the pool");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UnknownConn {
+    /// The id given.
+    pub id: ConnId,
+}
+
+impl fmt::Display for UnknownConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is not in the pool", self.id)
+    }
+}
+
+impl core::error::Error for UnknownConn {}
+
+/// How many connections the pool has, by state: see [`Pool::status`].
+///
+/// ```
+/// use callosum_proto::pool::PoolStatus;
+///
+/// let empty = PoolStatus::default();
+/// assert_eq!(empty.held, empty.idle + empty.leased);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PoolStatus {
+    /// Idle plus leased: what counts towards `max_slots`.
+    pub held: usize,
+    /// Ready for checkout.
+    pub idle: usize,
+    /// Lent out, not evicted.
+    pub leased: usize,
+    /// Evicted while leased and not yet returned or removed.
+    pub evicted_awaiting_return: usize,
+}
+
+/// Counters since the pool was made: see [`Pool::stats`].
+///
+/// `offered == kept + rejected`, and `replaced` counts the offers among `kept` that evicted
+/// another connection.
+///
+/// ```
+/// use callosum_proto::pool::PoolStats;
+///
+/// assert_eq!(PoolStats::default().offered, 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PoolStats {
+    /// Calls to [`Pool::offer`].
+    pub offered: u64,
+    /// Offers kept, whether or not they evicted another connection.
+    pub kept: u64,
+    /// Offers rejected.
+    pub rejected: u64,
+    /// Offers kept by evicting the connection with the highest slot.
+    pub replaced: u64,
+    /// Checkouts that returned a connection.
+    pub checkouts: u64,
+    /// Checkouts that found no idle connection.
+    pub empty_checkouts: u64,
+    /// Connections taken out with [`Pool::remove`].
+    pub removed_broken: u64,
+}
+
+/// The state of a connection, in [`ConnInfo`].
+///
+/// ```
+/// use callosum_proto::pool::ConnState;
+///
+/// assert_ne!(ConnState::Idle, ConnState::Leased);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnState {
+    /// In the pool, ready for checkout.
+    Idle,
+    /// Lent out.
+    Leased,
+    /// Lent out and evicted since: closed when it comes back.
+    Evicted,
+}
+
+/// One connection the pool knows: see [`Pool::connections`].
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{ConnState, Pool, PoolConfig};
+///
+/// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+/// let _ = pool.offer(ServerId(2), 7, ());
+/// let info = pool.connections().next().unwrap();
+/// assert_eq!((info.server, info.slot, info.state), (ServerId(2), 7, ConnState::Idle));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnInfo {
+    /// Its current id.
+    pub id: ConnId,
+    /// Its server.
+    pub server: ServerId,
+    /// Its slot on that server.
+    pub slot: u32,
+    /// Idle, leased or evicted.
+    pub state: ConnState,
+}
+
+/// A record of the slab.
+#[derive(Debug)]
+struct Entry<K> {
+    /// Bumped whenever the record's id changes (checkout, freeing), so old ids go stale.
+    generation: u32,
+    server: ServerId,
+    slot: u32,
+    state: State<K>,
+}
+
+#[derive(Debug)]
+enum State<K> {
+    /// Unused; `next` links the free list.
+    Free { next: Option<u32> },
+    /// Held, in both heaps.
+    Idle(K),
+    /// Held, in the held heap only.
+    Leased,
+    /// Evicted while leased: in no heap, not held.
+    Evicted,
+}
+
+/// The client connection pool. `K` is the adapter's connection (a token, or the stream).
+///
+/// ```
+/// use callosum_proto::ServerId;
+/// use callosum_proto::pool::{Offer, Pool, PoolConfig};
+///
+/// let mut pool = Pool::new(PoolConfig { max_slots: 3 }, 42).unwrap();
+/// for (server, slot) in [(1, 0), (2, 0), (1, 1)] {
+///     assert!(matches!(pool.offer(ServerId(server), slot, server), Offer::Kept(_)));
+/// }
+/// assert_eq!(pool.wanted(), 0);
+/// let lease = pool.checkout().unwrap();
+/// assert_eq!(lease.slot, 0); // server 1 or 2, at random
+/// # pool.checkin(lease.id, lease.conn).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Pool<K> {
+    max_slots: usize,
+    entries: Vec<Entry<K>>,
+    free_head: Option<u32>,
+    /// Idle records, lowest slot on top.
+    idle: IndexedHeap<u32>,
+    /// Idle and leased records, highest slot on top.
+    held: IndexedHeap<Reverse<u32>>,
+    evicted: usize,
+    rng: Rng,
+    stats: PoolStats,
+}
+
+impl<K> Pool<K> {
+    /// An empty pool, with storage for `config.max_slots` connections allocated now.
+    ///
+    /// `seed` drives the random choice between idle connections with equal slots.
+    ///
+    /// ```
+    /// use callosum_proto::pool::{Pool, PoolConfig, PoolConfigError};
+    ///
+    /// let pool = Pool::<u64>::new(PoolConfig::default(), 1).unwrap();
+    /// assert_eq!(pool.max_slots(), 100);
+    /// assert_eq!(
+    ///     Pool::<u64>::new(PoolConfig { max_slots: 0 }, 1).unwrap_err(),
+    ///     PoolConfigError::ZeroMaxSlots
+    /// );
+    /// ```
+    pub fn new(config: PoolConfig, seed: u64) -> Result<Pool<K>, PoolConfigError> {
+        let max_slots = config.max_slots;
+        if max_slots == 0 {
+            return Err(PoolConfigError::ZeroMaxSlots);
+        }
+        if max_slots > PoolConfig::MAX_SLOTS_LIMIT {
+            return Err(PoolConfigError::TooManySlots { max_slots });
+        }
+        let out_of_memory = |_: TryReserveError| PoolConfigError::OutOfMemory { max_slots };
+        let mut entries = Vec::new();
+        entries
+            .try_reserve_exact(max_slots)
+            .map_err(out_of_memory)?;
+        Ok(Pool {
+            max_slots,
+            entries,
+            free_head: None,
+            idle: IndexedHeap::try_with_capacity(max_slots).map_err(out_of_memory)?,
+            held: IndexedHeap::try_with_capacity(max_slots).map_err(out_of_memory)?,
+            evicted: 0,
+            rng: Rng::new(seed),
+            stats: PoolStats::default(),
+        })
+    }
+
+    /// Offers a new connection with slot `slot` on `server`.
+    ///
+    /// With fewer than `max_slots` held it is kept. Otherwise, if `slot` is strictly lower
+    /// than the highest slot held, it is kept and that highest connection is evicted (closed
+    /// now if idle, when returned if leased). Otherwise it is rejected and handed back. (An
+    /// offer is also rejected in the unreachable-in-practice case of a pool already numbering
+    /// `u32::MAX` records, nearly all of them evicted but still leased.)
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Evicted, Offer, Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig { max_slots: 1 }, 0).unwrap();
+    /// let Offer::Kept(first) = pool.offer(ServerId(1), 3, 'a') else { panic!() };
+    /// let Offer::Replaced { evicted: Evicted::Idle { id, conn, .. }, .. } =
+    ///     pool.offer(ServerId(2), 2, 'b') else { panic!() };
+    /// assert_eq!((id, conn), (first, 'a'));
+    /// assert_eq!(pool.offer(ServerId(3), 2, 'c'), Offer::Rejected('c'));
+    /// ```
+    pub fn offer(&mut self, server: ServerId, slot: u32, conn: K) -> Offer<K> {
+        self.stats.offered += 1;
+        if self.free_head.is_none() && self.entries.len() >= RECORD_LIMIT {
+            return self.reject(conn);
+        }
+        if self.held.len() < self.max_slots {
+            self.stats.kept += 1;
+            return Offer::Kept(self.occupy(server, slot, conn));
+        }
+        let victim = match self.held.peek() {
+            Some((Reverse(highest), victim)) if slot < highest => victim,
+            _ => return self.reject(conn),
+        };
+        let evicted = self.evict(victim);
+        self.stats.kept += 1;
+        self.stats.replaced += 1;
+        Offer::Replaced {
+            kept: self.occupy(server, slot, conn),
+            evicted,
+        }
+    }
+
+    /// Lends out the idle connection with the lowest slot; `None` if none is idle.
+    ///
+    /// Between idle connections with equal slots (slot 0 on two servers) it chooses uniformly
+    /// at random with the pool's seeded generator, so no server is favoured.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// assert!(pool.checkout().is_none());
+    /// let _ = pool.offer(ServerId(1), 8, 'a');
+    /// let _ = pool.offer(ServerId(2), 1, 'b');
+    /// let lease = pool.checkout().unwrap();
+    /// assert_eq!(lease.conn, 'b');
+    /// # pool.checkin(lease.id, lease.conn).unwrap();
+    /// ```
+    pub fn checkout(&mut self) -> Option<Lease<K>> {
+        let ties = self.idle.min_ties().count();
+        if ties == 0 {
+            self.stats.empty_checkouts += 1;
+            return None;
+        }
+        let pick = if ties > 1 {
+            // `below(ties)` is less than `ties`, so it fits a usize.
+            self.rng.below(ties as u64) as usize
+        } else {
+            0
+        };
+        let index = self.idle.min_ties().nth(pick)?;
+        self.idle.remove(index);
+        let entry = &mut self.entries[index as usize];
+        let State::Idle(conn) = mem::replace(&mut entry.state, State::Leased) else {
+            unreachable!("the idle heap holds only idle records")
+        };
+        entry.generation = entry.generation.wrapping_add(1);
+        self.stats.checkouts += 1;
+        Some(Lease {
+            id: ConnId {
+                index,
+                generation: entry.generation,
+            },
+            server: entry.server,
+            slot: entry.slot,
+            conn,
+        })
+    }
+
+    /// Gives back a leased connection: idle again, or [`Checkin::Close`] if it was evicted
+    /// while leased (its record is freed). An id that is not a current lease (stale, returned
+    /// already, idle) is refused and `conn` handed back; the pool is unchanged.
+    ///
+    /// A connection that broke while leased goes to [`Pool::remove`] instead.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Checkin, Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig { max_slots: 1 }, 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 5, 'a');
+    /// let lease = pool.checkout().unwrap();
+    /// let _ = pool.offer(ServerId(2), 1, 'b'); // evicts 'a', leased
+    /// assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Close('a')));
+    /// ```
+    pub fn checkin(&mut self, id: ConnId, conn: K) -> Result<Checkin<K>, CheckinError<K>> {
+        let Some(entry) = self.entry_mut(id) else {
+            return Err(CheckinError::NotLeased { id, conn });
+        };
+        match entry.state {
+            State::Leased => {
+                let slot = entry.slot;
+                entry.state = State::Idle(conn);
+                self.idle.push(id.index, slot);
+                Ok(Checkin::Idle)
+            }
+            State::Evicted => {
+                self.evicted -= 1;
+                self.free(id.index);
+                Ok(Checkin::Close(conn))
+            }
+            State::Idle(_) | State::Free { .. } => Err(CheckinError::NotLeased { id, conn }),
+        }
+    }
+
+    /// Takes out a connection that broke (peer closed, error, unexpected bytes while idle),
+    /// whether idle, leased or evicted. Its place in `max_slots` is freed exactly once: an
+    /// evicted one had given its place back already.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Offer, Pool, PoolConfig, Removed};
+    ///
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 5, 'a');
+    /// let lease = pool.checkout().unwrap();
+    /// assert_eq!(pool.remove(lease.id), Ok(Removed::Leased)); // now close lease.conn
+    /// assert_eq!(pool.status().held, 0);
+    /// ```
+    pub fn remove(&mut self, id: ConnId) -> Result<Removed<K>, UnknownConn> {
+        let Some(entry) = self.entry_mut(id) else {
+            return Err(UnknownConn { id });
+        };
+        let removed = match mem::replace(&mut entry.state, State::Leased) {
+            State::Idle(conn) => {
+                self.idle.remove(id.index);
+                self.held.remove(id.index);
+                Removed::Idle(conn)
+            }
+            State::Leased => {
+                self.held.remove(id.index);
+                Removed::Leased
+            }
+            State::Evicted => {
+                self.evicted -= 1;
+                Removed::Evicted
+            }
+            free @ State::Free { .. } => {
+                entry.state = free;
+                return Err(UnknownConn { id });
+            }
+        };
+        self.free(id.index);
+        self.stats.removed_broken += 1;
+        Ok(removed)
+    }
+
+    /// How many connections the pool has, by state.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Pool, PoolConfig, PoolStatus};
+    ///
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 0, ());
+    /// let _ = pool.offer(ServerId(1), 1, ());
+    /// let lease = pool.checkout().unwrap();
+    /// let status = pool.status();
+    /// assert_eq!((status.held, status.idle, status.leased), (2, 1, 1));
+    /// # pool.checkin(lease.id, lease.conn).unwrap();
+    /// ```
+    pub fn status(&self) -> PoolStatus {
+        PoolStatus {
+            held: self.held.len(),
+            idle: self.idle.len(),
+            leased: self.held.len() - self.idle.len(),
+            evicted_awaiting_return: self.evicted,
+        }
+    }
+
+    /// Counters since the pool was made.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 0, ());
+    /// assert!(pool.checkout().is_some());
+    /// assert!(pool.checkout().is_none());
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.offered, stats.kept, stats.checkouts, stats.empty_checkouts), (1, 1, 1, 1));
+    /// ```
+    pub fn stats(&self) -> &PoolStats {
+        &self.stats
+    }
+
+    /// How many more connections the pool would keep unconditionally: `max_slots - held`.
+    /// The rover's fill mode runs while this is above zero.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig { max_slots: 3 }, 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 0, ());
+    /// assert_eq!(pool.wanted(), 2);
+    /// ```
+    pub fn wanted(&self) -> usize {
+        self.max_slots - self.held.len()
+    }
+
+    /// The configured `max_slots`.
+    ///
+    /// ```
+    /// use callosum_proto::pool::{Pool, PoolConfig};
+    ///
+    /// let pool = Pool::<()>::new(PoolConfig { max_slots: 9 }, 0).unwrap();
+    /// assert_eq!(pool.max_slots(), 9);
+    /// ```
+    pub fn max_slots(&self) -> usize {
+        self.max_slots
+    }
+
+    /// Every connection the pool knows (idle, leased, evicted), in no particular order: for
+    /// per-server status.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{ConnState, Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 0, ());
+    /// let _ = pool.offer(ServerId(2), 0, ());
+    /// let on_server_1 = pool.connections().filter(|c| c.server == ServerId(1)).count();
+    /// assert_eq!(on_server_1, 1);
+    /// assert!(pool.connections().all(|c| c.state == ConnState::Idle));
+    /// ```
+    pub fn connections(&self) -> impl Iterator<Item = ConnInfo> + '_ {
+        self.entries
+            .iter()
+            .zip(0u32..)
+            .filter_map(|(entry, index)| {
+                let state = match entry.state {
+                    State::Free { .. } => return None,
+                    State::Idle(_) => ConnState::Idle,
+                    State::Leased => ConnState::Leased,
+                    State::Evicted => ConnState::Evicted,
+                };
+                Some(ConnInfo {
+                    id: ConnId {
+                        index,
+                        generation: entry.generation,
+                    },
+                    server: entry.server,
+                    slot: entry.slot,
+                    state,
+                })
+            })
+    }
+
+    /// How many records the pool stores, in use or on its free list.
+    ///
+    /// Records are reused, so this never grows with lease/return cycles. It is at most
+    /// `max_slots` plus the largest number of evicted-awaiting-return connections there ever
+    /// were at once (each one a connection the caller still holds).
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig { max_slots: 2 }, 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 0, ());
+    /// for _ in 0..1_000 {
+    ///     let lease = pool.checkout().unwrap();
+    ///     pool.checkin(lease.id, lease.conn).unwrap();
+    /// }
+    /// assert_eq!(pool.footprint(), 1);
+    /// ```
+    pub fn footprint(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn reject(&mut self, conn: K) -> Offer<K> {
+        self.stats.rejected += 1;
+        Offer::Rejected(conn)
+    }
+
+    /// The record `id` names, if it is current.
+    fn entry_mut(&mut self, id: ConnId) -> Option<&mut Entry<K>> {
+        self.entries
+            .get_mut(id.index as usize)
+            .filter(|entry| entry.generation == id.generation)
+    }
+
+    /// Puts a new idle connection in a free record, or a new one at the end. The caller has
+    /// checked that a free record exists or the slab is below [`RECORD_LIMIT`].
+    fn occupy(&mut self, server: ServerId, slot: u32, conn: K) -> ConnId {
+        let (index, generation) = match self.free_head {
+            Some(index) => {
+                let entry = &mut self.entries[index as usize];
+                let State::Free { next } = mem::replace(&mut entry.state, State::Idle(conn)) else {
+                    unreachable!("the free list holds only free records")
+                };
+                self.free_head = next;
+                entry.server = server;
+                entry.slot = slot;
+                (index, entry.generation)
+            }
+            None => {
+                // Below RECORD_LIMIT = u32::MAX, checked by the caller.
+                let index = self.entries.len() as u32;
+                self.entries.push(Entry {
+                    generation: 0,
+                    server,
+                    slot,
+                    state: State::Idle(conn),
+                });
+                (index, 0)
+            }
+        };
+        self.idle.push(index, slot);
+        self.held.push(index, Reverse(slot));
+        ConnId { index, generation }
+    }
+
+    /// Evicts held record `victim`: idle, it leaves the pool; leased, it is marked evicted.
+    fn evict(&mut self, victim: u32) -> Evicted<K> {
+        self.held.remove(victim);
+        let entry = &mut self.entries[victim as usize];
+        let id = ConnId {
+            index: victim,
+            generation: entry.generation,
+        };
+        let (server, slot) = (entry.server, entry.slot);
+        match mem::replace(&mut entry.state, State::Evicted) {
+            State::Idle(conn) => {
+                self.idle.remove(victim);
+                self.free(victim);
+                Evicted::Idle {
+                    id,
+                    server,
+                    slot,
+                    conn,
+                }
+            }
+            _ => {
+                self.evicted += 1;
+                Evicted::Leased { id, server, slot }
+            }
+        }
+    }
+
+    /// Returns record `index` (already out of both heaps, its connection moved out) to the
+    /// free list, retiring its id.
+    fn free(&mut self, index: u32) {
+        let entry = &mut self.entries[index as usize];
+        entry.generation = entry.generation.wrapping_add(1);
+        entry.state = State::Free {
+            next: self.free_head,
+        };
+        self.free_head = Some(index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(max_slots: usize) -> Pool<u32> {
+        Pool::new(PoolConfig { max_slots }, 3).unwrap()
+    }
+
+    fn kept(offer: Offer<u32>) -> ConnId {
+        match offer {
+            Offer::Kept(id) => id,
+            other => panic!("expected Kept, got {other:?}"),
+        }
+    }
+
+    /// Heaps and counters agree with the records.
+    fn assert_consistent(pool: &Pool<u32>) {
+        let mut idle = 0;
+        let mut held = 0;
+        let mut evicted = 0;
+        for (index, entry) in (0u32..).zip(&pool.entries) {
+            match entry.state {
+                State::Idle(_) => {
+                    idle += 1;
+                    held += 1;
+                    assert!(pool.idle.contains(index) && pool.held.contains(index));
+                }
+                State::Leased => {
+                    held += 1;
+                    assert!(!pool.idle.contains(index) && pool.held.contains(index));
+                }
+                State::Evicted | State::Free { .. } => {
+                    evicted += usize::from(matches!(entry.state, State::Evicted));
+                    assert!(!pool.idle.contains(index) && !pool.held.contains(index));
+                }
+            }
+        }
+        let status = pool.status();
+        assert_eq!((status.idle, status.held), (idle, held));
+        assert_eq!(status.evicted_awaiting_return, evicted);
+        let mut free = 0;
+        let mut next = pool.free_head;
+        while let Some(index) = next {
+            free += 1;
+            let State::Free { next: after } = pool.entries[index as usize].state else {
+                panic!("record {index} on the free list is not free");
+            };
+            next = after;
+        }
+        assert_eq!(free + held + evicted, pool.entries.len());
+    }
+
+    #[test]
+    fn offers_are_kept_until_full_then_replace_the_highest_slot() {
+        let mut pool = pool(2);
+        let a = kept(pool.offer(ServerId(1), 4, 10));
+        kept(pool.offer(ServerId(2), 6, 20));
+        assert_eq!(pool.wanted(), 0);
+        let Offer::Replaced { kept, evicted } = pool.offer(ServerId(3), 5, 30) else {
+            panic!("expected Replaced");
+        };
+        assert!(matches!(
+            evicted,
+            Evicted::Idle {
+                slot: 6,
+                conn: 20,
+                ..
+            }
+        ));
+        assert_ne!(kept, a);
+        assert_consistent(&pool);
+        // 5 and 4 held: 5 is not strictly lower than the highest.
+        assert_eq!(pool.offer(ServerId(4), 5, 40), Offer::Rejected(40));
+        let stats = pool.stats();
+        assert_eq!((stats.offered, stats.kept, stats.replaced), (4, 3, 1));
+        assert_eq!(stats.rejected, 1);
+        assert_consistent(&pool);
+    }
+
+    #[test]
+    fn the_evicted_idle_record_is_reused_with_a_new_generation() {
+        let mut pool = pool(1);
+        let first = kept(pool.offer(ServerId(1), 4, 10));
+        let Offer::Replaced { kept, evicted } = pool.offer(ServerId(1), 2, 20) else {
+            panic!("expected Replaced");
+        };
+        assert!(matches!(evicted, Evicted::Idle { id, .. } if id == first));
+        assert_eq!(kept.index, first.index);
+        assert_ne!(kept, first);
+        assert_eq!(pool.footprint(), 1);
+        assert_eq!(pool.remove(first), Err(UnknownConn { id: first }));
+        assert_consistent(&pool);
+    }
+
+    #[test]
+    fn checkout_takes_the_lowest_idle_slot() {
+        let mut pool = pool(4);
+        for (slot, conn) in [(7, 70), (2, 20), (9, 90), (3, 30)] {
+            kept(pool.offer(ServerId(1), slot, conn));
+        }
+        let mut order = alloc::vec::Vec::new();
+        while let Some(lease) = pool.checkout() {
+            assert_eq!(lease.conn, lease.slot * 10);
+            order.push(lease.slot);
+            assert_consistent(&pool);
+        }
+        assert_eq!(order, [2, 3, 7, 9]);
+        assert_eq!(pool.status().leased, 4);
+        assert_eq!(pool.stats().empty_checkouts, 1);
+    }
+
+    #[test]
+    fn checkin_makes_a_lease_idle_again_once() {
+        let mut pool = pool(2);
+        kept(pool.offer(ServerId(1), 1, 10));
+        let lease = pool.checkout().unwrap();
+        assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle));
+        assert_consistent(&pool);
+        assert_eq!(
+            pool.checkin(lease.id, 99),
+            Err(CheckinError::NotLeased {
+                id: lease.id,
+                conn: 99
+            })
+        );
+        let again = pool.checkout().unwrap();
+        assert_ne!(again.id, lease.id);
+        assert!(pool.checkin(lease.id, 99).is_err());
+        assert_eq!(pool.checkin(again.id, again.conn), Ok(Checkin::Idle));
+        assert_consistent(&pool);
+    }
+
+    #[test]
+    fn an_evicted_lease_is_closed_on_checkin() {
+        let mut pool = pool(1);
+        kept(pool.offer(ServerId(1), 5, 10));
+        let lease = pool.checkout().unwrap();
+        let Offer::Replaced { evicted, .. } = pool.offer(ServerId(2), 1, 20) else {
+            panic!("expected Replaced");
+        };
+        assert_eq!(
+            evicted,
+            Evicted::Leased {
+                id: lease.id,
+                server: ServerId(1),
+                slot: 5
+            }
+        );
+        let status = pool.status();
+        assert_eq!((status.held, status.evicted_awaiting_return), (1, 1));
+        assert_consistent(&pool);
+        // The new connection is handed out, never the evicted one.
+        let other = pool.checkout().unwrap();
+        assert_eq!(other.conn, 20);
+        assert!(pool.checkout().is_none());
+        assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Close(10)));
+        assert_eq!(pool.status().evicted_awaiting_return, 0);
+        assert_consistent(&pool);
+        assert!(pool.checkin(other.id, other.conn).is_ok());
+    }
+
+    #[test]
+    fn remove_takes_out_idle_leased_and_evicted_connections() {
+        let mut pool = pool(2);
+        let idle = kept(pool.offer(ServerId(1), 1, 10));
+        kept(pool.offer(ServerId(1), 5, 50));
+        assert_eq!(pool.remove(idle), Ok(Removed::Idle(10)));
+        let leased = pool.checkout().unwrap();
+        kept(pool.offer(ServerId(2), 3, 30));
+        let _ = pool.offer(ServerId(2), 2, 20); // evicts the leased 5
+        assert_eq!(pool.status().evicted_awaiting_return, 1);
+        assert_eq!(pool.remove(leased.id), Ok(Removed::Evicted));
+        let other = pool.checkout().unwrap();
+        assert_eq!(pool.remove(other.id), Ok(Removed::Leased));
+        assert_consistent(&pool);
+        assert_eq!(pool.stats().removed_broken, 3);
+        assert_eq!(pool.status().held, 1);
+        assert_eq!(pool.remove(other.id), Err(UnknownConn { id: other.id }));
+    }
+
+    #[test]
+    fn ids_from_another_pool_or_out_of_range_are_refused() {
+        let mut pool = pool(1);
+        let far = ConnId {
+            index: u32::MAX,
+            generation: 0,
+        };
+        assert_eq!(pool.remove(far), Err(UnknownConn { id: far }));
+        assert!(pool.checkin(far, 1).is_err());
+        assert_consistent(&pool);
+    }
+
+    #[test]
+    fn ties_are_broken_by_the_seed() {
+        let pick = |seed| {
+            let mut pool = Pool::new(PoolConfig { max_slots: 8 }, seed).unwrap();
+            for server in 0..8 {
+                let _ = pool.offer(ServerId(server), 0, server);
+            }
+            pool.checkout().unwrap().server
+        };
+        assert_eq!(pick(1), pick(1));
+        let distinct = (0..32)
+            .map(pick)
+            .collect::<alloc::collections::BTreeSet<_>>();
+        assert!(distinct.len() > 3, "{distinct:?}");
+    }
+
+    #[test]
+    fn errors_display_what_went_wrong() {
+        extern crate std;
+        use std::string::ToString;
+        let id = ConnId {
+            index: 2,
+            generation: 5,
+        };
+        assert_eq!(id.to_string(), "conn 2 gen 5");
+        let err = CheckinError::NotLeased { id, conn: () };
+        assert_eq!(err.to_string(), "conn 2 gen 5 is not a current lease");
+        assert_eq!(
+            PoolConfigError::TooManySlots { max_slots: 7 }.to_string(),
+            alloc::format!("max_slots is 7, above the limit of {RECORD_LIMIT}")
+        );
+    }
+}
