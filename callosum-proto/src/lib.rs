@@ -20,11 +20,15 @@
 extern crate alloc;
 
 mod rng;
+#[cfg(feature = "alloc")]
+pub mod rover;
 mod server_id;
 pub mod slot_line;
 mod time;
 
 pub use rng::Rng;
+#[cfg(feature = "alloc")]
+pub use rover::{AttemptId, Rover, RoverConfig, RoverConfigError};
 pub use server_id::ServerId;
 pub use slot_line::{DecodeError, Decoded, Decoder, SlotLine};
 pub use time::Instant;

@@ -181,7 +181,10 @@ impl fmt::Display for DecodeError {
         match *self {
             DecodeError::Empty => f.write_str("empty slot line (CR LF with no digits)"),
             DecodeError::InvalidByte { byte, offset } => {
-                write!(f, "invalid byte {byte:#04x} at offset {offset} of the slot line")
+                write!(
+                    f,
+                    "invalid byte {byte:#04x} at offset {offset} of the slot line"
+                )
             }
             DecodeError::CrWithoutLf { byte, offset } => write!(
                 f,
