@@ -4,3 +4,4 @@
 //! The property tests in `tests/` and the fuzz targets in `fuzz/` both call this code, so one
 //! model decides what "correct" means for both. A check panics with a message naming the
 //! broken rule; proptest and libFuzzer both report a panic as a failure.
+pub mod rover_check;
