@@ -23,6 +23,8 @@ pub mod allocator;
 #[cfg(feature = "alloc")]
 pub mod pool;
 mod rng;
+#[cfg(feature = "alloc")]
+pub mod rover;
 pub mod server;
 mod server_id;
 pub mod slot_line;
@@ -31,6 +33,8 @@ mod time;
 #[cfg(feature = "alloc")]
 pub use pool::{Lease, Offer, Pool, PoolConfig};
 pub use rng::Rng;
+#[cfg(feature = "alloc")]
+pub use rover::{AttemptId, Rover, RoverConfig, RoverConfigError};
 pub use server_id::ServerId;
 pub use slot_line::{DecodeError, Decoded, Decoder, SlotLine};
 pub use time::Instant;

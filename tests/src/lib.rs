@@ -7,4 +7,5 @@
 
 pub mod allocator_model;
 pub mod pool_model;
+pub mod rover_check;
 pub mod slot_line_reference;

@@ -1,0 +1,202 @@
+//! The rover's settings and the ways they can be wrong.
+
+use core::fmt;
+use core::time::Duration;
+
+/// The most attempts a rover may be configured to keep in flight at once.
+///
+/// Attempt storage is allocated up front for `max_in_flight` attempts, and each attempt is a
+/// socket, so a larger value is a mistake rather than a wish.
+///
+/// ```
+/// use callosum_proto::rover::MAX_IN_FLIGHT_LIMIT;
+///
+/// assert_eq!(MAX_IN_FLIGHT_LIMIT, 65_536);
+/// ```
+pub const MAX_IN_FLIGHT_LIMIT: usize = 1 << 16;
+
+/// How a [`Rover`](super::Rover) schedules and bounds its connection attempts.
+///
+/// Durations are counted in whole microseconds, the resolution of [`Instant`](crate::Instant);
+/// anything finer is dropped.
+///
+/// ```
+/// use callosum_proto::RoverConfig;
+/// use core::time::Duration;
+///
+/// let config = RoverConfig {
+///     interval: Duration::from_millis(250),
+///     fill: false,
+///     ..RoverConfig::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.max_in_flight, 4);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoverConfig {
+    /// Time between two scheduled attempts once started (the first one is at once).
+    /// Default 1000 ms, as in the original.
+    pub interval: Duration,
+    /// Each wait is drawn uniformly from `interval - jitter ..= interval + jitter`, so clients
+    /// restarted together do not rove in step. Default 100 ms; at most `interval`.
+    pub jitter: Duration,
+    /// How long a connect may take before the rover gives up on it. Default 1 s.
+    pub connect_timeout: Duration,
+    /// How long after the connect the slot line must be complete. Default 1 s.
+    pub handshake_timeout: Duration,
+    /// The most attempts in flight at once. Default 4; at most [`MAX_IN_FLIGHT_LIMIT`].
+    pub max_in_flight: usize,
+    /// Fill mode: while the pool wants more connections (see
+    /// [`Rover::set_demand`](super::Rover::set_demand)), attempts follow each other without
+    /// waiting for the interval, bounded by `max_in_flight` and by the demand. Default on.
+    pub fill: bool,
+    /// A server that failed `n` consecutive times is skipped for `backoff_base * 2^(n-1)`.
+    /// Default 500 ms; zero disables the backoff.
+    pub backoff_base: Duration,
+    /// The longest backoff; a server stays in the set and is tried again after it.
+    /// Default 30 s; at least `backoff_base`.
+    pub backoff_max: Duration,
+}
+
+impl Default for RoverConfig {
+    /// The defaults listed on each field.
+    ///
+    /// ```
+    /// # use callosum_proto::RoverConfig;
+    /// # use core::time::Duration;
+    /// let config = RoverConfig::default();
+    /// assert_eq!(config.interval, Duration::from_millis(1000));
+    /// assert_eq!(config.jitter, Duration::from_millis(100));
+    /// assert!(config.fill);
+    /// ```
+    fn default() -> RoverConfig {
+        RoverConfig {
+            interval: Duration::from_millis(1000),
+            jitter: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(1),
+            max_in_flight: 4,
+            fill: true,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RoverConfig {
+    /// Checks the settings; [`Rover::new`](super::Rover::new) calls this.
+    ///
+    /// A duration shorter than one microsecond counts as zero.
+    ///
+    /// ```
+    /// use callosum_proto::{RoverConfig, RoverConfigError};
+    ///
+    /// let config = RoverConfig { max_in_flight: 0, ..RoverConfig::default() };
+    /// assert_eq!(config.validate(), Err(RoverConfigError::ZeroMaxInFlight));
+    /// ```
+    pub fn validate(&self) -> Result<(), RoverConfigError> {
+        let micro = Duration::from_micros(1);
+        if self.interval < micro {
+            return Err(RoverConfigError::ZeroInterval);
+        }
+        if self.jitter > self.interval {
+            return Err(RoverConfigError::JitterExceedsInterval {
+                jitter: self.jitter,
+                interval: self.interval,
+            });
+        }
+        if self.connect_timeout < micro {
+            return Err(RoverConfigError::ZeroConnectTimeout);
+        }
+        if self.handshake_timeout < micro {
+            return Err(RoverConfigError::ZeroHandshakeTimeout);
+        }
+        if self.max_in_flight == 0 {
+            return Err(RoverConfigError::ZeroMaxInFlight);
+        }
+        if self.max_in_flight > MAX_IN_FLIGHT_LIMIT {
+            return Err(RoverConfigError::MaxInFlightTooLarge {
+                max_in_flight: self.max_in_flight,
+            });
+        }
+        if self.backoff_max < self.backoff_base {
+            return Err(RoverConfigError::BackoffMaxBelowBase {
+                base: self.backoff_base,
+                max: self.backoff_max,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`RoverConfig`] was refused.
+///
+/// ```
+/// use callosum_proto::{Rover, RoverConfig, RoverConfigError};
+/// use core::time::Duration;
+///
+/// let config = RoverConfig { interval: Duration::ZERO, ..RoverConfig::default() };
+/// assert_eq!(Rover::new(config, 1).unwrap_err(), RoverConfigError::ZeroInterval);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RoverConfigError {
+    /// `interval` is shorter than one microsecond.
+    ZeroInterval,
+    /// `jitter` is longer than `interval`, so a wait could be negative.
+    JitterExceedsInterval {
+        /// The jitter given.
+        jitter: Duration,
+        /// The interval given.
+        interval: Duration,
+    },
+    /// `connect_timeout` is shorter than one microsecond.
+    ZeroConnectTimeout,
+    /// `handshake_timeout` is shorter than one microsecond.
+    ZeroHandshakeTimeout,
+    /// `max_in_flight` is zero: the rover could never try anything.
+    ZeroMaxInFlight,
+    /// `max_in_flight` is above [`MAX_IN_FLIGHT_LIMIT`].
+    MaxInFlightTooLarge {
+        /// The value given.
+        max_in_flight: usize,
+    },
+    /// `backoff_max` is shorter than `backoff_base`.
+    BackoffMaxBelowBase {
+        /// The base given.
+        base: Duration,
+        /// The cap given.
+        max: Duration,
+    },
+}
+
+impl fmt::Display for RoverConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RoverConfigError::ZeroInterval => f.write_str("rover interval must be at least 1 µs"),
+            RoverConfigError::JitterExceedsInterval { jitter, interval } => write!(
+                f,
+                "rover jitter ({jitter:?}) must not exceed the interval ({interval:?})"
+            ),
+            RoverConfigError::ZeroConnectTimeout => {
+                f.write_str("rover connect timeout must be at least 1 µs")
+            }
+            RoverConfigError::ZeroHandshakeTimeout => {
+                f.write_str("rover handshake timeout must be at least 1 µs")
+            }
+            RoverConfigError::ZeroMaxInFlight => {
+                f.write_str("rover max_in_flight must be at least 1")
+            }
+            RoverConfigError::MaxInFlightTooLarge { max_in_flight } => write!(
+                f,
+                "rover max_in_flight is {max_in_flight}, above the limit of {MAX_IN_FLIGHT_LIMIT}"
+            ),
+            RoverConfigError::BackoffMaxBelowBase { base, max } => write!(
+                f,
+                "rover backoff_max ({max:?}) must not be shorter than backoff_base ({base:?})"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for RoverConfigError {}
