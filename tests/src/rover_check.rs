@@ -6,6 +6,7 @@
 //! which panics with a message naming the broken rule.
 
 use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
 
 use callosum_proto::rover::{
     Action, AttemptId, AttemptPhase, ConnectFailure, Event, HandshakeFailure, Rover, RoverConfig,
@@ -66,6 +67,34 @@ const LINES: [&[u8]; 10] = [
     b"4294967296\r\n",
     b"",
 ];
+
+/// Decodes eight bytes into a valid configuration that still covers the extremes: intervals
+/// from 1 ms, jitter up to the whole interval, short and long timeouts, one to eight attempts
+/// in flight, fill on and off, backoff off (base 0) or capped.
+pub fn config_from_bytes(bytes: [u8; 8]) -> RoverConfig {
+    let [
+        interval,
+        jitter,
+        connect,
+        handshake,
+        in_flight,
+        fill,
+        base,
+        cap,
+    ] = bytes;
+    let interval = Duration::from_millis(1 + u64::from(interval) * 10);
+    let backoff_base = Duration::from_millis(u64::from(base) * 4);
+    RoverConfig {
+        interval,
+        jitter: interval * u32::from(jitter % 101) / 100,
+        connect_timeout: Duration::from_millis(1 + u64::from(connect) * 10),
+        handshake_timeout: Duration::from_millis(1 + u64::from(handshake) * 10),
+        max_in_flight: 1 + usize::from(in_flight % 8),
+        fill: fill % 2 == 1,
+        backoff_base,
+        backoff_max: backoff_base + Duration::from_millis(u64::from(cap) * 20),
+    }
+}
 
 /// Decodes a fuzzer's bytes into operations; total: any input gives a list, never a panic.
 ///

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use callosum_proto::rover::{Action, AttemptId, ConnectFailure, Event, Rover, RoverConfig};
 use callosum_proto::{Instant, ServerId};
-use callosum_tests::rover_check::{RoverOp, check_rover_ops, ops_from_bytes};
+use callosum_tests::rover_check::{RoverOp, check_rover_ops, config_from_bytes, ops_from_bytes};
 use proptest::prelude::*;
 
 fn connect_failure() -> impl Strategy<Value = ConnectFailure> {
@@ -102,10 +102,11 @@ proptest! {
 
     #[test]
     fn fuzzer_bytes_decode_to_ops_that_keep_the_rules(
+        config in any::<[u8; 8]>(),
         bytes in proptest::collection::vec(any::<u8>(), 0..300),
         seed in any::<u64>(),
     ) {
-        check_rover_ops(RoverConfig::default(), seed, &ops_from_bytes(&bytes));
+        check_rover_ops(config_from_bytes(config), seed, &ops_from_bytes(&bytes));
     }
 }
 

@@ -369,7 +369,10 @@ fn connections_spread_evenly_and_slots_are_never_shared() {
     let held: usize = cluster.clients.iter().map(|c| c.pool.status().held).sum();
     assert_eq!(held, CLIENTS * POOL_SIZE, "every pool is full");
     let total: u32 = per_server.iter().sum();
-    assert_eq!(total as usize, held, "a server holds a connection no pool has");
+    assert_eq!(
+        total as usize, held,
+        "a server holds a connection no pool has"
+    );
 
     let mean = f64::from(total) / SERVERS as f64;
     for (server, &count) in per_server.iter().enumerate() {
