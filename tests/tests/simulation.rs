@@ -293,11 +293,11 @@ impl Cluster {
             }
         }
         let c = &mut self.clients[client];
-        if let Some(wake) = c.rover.poll_timeout() {
-            if c.wake_at.is_none_or(|booked| wake < booked) {
-                c.wake_at = Some(wake);
-                self.at(wake.max(now), Happening::Wake { client });
-            }
+        if let Some(wake) = c.rover.poll_timeout()
+            && c.wake_at.is_none_or(|booked| wake < booked)
+        {
+            c.wake_at = Some(wake);
+            self.at(wake.max(now), Happening::Wake { client });
         }
     }
 
