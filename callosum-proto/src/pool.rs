@@ -737,6 +737,42 @@ impl<K> Pool<K> {
         Ok(removed)
     }
 
+    /// The idle connections, for an adapter that watches them while they wait: one that the
+    /// server closes, or that receives bytes nobody asked for, goes to [`Pool::remove`].
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Pool, PoolConfig, Removed};
+    ///
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 0, "quiet");
+    /// let _ = pool.offer(ServerId(1), 1, "closed by its server");
+    /// let broken: Vec<_> = pool
+    ///     .idle_mut()
+    ///     .filter(|(_, conn)| conn.starts_with("closed"))
+    ///     .map(|(id, _)| id)
+    ///     .collect();
+    /// for id in broken {
+    ///     assert!(matches!(pool.remove(id), Ok(Removed::Idle(_))));
+    /// }
+    /// assert_eq!(pool.status().idle, 1);
+    /// ```
+    pub fn idle_mut(&mut self) -> impl Iterator<Item = (ConnId, &mut K)> + '_ {
+        self.entries
+            .iter_mut()
+            .zip(0u32..)
+            .filter_map(|(entry, index)| match &mut entry.state {
+                State::Idle(conn) => Some((
+                    ConnId {
+                        index,
+                        generation: entry.generation,
+                    },
+                    conn,
+                )),
+                State::Free { .. } | State::Leased | State::Evicted => None,
+            })
+    }
+
     /// How many connections the pool has, by state.
     ///
     /// ```
