@@ -1,0 +1,80 @@
+//! A Callosum server for the line protocol.
+//!
+//! `cargo run -p callosum-smol --example server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS]`
+//!
+//! Prints `listening on ADDR` first, then answers each line a client sends with the same line
+//! after MS milliseconds. Logs every slot assigned and freed to stderr. SIGINT or SIGTERM
+//! stops it cleanly: it stops accepting and waits for its connections to end.
+
+#[path = "shared/flags.rs"]
+mod flags;
+#[path = "shared/lines.rs"]
+mod lines;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_signal::{Signal, Signals};
+use callosum_smol::{Server, ServerConfig};
+use futures_lite::{StreamExt, future};
+
+fn main() -> ExitCode {
+    match smol::block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("server: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let flags = flags::flags(&["listen", "max-slots", "service-ms"])?;
+    let listen: SocketAddr = flags::parsed(&flags, "listen", "127.0.0.1:0".parse()?)?;
+    let max_slots: Option<u32> = flags
+        .get("max-slots")
+        .map(|_| flags::parsed(&flags, "max-slots", 0))
+        .transpose()?;
+    let service = Duration::from_millis(flags::parsed(&flags, "service-ms", 0)?);
+    let mut signals = Signals::new([Signal::Term, Signal::Int])?;
+
+    let config = ServerConfig {
+        max_slots,
+        ..ServerConfig::default()
+    };
+    let server = Arc::new(Server::bind(listen, config)?);
+    println!("listening on {}", server.local_addr());
+    std::io::stdout().flush()?;
+
+    let accepting = {
+        let server = Arc::clone(&server);
+        async move {
+            while let Ok(conn) = server.accept().await {
+                let (slot, peer) = (conn.slot(), conn.peer_addr());
+                eprintln!("slot {slot} assigned to {peer}");
+                smol::spawn(async move {
+                    lines::serve_lines(conn, service).await;
+                    eprintln!("slot {slot} freed");
+                })
+                .detach();
+            }
+        }
+    };
+    let signalled = async {
+        if let Some(signal) = signals.next().await {
+            eprintln!("server: {:?}, stopping", signal?);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    future::or(async { Ok(accepting.await) }, signalled).await?;
+    server.shutdown();
+    // Connections end when their clients go; a second signal stops at once.
+    future::or(server.wait_idle(), async {
+        signals.next().await;
+    })
+    .await;
+    Ok(())
+}

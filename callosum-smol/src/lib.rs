@@ -1,0 +1,61 @@
+//! Callosum over real TCP sockets with async-io and futures-lite: the smol adapter.
+//!
+//! Every decision (which slot, which connection to keep, when to rove and where) is taken by
+//! `callosum-proto`; this crate owns the sockets, the clock and the seeds.
+//!
+//! - [`Server`]: listens, gives each connection the lowest free slot, writes the slot line in
+//!   one write, and frees the slot when the connection ends.
+//! - [`Client`]: a rover that keeps trying random servers and a pool that keeps the lowest
+//!   slots found. [`Client::get`] lends the lowest idle connection.
+//!
+//! The client's background work runs in its [`Driver`], a future you spawn on the executor of
+//! your choice; nothing is spawned behind your back.
+//!
+//! ```no_run
+//! use callosum_smol::{Client, ClientConfig, Server, ServerConfig};
+//! use futures_lite::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
+//!
+//! smol::block_on(async {
+//!     // A server that echoes one line per request.
+//!     let server = Server::bind("127.0.0.1:0".parse()?, ServerConfig::default())?;
+//!     let addr = server.local_addr();
+//!     smol::spawn(async move {
+//!         while let Ok(conn) = server.accept().await {
+//!             smol::spawn(async move {
+//!                 let (reader, mut writer) = futures_lite::io::split(conn);
+//!                 let mut lines = BufReader::new(reader).lines();
+//!                 while let Some(Ok(line)) = futures_lite::StreamExt::next(&mut lines).await {
+//!                     if writer.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+//!                         break;
+//!                     }
+//!                 }
+//!             })
+//!             .detach();
+//!         }
+//!     })
+//!     .detach();
+//!
+//!     // A client with that one server.
+//!     let (client, driver) = Client::new(ClientConfig::default())?;
+//!     smol::spawn(driver).detach();
+//!     client.add_server(addr);
+//!     let mut conn = client.get().await?;
+//!     conn.write_all(b"hello\n").await?;
+//!     let mut reply = String::new();
+//!     BufReader::new(&mut conn).read_line(&mut reply).await?;
+//!     assert_eq!(reply, "hello\n");
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })
+//! .unwrap();
+//! ```
+
+mod client;
+mod clock;
+mod server;
+
+pub use callosum_proto::{PoolConfig, RoverConfig};
+pub use client::{
+    Client, ClientConfig, ClientError, ClientEvent, ClientStatus, Driver, GetError, PooledConn,
+    RemoveCause, ServerConnections,
+};
+pub use server::{Server, ServerConfig, ServerConn, ServerError, ServerStatus, ShutDown};

@@ -1,0 +1,573 @@
+//! A Callosum server: accepts TCP connections, writes each one its slot line, and frees the
+//! slot when the connection ends.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use callosum_proto::allocator::SlotLimitError;
+use callosum_proto::server::{Accept, ConnId, GrowableServerCore, ServerStats};
+use event_listener::Event;
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, future};
+
+/// How a [`Server`] behaves.
+///
+/// ```
+/// use callosum_smol::ServerConfig;
+/// use std::time::Duration;
+///
+/// let config = ServerConfig { max_slots: Some(64), ..ServerConfig::default() };
+/// assert_eq!(config.accept_backoff, Duration::from_millis(100));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The most connections holding a slot at once; beyond it a new connection is closed
+    /// without a line. `None` (the default) is unlimited, as in the original.
+    pub max_slots: Option<u32>,
+    /// How long to pause accepting after an accept error (too many open files, say), so that
+    /// the server neither stops nor spins. Default 100 ms.
+    pub accept_backoff: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_slots: None,
+            accept_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Why a server could not start.
+///
+/// ```
+/// use callosum_smol::{Server, ServerConfig, ServerError};
+///
+/// let config = ServerConfig { max_slots: Some(0), ..ServerConfig::default() };
+/// let error = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap_err();
+/// assert!(matches!(error, ServerError::Config(_)));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration cannot be honoured.
+    Config(SlotLimitError),
+    /// The listening socket could not be set up.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(error) => write!(f, "invalid server configuration: {error}"),
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Config(error) => Some(error),
+            ServerError::Bind { source, .. } => Some(source),
+        }
+    }
+}
+
+/// The server stopped accepting: [`Server::shutdown`] was called.
+///
+/// ```
+/// use callosum_smol::{Server, ServerConfig, ShutDown};
+///
+/// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+/// server.shutdown();
+/// assert_eq!(smol::block_on(server.accept()).err(), Some(ShutDown));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutDown;
+
+impl fmt::Display for ShutDown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the server is shut down and accepts no more connections")
+    }
+}
+
+impl std::error::Error for ShutDown {}
+
+/// A snapshot of a server's state.
+///
+/// ```
+/// use callosum_smol::{Server, ServerConfig};
+///
+/// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+/// let status = server.status();
+/// assert_eq!((status.live, status.accept_errors), (0, 0));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// Connections holding a slot now.
+    pub live: u32,
+    /// The core's counters: accepted, refused because full, closed, bad releases.
+    pub stats: ServerStats,
+    /// Accept calls that failed (and were backed off from).
+    pub accept_errors: u64,
+    /// Connections that ended before their slot line could be written.
+    pub lost_before_line: u64,
+}
+
+/// State shared by the server and every connection it handed out.
+struct Shared {
+    core: Mutex<GrowableServerCore>,
+    counters: Mutex<(u64, u64)>,
+    /// Notified when a slot is freed, for [`Server::wait_idle`].
+    slot_freed: Event,
+    /// Notified by [`Server::shutdown`].
+    shutting_down: Event,
+}
+
+impl Shared {
+    fn core(&self) -> MutexGuard<'_, GrowableServerCore> {
+        // The core stays consistent even if a thread panicked while holding the lock: every
+        // operation on it is a single call that either happened or did not.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, which: impl FnOnce(&mut (u64, u64))) {
+        which(&mut self.counters.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    fn release(&self, conn: ConnId) {
+        if let Err(error) = self.core().handle_closed(conn) {
+            // Unreachable through this crate's API, which releases each slot once; logged
+            // rather than panicking, because the core has refused it and is unharmed.
+            log::error!("callosum server: {error}");
+        }
+        log::debug!("callosum server: slot {} freed", conn.slot());
+        self.slot_freed.notify(usize::MAX);
+    }
+}
+
+/// A listening Callosum server.
+///
+/// Call [`Server::accept`] in a loop (usually spawning a task per connection). Each
+/// [`ServerConn`] already had its slot line written, and frees its slot when it ends.
+///
+/// ```
+/// use callosum_smol::{Server, ServerConfig};
+/// use futures_lite::AsyncReadExt;
+///
+/// smol::block_on(async {
+///     let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default())?;
+///     let addr = server.local_addr();
+///     let client = smol::spawn(async move {
+///         let mut stream = smol::net::TcpStream::connect(addr).await?;
+///         let mut line = [0u8; 3];
+///         stream.read_exact(&mut line).await?;
+///         std::io::Result::Ok(line)
+///     });
+///     let conn = server.accept().await.unwrap();
+///     assert_eq!(conn.slot(), 0);
+///     assert_eq!(&client.await?, b"0\r\n");
+///     Ok::<_, Box<dyn std::error::Error>>(())
+/// })
+/// .unwrap();
+/// ```
+pub struct Server {
+    listener: Mutex<Option<Arc<Async<TcpListener>>>>,
+    local_addr: SocketAddr,
+    accept_backoff: Duration,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Listens on `addr` (port 0 picks a free port; see [`Server::local_addr`]).
+    ///
+    /// ```
+    /// use callosum_smol::{Server, ServerConfig};
+    ///
+    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// assert_ne!(server.local_addr().port(), 0);
+    /// ```
+    pub fn bind(addr: SocketAddr, config: ServerConfig) -> Result<Server, ServerError> {
+        let core = GrowableServerCore::new(config.max_slots).map_err(ServerError::Config)?;
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let listener = Async::<TcpListener>::bind(addr).map_err(bind_error)?;
+        let local_addr = listener.get_ref().local_addr().map_err(bind_error)?;
+        Ok(Server {
+            listener: Mutex::new(Some(Arc::new(listener))),
+            local_addr,
+            accept_backoff: config.accept_backoff,
+            shared: Arc::new(Shared {
+                core: Mutex::new(core),
+                counters: Mutex::new((0, 0)),
+                slot_freed: Event::new(),
+                shutting_down: Event::new(),
+            }),
+        })
+    }
+
+    /// The address the server listens on.
+    ///
+    /// ```
+    /// use callosum_smol::{Server, ServerConfig};
+    ///
+    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// assert!(server.local_addr().ip().is_loopback());
+    /// ```
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits for the next connection, gives it the lowest free slot and writes its slot line
+    /// in one write call.
+    ///
+    /// Connections refused because every slot is taken, connections that vanish before their
+    /// line is written, and accept errors are dealt with here and never returned: after an
+    /// accept error it pauses for `accept_backoff`, then goes on. It returns [`ShutDown`]
+    /// only once [`Server::shutdown`] was called.
+    ///
+    /// ```no_run
+    /// use callosum_smol::{Server, ServerConfig};
+    ///
+    /// smol::block_on(async {
+    ///     let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
+    ///     while let Ok(conn) = server.accept().await {
+    ///         smol::spawn(async move {
+    ///             // ... serve `conn`; dropping it frees its slot.
+    ///             drop(conn);
+    ///         })
+    ///         .detach();
+    ///     }
+    /// });
+    /// ```
+    pub async fn accept(&self) -> Result<ServerConn, ShutDown> {
+        loop {
+            let listener = self
+                .listener
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .ok_or(ShutDown)?;
+            let shutting_down = self.shared.shutting_down.listen();
+            // Checked after listening, so a shutdown between the two is not missed.
+            if self.is_shut_down() {
+                return Err(ShutDown);
+            }
+            let accepted = future::or(async { Some(listener.accept().await) }, async {
+                shutting_down.await;
+                None
+            })
+            .await;
+            let (stream, peer) = match accepted {
+                None => return Err(ShutDown),
+                Some(Ok(accepted)) => accepted,
+                Some(Err(error)) => {
+                    self.shared.count(|(errors, _)| *errors += 1);
+                    log::warn!(
+                        "callosum server {}: accept failed ({error}); pausing {:?}",
+                        self.local_addr,
+                        self.accept_backoff
+                    );
+                    Timer::after(self.accept_backoff).await;
+                    continue;
+                }
+            };
+            if let Some(conn) = self.start(stream, peer).await {
+                return Ok(conn);
+            }
+        }
+    }
+
+    /// Gives a new connection its slot and line; `None` if it was refused or vanished.
+    async fn start(&self, stream: Async<TcpStream>, peer: SocketAddr) -> Option<ServerConn> {
+        let accept = self.shared.core().handle_accept();
+        let Accept::Assigned { conn, line } = accept else {
+            log::info!(
+                "callosum server {}: all slots in use; closing {peer} without a line",
+                self.local_addr
+            );
+            return None;
+        };
+        let server_conn = ServerConn {
+            stream,
+            peer,
+            slot: conn.slot(),
+            hold: Some(SlotHold {
+                shared: Arc::clone(&self.shared),
+                conn,
+            }),
+        };
+        let bytes = line.as_bytes();
+        // One write call: old clients parse each read on its own (PROTOCOL.md section 1).
+        let written = (&server_conn.stream).write(bytes).await;
+        let complete = match written {
+            Ok(n) if n == bytes.len() => Ok(()),
+            // A fresh socket takes 12 bytes at once in practice; if it ever does not, the
+            // rest still goes out rather than the client getting half a line.
+            Ok(n) => (&server_conn.stream).write_all(&bytes[n..]).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = complete {
+            log::debug!(
+                "callosum server {}: {peer} left before its slot line ({error})",
+                self.local_addr
+            );
+            self.shared.count(|(_, lost)| *lost += 1);
+            // Dropping the connection frees its slot.
+            return None;
+        }
+        log::debug!(
+            "callosum server {}: slot {} assigned to {peer}",
+            self.local_addr,
+            conn.slot()
+        );
+        Some(server_conn)
+    }
+
+    /// Stops accepting: the listening socket closes (new connections are refused) and every
+    /// pending and later [`Server::accept`] returns [`ShutDown`]. Connections already handed
+    /// out go on until they end; [`Server::wait_idle`] waits for that.
+    ///
+    /// ```
+    /// use callosum_smol::{Server, ServerConfig};
+    ///
+    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// server.shutdown();
+    /// assert!(server.is_shut_down());
+    /// ```
+    pub fn shutdown(&self) {
+        self.listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.shared.shutting_down.notify(usize::MAX);
+    }
+
+    /// Whether [`Server::shutdown`] was called.
+    ///
+    /// ```
+    /// use callosum_smol::{Server, ServerConfig};
+    ///
+    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// assert!(!server.is_shut_down());
+    /// ```
+    pub fn is_shut_down(&self) -> bool {
+        self.listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    /// Waits until no connection holds a slot: with [`Server::shutdown`], a graceful stop.
+    ///
+    /// ```
+    /// use callosum_smol::{Server, ServerConfig};
+    ///
+    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// server.shutdown();
+    /// smol::block_on(server.wait_idle()); // no connections: returns at once
+    /// ```
+    pub async fn wait_idle(&self) {
+        loop {
+            let freed = self.shared.slot_freed.listen();
+            if self.shared.core().live() == 0 {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    /// Live connections and counters.
+    ///
+    /// ```
+    /// use callosum_smol::{Server, ServerConfig};
+    ///
+    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// assert_eq!(server.status().stats.accepted, 0);
+    /// ```
+    pub fn status(&self) -> ServerStatus {
+        let core = self.shared.core();
+        let (accept_errors, lost_before_line) = *self
+            .shared
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        ServerStatus {
+            live: core.live(),
+            stats: *core.stats(),
+            accept_errors,
+            lost_before_line,
+        }
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// A slot held by a connection, freed exactly once: when the connection ends or is dropped.
+struct SlotHold {
+    shared: Arc<Shared>,
+    conn: ConnId,
+}
+
+impl Drop for SlotHold {
+    fn drop(&mut self) {
+        self.shared.release(self.conn);
+    }
+}
+
+/// One accepted connection, its slot line already written.
+///
+/// It reads and writes like the stream. Its slot is freed when the connection ends: when a
+/// read sees the end of the stream or an error, when a write fails, or when it is dropped,
+/// whichever comes first.
+///
+/// ```no_run
+/// use callosum_smol::{Server, ServerConfig};
+/// use futures_lite::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
+///
+/// smol::block_on(async {
+///     let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
+///     let mut conn = server.accept().await.unwrap();
+///     println!("slot {} for {}", conn.slot(), conn.peer_addr());
+///     let mut line = String::new();
+///     let mut reader = BufReader::new(&mut conn);
+///     reader.read_line(&mut line).await.unwrap();
+///     conn.write_all(line.as_bytes()).await.unwrap();
+/// });
+/// ```
+pub struct ServerConn {
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    slot: u32,
+    /// `None` once the connection ended and its slot was freed.
+    hold: Option<SlotHold>,
+}
+
+impl ServerConn {
+    /// The slot this connection was given.
+    ///
+    /// ```no_run
+    /// # use callosum_smol::{Server, ServerConfig};
+    /// # smol::block_on(async {
+    /// # let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// let conn = server.accept().await.unwrap();
+    /// println!("slot {}", conn.slot());
+    /// # });
+    /// ```
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The client's address.
+    ///
+    /// ```no_run
+    /// # use callosum_smol::{Server, ServerConfig};
+    /// # smol::block_on(async {
+    /// # let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// let conn = server.accept().await.unwrap();
+    /// println!("from {}", conn.peer_addr());
+    /// # });
+    /// ```
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The underlying socket, for options such as `set_nodelay`.
+    ///
+    /// ```no_run
+    /// # use callosum_smol::{Server, ServerConfig};
+    /// # smol::block_on(async {
+    /// # let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// let conn = server.accept().await.unwrap();
+    /// conn.get_ref().set_nodelay(true).unwrap();
+    /// # });
+    /// ```
+    pub fn get_ref(&self) -> &TcpStream {
+        self.stream.get_ref()
+    }
+
+    /// Whether the connection ended (and its slot was freed) while still held.
+    ///
+    /// ```no_run
+    /// # use callosum_smol::{Server, ServerConfig};
+    /// # smol::block_on(async {
+    /// # let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// let conn = server.accept().await.unwrap();
+    /// assert!(!conn.has_ended());
+    /// # });
+    /// ```
+    pub fn has_ended(&self) -> bool {
+        self.hold.is_none()
+    }
+
+    fn end(&mut self) {
+        self.hold = None;
+    }
+}
+
+impl fmt::Debug for ServerConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConn")
+            .field("slot", &self.slot)
+            .field("peer", &self.peer)
+            .field("ended", &self.has_ended())
+            .finish()
+    }
+}
+
+impl AsyncRead for ServerConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        match &result {
+            Poll::Ready(Ok(0)) if !buf.is_empty() => self.end(),
+            Poll::Ready(Err(error)) if error.kind() != io::ErrorKind::Interrupted => self.end(),
+            _ => {}
+        }
+        result
+    }
+}
+
+impl AsyncWrite for ServerConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if let Poll::Ready(Err(error)) = &result
+            && error.kind() != io::ErrorKind::Interrupted
+        {
+            self.end();
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
