@@ -69,7 +69,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok::<_, std::io::Error>(())
     };
-    future::or(async { Ok(accepting.await) }, signalled).await?;
+    future::or(
+        async {
+            accepting.await;
+            Ok(())
+        },
+        signalled,
+    )
+    .await?;
     server.shutdown();
     // Connections end when their clients go; a second signal stops at once.
     future::or(server.wait_idle(), async {
