@@ -1,0 +1,119 @@
+//! Helpers for the socket tests: deadlines instead of sleeps, and raw peers.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_io::Timer;
+use callosum_smol::{
+    Client, ClientConfig, ClientEvent, PoolConfig, RoverConfig, Server, ServerConfig,
+};
+use futures_lite::{AsyncReadExt, future};
+use smol::net::{TcpListener, TcpStream};
+
+/// How long any single step may take before the test fails; generous for a busy machine.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs `step`, failing the test if it takes longer than [`DEADLINE`].
+pub async fn within<T>(what: &str, step: impl Future<Output = T>) -> T {
+    future::or(step, async {
+        Timer::after(DEADLINE).await;
+        panic!("{what}: not done within {DEADLINE:?}")
+    })
+    .await
+}
+
+/// A server on loopback whose every connection is read until it ends, then dropped.
+pub fn reading_server(config: ServerConfig) -> (std::sync::Arc<Server>, SocketAddr) {
+    let server = std::sync::Arc::new(Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap());
+    let addr = server.local_addr();
+    let accepting = std::sync::Arc::clone(&server);
+    smol::spawn(async move {
+        while let Ok(mut conn) = accepting.accept().await {
+            smol::spawn(async move {
+                let mut sink = [0u8; 64];
+                while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .detach();
+        }
+    })
+    .detach();
+    (server, addr)
+}
+
+/// Connects a raw socket and reads exactly the bytes of one slot line.
+pub async fn raw_slot(addr: SocketAddr) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        let n = stream.read(&mut byte).await.unwrap();
+        assert_eq!(n, 1, "the stream ended after {line:?}");
+        line.push(byte[0]);
+    }
+    (stream, String::from_utf8(line).unwrap())
+}
+
+/// A client with a quick rover, and its driver running.
+pub fn client(max_slots: usize, rover: RoverConfig) -> Client {
+    let config = ClientConfig {
+        pool: PoolConfig { max_slots },
+        rover,
+        seed: 11,
+        ..ClientConfig::default()
+    };
+    let (client, driver) = Client::new(config).unwrap();
+    smol::spawn(driver).detach();
+    client
+}
+
+/// A rover that tries every 20 ms and gives up on a silent server after 300 ms.
+pub fn quick_rover() -> RoverConfig {
+    RoverConfig {
+        interval: Duration::from_millis(20),
+        jitter: Duration::ZERO,
+        connect_timeout: Duration::from_millis(300),
+        handshake_timeout: Duration::from_millis(300),
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        ..RoverConfig::default()
+    }
+}
+
+/// Waits for the first event that `wanted` accepts, returning it.
+pub async fn event_where(
+    client: &Client,
+    what: &str,
+    wanted: impl Fn(&ClientEvent) -> bool,
+) -> ClientEvent {
+    within(what, async {
+        loop {
+            let event = client.next_event().await;
+            if wanted(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+}
+
+/// A listener whose connections the test handles by hand.
+pub async fn raw_listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// Reads until the peer closes; returns what arrived (bounded, for tests).
+pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
