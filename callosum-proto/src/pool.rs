@@ -125,10 +125,12 @@ impl core::error::Error for PoolConfigError {}
 
 /// Names one connection in the pool for as long as its state stays the same.
 ///
-/// Every checkout issues a new id, and a record reused for another connection gets a new
-/// generation, so an id kept after its lease was returned (or after the connection left the
-/// pool) is detected as stale instead of acting on whoever holds the connection now. Only an id
-/// kept across 2^32 reuses of one record could be mistaken for a current one.
+/// Every checkout issues a new id, every checkin that makes a lease idle again issues another
+/// one (the idle connection's current id is in [`Pool::connections`] and [`Pool::idle_mut`]),
+/// and a record reused for another connection gets a new generation. So an id kept after its
+/// lease was returned (or after the connection left the pool) is detected as stale instead of
+/// acting on whoever holds the connection now. Only an id kept across 2^32 reuses of one
+/// record could be mistaken for a current one.
 ///
 /// ```
 /// use callosum_proto::ServerId;
@@ -282,7 +284,8 @@ pub struct Lease<K> {
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a connection evicted while leased must be closed"]
 pub enum Checkin<K> {
-    /// Back in the pool, idle.
+    /// Back in the pool, idle, under a new id (see [`Pool::idle_mut`]); the lease's id is
+    /// stale.
     Idle,
     /// It had been evicted while leased: it has left the pool, close it.
     Close(K),
@@ -663,6 +666,10 @@ impl<K> Pool<K> {
     /// while leased (its record is freed). An id that is not a current lease (stale, returned
     /// already, idle) is refused and `conn` handed back; the pool is unchanged.
     ///
+    /// Either way the lease's id is stale afterwards: an idle connection gets a new id, which
+    /// [`Pool::connections`] and [`Pool::idle_mut`] report (to remove it when it breaks while
+    /// idle, for instance).
+    ///
     /// A connection that broke while leased goes to [`Pool::remove`] instead.
     ///
     /// ```
@@ -683,6 +690,9 @@ impl<K> Pool<K> {
             State::Leased => {
                 let slot = entry.slot;
                 entry.state = State::Idle(conn);
+                // The lease's id retires: kept by its caller, it must not name the idle
+                // connection (a `remove` with it would close a healthy one).
+                entry.generation = entry.generation.wrapping_add(1);
                 self.idle.push(id.index, slot);
                 Ok(Checkin::Idle)
             }
@@ -1110,6 +1120,23 @@ mod tests {
         assert_ne!(again.id, lease.id);
         assert!(pool.checkin(lease.id, 99).is_err());
         assert_eq!(pool.checkin(again.id, again.conn), Ok(Checkin::Idle));
+        assert_consistent(&pool);
+    }
+
+    #[test]
+    fn a_returned_lease_id_is_stale_and_cannot_close_the_idle_connection() {
+        let mut pool = pool(2);
+        kept(pool.offer(ServerId(1), 1, 10));
+        let lease = pool.checkout().unwrap();
+        assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle));
+        assert_eq!(pool.remove(lease.id), Err(UnknownConn { id: lease.id }));
+        assert_eq!(pool.status().idle, 1);
+        assert_consistent(&pool);
+        // The idle connection's new id is reported, and works.
+        let (idle_id, _) = pool.idle_mut().next().unwrap();
+        assert_ne!(idle_id, lease.id);
+        assert_eq!(pool.connections().next().unwrap().id, idle_id);
+        assert_eq!(pool.remove(idle_id), Ok(Removed::Idle(10)));
         assert_consistent(&pool);
     }
 
