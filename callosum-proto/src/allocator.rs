@@ -26,7 +26,18 @@ use core::cmp::Reverse;
 /// let handle = slots.acquire().unwrap();
 /// assert_eq!(handle.slot(), 0);
 /// ```
+///
+/// Dropping a handle unused is a warning (`unused_must_use`): its slot would never be
+/// released.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # use callosum_proto::allocator::FixedSlotAllocator;
+/// let mut slots = FixedSlotAllocator::<4>::new(None).unwrap();
+/// slots.acquire().unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "dropping a slot handle leaks its slot: release it when the connection ends"]
 pub struct SlotHandle {
     slot: u32,
     generation: u32,
@@ -377,6 +388,7 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// assert_eq!(slots.acquire().unwrap().slot(), 0);
     /// assert!(slots.acquire().is_err());
     /// ```
+    #[must_use = "dropping an acquired slot leaks it: release it when the connection ends"]
     pub fn acquire(&mut self) -> Result<SlotHandle, SlotsExhausted> {
         if let Some(slot) = self.storage.pop_free() {
             // Free slots were issued before, so they have a generation, and it is even.

@@ -631,6 +631,18 @@ impl<K> Pool<K> {
     /// assert_eq!(lease.conn, 'b');
     /// # pool.checkin(lease.id, lease.conn).unwrap();
     /// ```
+    ///
+    /// Dropping the result unused is a warning (`unused_must_use`), since the lease would be
+    /// lost:
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// # use callosum_proto::{ServerId, pool::{Pool, PoolConfig}};
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 8, 'a');
+    /// pool.checkout();
+    /// ```
+    #[must_use = "a leased connection must be checked in or removed"]
     pub fn checkout(&mut self) -> Option<Lease<K>> {
         let ties = self.idle.min_ties().count();
         if ties == 0 {
@@ -682,6 +694,7 @@ impl<K> Pool<K> {
     /// let _ = pool.offer(ServerId(2), 1, 'b'); // evicts 'a', leased
     /// assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Close('a')));
     /// ```
+    #[must_use = "a connection evicted while leased, or refused, is handed back to be closed"]
     pub fn checkin(&mut self, id: ConnId, conn: K) -> Result<Checkin<K>, CheckinError<K>> {
         let Some(entry) = self.entry_mut(id) else {
             return Err(CheckinError::NotLeased { id, conn });
@@ -719,6 +732,7 @@ impl<K> Pool<K> {
     /// assert_eq!(pool.remove(lease.id), Ok(Removed::Leased)); // now close lease.conn
     /// assert_eq!(pool.status().held, 0);
     /// ```
+    #[must_use = "the removed connection must be closed"]
     pub fn remove(&mut self, id: ConnId) -> Result<Removed<K>, UnknownConn> {
         let Some(entry) = self.entry_mut(id) else {
             return Err(UnknownConn { id });

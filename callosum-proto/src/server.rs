@@ -25,6 +25,7 @@ use crate::allocator::GrowableStorage;
 /// assert_eq!(conn.slot(), 0);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "dropping a connection id leaks its slot: report the end with handle_closed"]
 pub struct ConnId(SlotHandle);
 
 impl ConnId {

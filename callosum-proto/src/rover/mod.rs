@@ -763,6 +763,7 @@ impl Rover {
     /// assert_eq!(rover.handle_received(attempt, b"2\r\nPING", Instant::ZERO), Ok(3));
     /// assert!(matches!(rover.poll_event(), Some(Event::Connection { slot: 12, .. })));
     /// ```
+    #[must_use = "the bytes after the consumed count belong to the application"]
     pub fn handle_received(
         &mut self,
         attempt: AttemptId,
