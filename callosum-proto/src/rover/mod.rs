@@ -368,8 +368,10 @@ pub struct Rover {
     running: bool,
     /// When the next scheduled attempt is due (while running).
     next_tick: Option<Instant>,
-    /// Connections the pool still wants.
+    /// Connections the pool still wants, net of those delivered since the adapter said.
     demand: usize,
+    /// [`Event::Connection`]s in `events`: delivered, but not offered to the pool yet.
+    queued_connections: usize,
     /// An input without a timestamp (a server added, attempts aborted) may let fill mode
     /// launch: ask to be woken at once.
     fill_pending: bool,
@@ -402,6 +404,7 @@ impl Rover {
             running: false,
             next_tick: None,
             demand: 0,
+            queued_connections: 0,
             fill_pending: false,
             last_now: Instant::ZERO,
             actions: VecDeque::with_capacity(2 * capacity),
@@ -469,6 +472,7 @@ impl Rover {
             _ => true,
         });
         let withdrawn = before - self.events.len();
+        self.queued_connections -= withdrawn;
         // Those connections were counted against the demand when they were queued.
         self.demand = self.demand.saturating_add(withdrawn);
         if (aborted || withdrawn > 0) && self.running {
@@ -558,6 +562,12 @@ impl Rover {
     /// call this again whenever the pool's count changes otherwise (a connection closed or
     /// rejected).
     ///
+    /// `wanted` is read as the pool's count at the time of the call, so the
+    /// [`Event::Connection`]s still waiting in [`Rover::poll_event`] (not offered to the pool
+    /// yet) are taken off it: the demand becomes `wanted` minus those. Calling
+    /// `set_demand(pool.wanted(), now)` before draining the events is therefore safe and
+    /// launches no extra attempt.
+    ///
     /// ```
     /// # use callosum_proto::rover::{Rover, RoverConfig};
     /// # use callosum_proto::{Instant, ServerId};
@@ -569,7 +579,7 @@ impl Rover {
     /// ```
     pub fn set_demand(&mut self, wanted: usize, now: Instant) {
         self.last_now = now;
-        self.demand = wanted;
+        self.demand = wanted.saturating_sub(self.queued_connections);
         self.fill(now);
     }
 
@@ -666,7 +676,11 @@ impl Rover {
     /// ```
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if let Some(Event::Connection { .. }) = event {
+            self.queued_connections -= 1;
+        }
+        event
     }
 
     /// The connect of `attempt` completed: the slot line is now due within
@@ -791,6 +805,7 @@ impl Rover {
                     slot,
                 });
                 self.servers.record_success(server);
+                self.queued_connections += 1;
                 self.demand = self.demand.saturating_sub(1);
                 consumed
             }
