@@ -392,8 +392,10 @@ impl Checker {
                     .expect(refused);
                 let (expected, outcome) = match tracked.decoder.feed(bytes) {
                     Ok(Decoded::NeedMore) => {
-                        if !bytes.is_empty() {
+                        // Bytes prove the connect, as `handle_connected` would.
+                        if !bytes.is_empty() && tracked.phase == AttemptPhase::Connecting {
                             tracked.phase = AttemptPhase::Handshaking;
+                            tracked.deadline = now + handshake_timeout;
                         }
                         (bytes.len(), Outcome::Continue)
                     }

@@ -763,7 +763,9 @@ impl Rover {
     /// returned count belong to the application: the adapter hands them on with the socket.
     /// A bad line gives [`Event::HandshakeFailed`] with the decoder's error and
     /// [`Action::Close`]; then every byte counts as consumed, since nothing is delivered.
-    /// Bytes before [`Rover::handle_connected`] are taken as proof of the connect.
+    /// Bytes before [`Rover::handle_connected`] are taken as proof of the connect: the
+    /// attempt is handshaking from then on, with its deadline `now + handshake_timeout`,
+    /// exactly as if `handle_connected(attempt, now)` had come first.
     ///
     /// ```
     /// # use callosum_proto::rover::{Action, Event, Rover, RoverConfig};
@@ -790,10 +792,14 @@ impl Rover {
             .get_mut(attempt)
             .ok_or(StaleAttempt { attempt })?;
         let server = current.server;
+        let handshake_timeout = self.config.handshake_timeout;
         let consumed = match current.decoder.feed(bytes) {
             Ok(Decoded::NeedMore) => {
-                if !bytes.is_empty() {
+                if !bytes.is_empty() && current.phase == AttemptPhase::Connecting {
+                    // As `handle_connected` would: the line is now due within the
+                    // handshake timeout, not the connect timeout.
                     current.phase = AttemptPhase::Handshaking;
+                    current.deadline = now + handshake_timeout;
                 }
                 bytes.len()
             }

@@ -750,3 +750,34 @@ fn a_withdrawn_connection_counts_for_the_demand_again() {
         "the demand is open again: {actions:?}"
     );
 }
+
+#[test]
+fn bytes_before_connected_start_the_handshake_deadline() {
+    let config = RoverConfig {
+        connect_timeout: Duration::from_millis(100),
+        handshake_timeout: Duration::from_millis(1_000),
+        ..config()
+    };
+    let mut rover = rover_with(config, 1);
+    let (attempt, _) = first_attempt(&mut rover, ms(0));
+    assert_eq!(rover.attempts().next().unwrap().deadline, ms(100));
+    // The first bytes arrive before the adapter reported the connect.
+    assert_eq!(rover.handle_received(attempt, b"1", ms(50)), Ok(1));
+    let info = rover.attempts().next().unwrap();
+    assert_eq!(info.phase, AttemptPhase::Handshaking);
+    assert_eq!(
+        info.deadline,
+        ms(1_050),
+        "handshake_timeout from the first bytes"
+    );
+    // A late handle_connected does not push it back, and the connect timeout is gone.
+    rover.handle_connected(attempt, ms(60)).unwrap();
+    assert_eq!(rover.attempts().next().unwrap().deadline, ms(1_050));
+    rover.handle_timeout(ms(100));
+    assert_eq!(rover.in_flight(), 1);
+    assert_eq!(rover.handle_received(attempt, b"7\r\n", ms(900)), Ok(3));
+    assert!(matches!(
+        rover.poll_event(),
+        Some(Event::Connection { slot: 17, .. })
+    ));
+}
