@@ -403,6 +403,7 @@ impl core::error::Error for UnknownConn {}
 /// assert_eq!(empty.held, empty.idle + empty.leased);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct PoolStatus {
     /// Idle plus leased: what counts towards `max_slots`.
     pub held: usize,
@@ -425,6 +426,7 @@ pub struct PoolStatus {
 /// assert_eq!(PoolStats::default().offered, 0);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct PoolStats {
     /// Calls to [`Pool::offer`].
     pub offered: u64,

@@ -6,11 +6,36 @@
 //! before the line was written), the adapter reports it once and the slot is free again.
 //! A second report, or a report with a handle kept from an earlier connection, is a typed
 //! error and changes nothing.
+//!
+//! An accept that fails (too many open files, connection aborted) never stops the server and
+//! never makes it spin: the adapter reports it with [`ServerCore::handle_accept_error`] and
+//! stops accepting until the instant it returns (also [`ServerCore::poll_timeout`]), then
+//! calls [`ServerCore::handle_timeout`] and accepts again. The pause starts at
+//! [`ACCEPT_BACKOFF_MIN`], doubles with each consecutive error up to [`ACCEPT_BACKOFF_MAX`],
+//! and a successful accept resets it. Connections already accepted are served throughout.
+//!
+//! ```
+//! use callosum_proto::Instant;
+//! use callosum_proto::server::{Accept, GrowableServerCore};
+//!
+//! let mut server = GrowableServerCore::new(None).unwrap();
+//! // accept() failed with EMFILE: pause, do not retry at once.
+//! let resume = server.handle_accept_error(Instant::from_millis(5));
+//! assert_eq!(resume, Instant::from_millis(15));
+//! assert_eq!(server.poll_timeout(), Some(resume));
+//! // At `resume` the adapter accepts again.
+//! server.handle_timeout(resume);
+//! assert_eq!(server.poll_timeout(), None);
+//! let Accept::Assigned { conn, .. } = server.handle_accept() else { unreachable!() };
+//! # let _ = server.handle_closed(conn);
+//! ```
 
 use core::fmt;
+use core::time::Duration;
 
 use crate::allocator::{FixedStorage, ReleaseError, SlotAllocator, SlotHandle, SlotStorage};
 use crate::slot_line::SlotLine;
+use crate::time::Instant;
 
 #[cfg(feature = "alloc")]
 use crate::allocator::GrowableStorage;
@@ -72,6 +97,15 @@ pub enum Accept {
     Full,
 }
 
+/// The pause after the first of a run of accept errors (PROTOCOL.md section 2): long enough
+/// that a server out of file descriptors does not spin, short enough that it resumes at once
+/// when one frees.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+
+/// The longest pause between accepts, however many errors in a row: a server that recovers
+/// accepts again within this time.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// Counters of one server's life.
 ///
 /// ```
@@ -81,6 +115,7 @@ pub enum Accept {
 /// assert_eq!(server.stats().accepted, 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerStats {
     /// Connections that got a slot.
     pub accepted: u64,
@@ -90,6 +125,8 @@ pub struct ServerStats {
     pub closed: u64,
     /// End reports refused as double, stale or unknown.
     pub bad_releases: u64,
+    /// Accepts that failed, reported with [`ServerCore::handle_accept_error`].
+    pub accept_errors: u64,
 }
 
 /// The slot bookkeeping of one listening server.
@@ -107,6 +144,10 @@ pub struct ServerStats {
 pub struct ServerCore<S: SlotStorage> {
     slots: SlotAllocator<S>,
     stats: ServerStats,
+    /// Accept errors since the last successful accept.
+    consecutive_accept_errors: u32,
+    /// While backing off after an accept error: when to accept again.
+    accept_resume: Option<Instant>,
 }
 
 /// A server core for at most `N` connections, with no allocator.
@@ -155,6 +196,8 @@ impl<S: SlotStorage> ServerCore<S> {
         ServerCore {
             slots,
             stats: ServerStats::default(),
+            consecutive_accept_errors: 0,
+            accept_resume: None,
         }
     }
 
@@ -169,6 +212,9 @@ impl<S: SlotStorage> ServerCore<S> {
     /// }
     /// ```
     pub fn handle_accept(&mut self) -> Accept {
+        // The accept itself worked (even if the server is full): the error run is over.
+        self.consecutive_accept_errors = 0;
+        self.accept_resume = None;
         match self.slots.acquire() {
             Ok(handle) => {
                 self.stats.accepted += 1;
@@ -205,6 +251,70 @@ impl<S: SlotStorage> ServerCore<S> {
                 Err(error)
             }
         }
+    }
+
+    /// Accepting failed (too many open files, connection aborted, ...): returns when to try
+    /// accepting again. Until then the adapter does not call `accept`, and keeps serving the
+    /// connections it has.
+    ///
+    /// The pause is [`ACCEPT_BACKOFF_MIN`] after the first error of a run and doubles with
+    /// each consecutive one, up to [`ACCEPT_BACKOFF_MAX`]; a successful
+    /// [`ServerCore::handle_accept`] ends the run.
+    ///
+    /// ```
+    /// # use callosum_proto::Instant;
+    /// # use callosum_proto::server::GrowableServerCore;
+    /// let mut server = GrowableServerCore::new(None).unwrap();
+    /// let now = Instant::from_millis(100);
+    /// assert_eq!(server.handle_accept_error(now), Instant::from_millis(110));
+    /// assert_eq!(server.handle_accept_error(now), Instant::from_millis(120));
+    /// assert_eq!(server.handle_accept_error(now), Instant::from_millis(140));
+    /// assert_eq!(server.stats().accept_errors, 3);
+    /// ```
+    pub fn handle_accept_error(&mut self, now: Instant) -> Instant {
+        self.stats.accept_errors += 1;
+        let doublings = self.consecutive_accept_errors;
+        self.consecutive_accept_errors = self.consecutive_accept_errors.saturating_add(1);
+        let factor = 1u32.checked_shl(doublings).unwrap_or(u32::MAX);
+        let pause = ACCEPT_BACKOFF_MIN
+            .saturating_mul(factor)
+            .min(ACCEPT_BACKOFF_MAX);
+        let resume = now + pause;
+        self.accept_resume = Some(resume);
+        resume
+    }
+
+    /// Time has come to `now`: a pause after an accept error that ends at or before `now` is
+    /// over, and the adapter accepts again. (The run of errors goes on until an accept
+    /// succeeds, so the next error pauses longer.)
+    ///
+    /// ```
+    /// # use callosum_proto::Instant;
+    /// # use callosum_proto::server::GrowableServerCore;
+    /// let mut server = GrowableServerCore::new(None).unwrap();
+    /// let resume = server.handle_accept_error(Instant::ZERO);
+    /// server.handle_timeout(Instant::from_millis(9));
+    /// assert_eq!(server.poll_timeout(), Some(resume));
+    /// server.handle_timeout(resume);
+    /// assert_eq!(server.poll_timeout(), None);
+    /// ```
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.accept_resume.is_some_and(|resume| resume <= now) {
+            self.accept_resume = None;
+        }
+    }
+
+    /// While pausing after an accept error: when to accept again (then call
+    /// [`ServerCore::handle_timeout`]). `None` when the server accepts as usual.
+    ///
+    /// ```
+    /// # use callosum_proto::server::GrowableServerCore;
+    /// let server = GrowableServerCore::new(None).unwrap();
+    /// assert_eq!(server.poll_timeout(), None);
+    /// ```
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.accept_resume
     }
 
     /// Connections holding a slot now.
@@ -295,5 +405,62 @@ mod tests {
         assert!(server.is_slot_in_use(0));
         assert_eq!(server.stats().bad_releases, 1);
         assert_eq!(server.live(), 1);
+    }
+
+    #[test]
+    fn accept_errors_back_off_doubling_up_to_the_cap() {
+        let mut server = FixedServerCore::<4>::new(None).unwrap();
+        let now = Instant::from_millis(1_000);
+        let pauses: [u64; 10] = core::array::from_fn(|_| {
+            server
+                .handle_accept_error(now)
+                .saturating_duration_since(now)
+                .as_millis() as u64
+        });
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert_eq!(server.stats().accept_errors, 10);
+        assert_eq!(server.poll_timeout(), Some(Instant::from_millis(2_000)));
+        // However long the run, the pause stays capped and the arithmetic never overflows.
+        for _ in 0..100 {
+            let _ = server.handle_accept_error(now);
+        }
+        assert_eq!(server.handle_accept_error(now), Instant::from_millis(2_000));
+        assert_eq!(
+            server.handle_accept_error(Instant::MAX),
+            Instant::MAX,
+            "the end of the clock saturates"
+        );
+    }
+
+    #[test]
+    fn a_successful_accept_resets_the_backoff() {
+        let mut server = GrowableServerCore::new(Some(1)).unwrap();
+        let _ = server.handle_accept_error(Instant::ZERO);
+        let _ = server.handle_accept_error(Instant::ZERO);
+        let (conn, _) = assigned(server.handle_accept());
+        assert_eq!(server.poll_timeout(), None);
+        let at = Instant::from_millis(50);
+        assert_eq!(server.handle_accept_error(at), Instant::from_millis(60));
+        // A full server's accept worked too: the run is over.
+        assert_eq!(server.handle_accept(), Accept::Full);
+        assert_eq!(server.handle_accept_error(at), Instant::from_millis(60));
+        assert_eq!(server.stats().accept_errors, 4);
+        // The connections already accepted are untouched.
+        assert_eq!(server.live(), 1);
+        assert_eq!(server.handle_closed(conn), Ok(0));
+    }
+
+    #[test]
+    fn the_pause_ends_at_its_time_but_the_run_goes_on() {
+        let mut server = FixedServerCore::<2>::new(None).unwrap();
+        assert_eq!(server.poll_timeout(), None);
+        let resume = server.handle_accept_error(Instant::ZERO);
+        assert_eq!(resume, Instant::from_millis(10));
+        server.handle_timeout(Instant::from_micros(9_999));
+        assert_eq!(server.poll_timeout(), Some(resume));
+        server.handle_timeout(resume);
+        assert_eq!(server.poll_timeout(), None);
+        // Accepting fails again at once: the next pause is longer.
+        assert_eq!(server.handle_accept_error(resume), Instant::from_millis(30));
     }
 }

@@ -555,12 +555,12 @@ impl Checker {
             count(ConnState::Leased),
             count(ConnState::Evicted),
         );
-        let expected = PoolStatus {
-            held: idle + leased,
-            idle,
-            leased,
-            evicted_awaiting_return: evicted,
-        };
+        // `PoolStatus` is non-exhaustive: built from the default, field by field.
+        let mut expected = PoolStatus::default();
+        expected.held = idle + leased;
+        expected.idle = idle;
+        expected.leased = leased;
+        expected.evicted_awaiting_return = evicted;
         let status = self.pool.status();
         assert_eq!(
             status, expected,
