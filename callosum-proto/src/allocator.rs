@@ -319,6 +319,9 @@ pub type GrowableSlotAllocator = SlotAllocator<GrowableStorage>;
 impl<const N: usize> FixedSlotAllocator<N> {
     /// An allocator that issues at most `max_slots` slots (`None`: all `N`).
     ///
+    /// A limit of zero is refused with [`SlotLimitError::Zero`], whether asked for
+    /// (`Some(0)`) or implied by `N == 0`.
+    ///
     /// ```
     /// use callosum_proto::allocator::FixedSlotAllocator;
     ///
@@ -362,6 +365,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     fn with_storage(storage: S, max_slots: Option<u32>) -> Result<Self, SlotLimitError> {
         let capacity = storage.capacity();
         let limit = match max_slots {
+            // A storage of no slots (`FixedStorage<0>`) would refuse every connection too.
+            None | Some(0) if capacity == 0 => return Err(SlotLimitError::Zero),
             None => capacity,
             Some(0) => return Err(SlotLimitError::Zero),
             Some(requested) if requested > capacity => {
@@ -540,6 +545,26 @@ mod tests {
         assert_eq!(slots.acquire(), Err(SlotsExhausted { limit: 2 }));
         slots.release(zero).unwrap();
         assert_eq!(slots.acquire().unwrap().slot(), 0);
+    }
+
+    #[test]
+    fn a_fixed_storage_of_no_slots_is_refused() {
+        assert_eq!(
+            FixedSlotAllocator::<0>::new(None).err(),
+            Some(SlotLimitError::Zero)
+        );
+        assert_eq!(
+            FixedSlotAllocator::<0>::new(Some(0)).err(),
+            Some(SlotLimitError::Zero)
+        );
+        assert_eq!(
+            FixedSlotAllocator::<0>::new(Some(1)).err(),
+            Some(SlotLimitError::AboveCapacity {
+                requested: 1,
+                capacity: 0
+            })
+        );
+        assert!(crate::server::FixedServerCore::<0>::new(None).is_err());
     }
 
     #[test]
