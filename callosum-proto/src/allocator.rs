@@ -20,9 +20,9 @@ use core::cmp::Reverse;
 /// A slot that was issued, with the generation that tells this use of it from later ones.
 ///
 /// ```
-/// use callosum_proto::allocator::GrowableSlotAllocator;
+/// use callosum_proto::allocator::FixedSlotAllocator;
 ///
-/// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+/// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
 /// let handle = slots.acquire().unwrap();
 /// assert_eq!(handle.slot(), 0);
 /// ```
@@ -47,8 +47,8 @@ impl SlotHandle {
     /// The slot number, as written in the slot line.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
     /// let _zero = slots.acquire().unwrap();
     /// assert_eq!(slots.acquire().unwrap().slot(), 1);
     /// ```
@@ -89,9 +89,9 @@ impl core::error::Error for SlotsExhausted {}
 /// A release that would corrupt the allocator; it was refused and changed nothing.
 ///
 /// ```
-/// use callosum_proto::allocator::{GrowableSlotAllocator, ReleaseError};
+/// use callosum_proto::allocator::{FixedSlotAllocator, ReleaseError};
 ///
-/// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+/// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
 /// let handle = slots.acquire().unwrap();
 /// slots.release(handle).unwrap();
 /// assert_eq!(slots.release(handle), Err(ReleaseError::NotInUse { slot: 0 }));
@@ -290,10 +290,13 @@ impl SlotStorage for GrowableStorage {
 
 /// Issues the lowest free slot, and takes slots back exactly once.
 ///
-/// ```
-/// use callosum_proto::allocator::GrowableSlotAllocator;
+/// Two flavours, the same rules: [`FixedSlotAllocator`] (at most `N` slots, no allocator) and,
+/// with the `alloc` feature, [`GrowableSlotAllocator`] (unlimited by default).
 ///
-/// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+/// ```
+/// use callosum_proto::allocator::FixedSlotAllocator;
+///
+/// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
 /// let zero = slots.acquire().unwrap();
 /// let one = slots.acquire().unwrap();
 /// slots.release(zero).unwrap();
@@ -388,8 +391,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// Takes the lowest free slot.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// let mut slots = GrowableSlotAllocator::new(Some(1)).unwrap();
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// let mut slots = FixedSlotAllocator::<8>::new(Some(1)).unwrap();
     /// assert_eq!(slots.acquire().unwrap().slot(), 0);
     /// assert!(slots.acquire().is_err());
     /// ```
@@ -419,8 +422,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// current holder.
     ///
     /// ```
-    /// # use callosum_proto::allocator::{GrowableSlotAllocator, ReleaseError};
-    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// # use callosum_proto::allocator::{FixedSlotAllocator, ReleaseError};
+    /// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
     /// let first = slots.acquire().unwrap();
     /// slots.release(first).unwrap();
     /// let second = slots.acquire().unwrap(); // slot 0 again, a new generation
@@ -444,8 +447,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// Whether `slot` is held by some connection now.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
     /// let handle = slots.acquire().unwrap();
     /// assert!(slots.is_in_use(0));
     /// assert!(!slots.is_in_use(1));
@@ -460,8 +463,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// How many slots are in use.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
     /// let _a = slots.acquire().unwrap();
     /// assert_eq!(slots.in_use(), 1);
     /// ```
@@ -472,8 +475,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// The most slots this allocator issues at once.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// assert_eq!(GrowableSlotAllocator::new(Some(3)).unwrap().limit(), 3);
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// assert_eq!(FixedSlotAllocator::<8>::new(Some(3)).unwrap().limit(), 3);
     /// ```
     pub fn limit(&self) -> u32 {
         self.limit
@@ -484,16 +487,33 @@ impl<S: SlotStorage> SlotAllocator<S> {
 mod tests {
     use super::*;
 
+    /// Runs `$body` with `$slots` bound to a fixed allocator, and with `alloc` to a growable
+    /// one too, both made with `$max`: the rules hold whatever the storage.
+    macro_rules! on_each_storage {
+        ($max:expr, |$slots:ident| $body:block) => {{
+            {
+                let mut $slots = FixedSlotAllocator::<16>::new($max).unwrap();
+                $body
+            }
+            #[cfg(feature = "alloc")]
+            {
+                let mut $slots = GrowableSlotAllocator::new($max).unwrap();
+                $body
+            }
+        }};
+    }
+
     #[test]
     fn issues_the_lowest_free_slot() {
-        let mut slots = GrowableSlotAllocator::new(None).unwrap();
-        let zero = slots.acquire().unwrap();
-        let one = slots.acquire().unwrap();
-        let two = slots.acquire().unwrap();
-        assert_eq!([zero.slot(), one.slot(), two.slot()], [0, 1, 2]);
-        slots.release(zero).unwrap();
-        assert_eq!(slots.acquire().unwrap().slot(), 0);
-        assert_eq!(slots.acquire().unwrap().slot(), 3);
+        on_each_storage!(None, |slots| {
+            let zero = slots.acquire().unwrap();
+            let one = slots.acquire().unwrap();
+            let two = slots.acquire().unwrap();
+            assert_eq!([zero.slot(), one.slot(), two.slot()], [0, 1, 2]);
+            slots.release(zero).unwrap();
+            assert_eq!(slots.acquire().unwrap().slot(), 0);
+            assert_eq!(slots.acquire().unwrap().slot(), 3);
+        });
     }
 
     #[test]
@@ -509,42 +529,45 @@ mod tests {
 
     #[test]
     fn releases_of_free_slots_are_reported_and_change_nothing() {
-        let mut slots = GrowableSlotAllocator::new(None).unwrap();
-        let zero = slots.acquire().unwrap();
-        slots.release(zero).unwrap();
-        assert_eq!(slots.release(zero), Err(ReleaseError::NotInUse { slot: 0 }));
-        let never_issued = SlotHandle {
-            slot: 7,
-            generation: 1,
-        };
-        assert_eq!(
-            slots.release(never_issued),
-            Err(ReleaseError::NotInUse { slot: 7 })
-        );
-        assert_eq!(slots.in_use(), 0);
-        assert_eq!(slots.acquire().unwrap().slot(), 0);
-        assert_eq!(slots.acquire().unwrap().slot(), 1);
+        on_each_storage!(None, |slots| {
+            let zero = slots.acquire().unwrap();
+            slots.release(zero).unwrap();
+            assert_eq!(slots.release(zero), Err(ReleaseError::NotInUse { slot: 0 }));
+            let never_issued = SlotHandle {
+                slot: 7,
+                generation: 1,
+            };
+            assert_eq!(
+                slots.release(never_issued),
+                Err(ReleaseError::NotInUse { slot: 7 })
+            );
+            assert_eq!(slots.in_use(), 0);
+            assert_eq!(slots.acquire().unwrap().slot(), 0);
+            assert_eq!(slots.acquire().unwrap().slot(), 1);
+        });
     }
 
     #[test]
     fn a_stale_handle_cannot_free_the_new_holders_slot() {
-        let mut slots = GrowableSlotAllocator::new(None).unwrap();
-        let old = slots.acquire().unwrap();
-        slots.release(old).unwrap();
-        let new = slots.acquire().unwrap();
-        assert_eq!(slots.release(old), Err(ReleaseError::Stale { slot: 0 }));
-        assert!(slots.is_in_use(0));
-        slots.release(new).unwrap();
+        on_each_storage!(None, |slots| {
+            let old = slots.acquire().unwrap();
+            slots.release(old).unwrap();
+            let new = slots.acquire().unwrap();
+            assert_eq!(slots.release(old), Err(ReleaseError::Stale { slot: 0 }));
+            assert!(slots.is_in_use(0));
+            slots.release(new).unwrap();
+        });
     }
 
     #[test]
     fn the_limit_is_honoured_and_frees_up_again() {
-        let mut slots = GrowableSlotAllocator::new(Some(2)).unwrap();
-        let zero = slots.acquire().unwrap();
-        let _one = slots.acquire().unwrap();
-        assert_eq!(slots.acquire(), Err(SlotsExhausted { limit: 2 }));
-        slots.release(zero).unwrap();
-        assert_eq!(slots.acquire().unwrap().slot(), 0);
+        on_each_storage!(Some(2), |slots| {
+            let zero = slots.acquire().unwrap();
+            let _one = slots.acquire().unwrap();
+            assert_eq!(slots.acquire(), Err(SlotsExhausted { limit: 2 }));
+            slots.release(zero).unwrap();
+            assert_eq!(slots.acquire().unwrap().slot(), 0);
+        });
     }
 
     #[test]
@@ -569,6 +592,11 @@ mod tests {
 
     #[test]
     fn limits_are_checked() {
+        assert_eq!(
+            FixedSlotAllocator::<2>::new(Some(0)).err(),
+            Some(SlotLimitError::Zero)
+        );
+        #[cfg(feature = "alloc")]
         assert_eq!(
             GrowableSlotAllocator::new(Some(0)).err(),
             Some(SlotLimitError::Zero)

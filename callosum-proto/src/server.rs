@@ -16,9 +16,9 @@
 //!
 //! ```
 //! use callosum_proto::Instant;
-//! use callosum_proto::server::{Accept, GrowableServerCore};
+//! use callosum_proto::server::{Accept, FixedServerCore};
 //!
-//! let mut server = GrowableServerCore::new(None).unwrap();
+//! let mut server = FixedServerCore::<8>::new(None).unwrap();
 //! // accept() failed with EMFILE: pause, do not retry at once.
 //! let resume = server.handle_accept_error(Instant::from_millis(5));
 //! assert_eq!(resume, Instant::from_millis(15));
@@ -43,9 +43,9 @@ use crate::allocator::GrowableStorage;
 /// One accepted connection, as the server core knows it.
 ///
 /// ```
-/// use callosum_proto::server::{Accept, GrowableServerCore};
+/// use callosum_proto::server::{Accept, FixedServerCore};
 ///
-/// let mut server = GrowableServerCore::new(None).unwrap();
+/// let mut server = FixedServerCore::<8>::new(None).unwrap();
 /// let Accept::Assigned { conn, .. } = server.handle_accept() else { unreachable!() };
 /// assert_eq!(conn.slot(), 0);
 /// ```
@@ -57,8 +57,8 @@ impl ConnId {
     /// The slot this connection holds.
     ///
     /// ```
-    /// # use callosum_proto::server::{Accept, GrowableServerCore};
-    /// let mut server = GrowableServerCore::new(None).unwrap();
+    /// # use callosum_proto::server::{Accept, FixedServerCore};
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
     /// let Accept::Assigned { conn, line } = server.handle_accept() else { unreachable!() };
     /// assert_eq!(line.as_bytes(), b"0\r\n");
     /// assert_eq!(conn.slot(), 0);
@@ -77,9 +77,9 @@ impl fmt::Display for ConnId {
 /// What to do with a connection just accepted.
 ///
 /// ```
-/// use callosum_proto::server::{Accept, GrowableServerCore};
+/// use callosum_proto::server::{Accept, FixedServerCore};
 ///
-/// let mut server = GrowableServerCore::new(Some(1)).unwrap();
+/// let mut server = FixedServerCore::<8>::new(Some(1)).unwrap();
 /// assert!(matches!(server.handle_accept(), Accept::Assigned { .. }));
 /// assert_eq!(server.handle_accept(), Accept::Full);
 /// ```
@@ -109,9 +109,9 @@ pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Counters of one server's life.
 ///
 /// ```
-/// use callosum_proto::server::GrowableServerCore;
+/// use callosum_proto::server::FixedServerCore;
 ///
-/// let server = GrowableServerCore::new(None).unwrap();
+/// let server = FixedServerCore::<8>::new(None).unwrap();
 /// assert_eq!(server.stats().accepted, 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,9 +132,9 @@ pub struct ServerStats {
 /// The slot bookkeeping of one listening server.
 ///
 /// ```
-/// use callosum_proto::server::{Accept, GrowableServerCore};
+/// use callosum_proto::server::{Accept, FixedServerCore};
 ///
-/// let mut server = GrowableServerCore::new(None).unwrap();
+/// let mut server = FixedServerCore::<8>::new(None).unwrap();
 /// let Accept::Assigned { conn, line } = server.handle_accept() else { unreachable!() };
 /// // ... the adapter writes `line.as_bytes()` in one call; later the peer goes away:
 /// assert_eq!(server.handle_closed(conn), Ok(0));
@@ -204,8 +204,8 @@ impl<S: SlotStorage> ServerCore<S> {
     /// A connection was accepted: give it the lowest free slot, or refuse it.
     ///
     /// ```
-    /// # use callosum_proto::server::{Accept, GrowableServerCore};
-    /// let mut server = GrowableServerCore::new(None).unwrap();
+    /// # use callosum_proto::server::{Accept, FixedServerCore};
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
     /// for expected in 0..3 {
     ///     let Accept::Assigned { conn, .. } = server.handle_accept() else { unreachable!() };
     ///     assert_eq!(conn.slot(), expected);
@@ -233,9 +233,9 @@ impl<S: SlotStorage> ServerCore<S> {
     /// A connection ended, whatever the cause: its slot is free again. Returns the slot.
     ///
     /// ```
-    /// # use callosum_proto::server::{Accept, GrowableServerCore};
+    /// # use callosum_proto::server::{Accept, FixedServerCore};
     /// # use callosum_proto::allocator::ReleaseError;
-    /// let mut server = GrowableServerCore::new(None).unwrap();
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
     /// let Accept::Assigned { conn, .. } = server.handle_accept() else { unreachable!() };
     /// assert_eq!(server.handle_closed(conn), Ok(0));
     /// assert_eq!(server.handle_closed(conn), Err(ReleaseError::NotInUse { slot: 0 }));
@@ -263,8 +263,8 @@ impl<S: SlotStorage> ServerCore<S> {
     ///
     /// ```
     /// # use callosum_proto::Instant;
-    /// # use callosum_proto::server::GrowableServerCore;
-    /// let mut server = GrowableServerCore::new(None).unwrap();
+    /// # use callosum_proto::server::FixedServerCore;
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
     /// let now = Instant::from_millis(100);
     /// assert_eq!(server.handle_accept_error(now), Instant::from_millis(110));
     /// assert_eq!(server.handle_accept_error(now), Instant::from_millis(120));
@@ -290,8 +290,8 @@ impl<S: SlotStorage> ServerCore<S> {
     ///
     /// ```
     /// # use callosum_proto::Instant;
-    /// # use callosum_proto::server::GrowableServerCore;
-    /// let mut server = GrowableServerCore::new(None).unwrap();
+    /// # use callosum_proto::server::FixedServerCore;
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
     /// let resume = server.handle_accept_error(Instant::ZERO);
     /// server.handle_timeout(Instant::from_millis(9));
     /// assert_eq!(server.poll_timeout(), Some(resume));
@@ -308,8 +308,8 @@ impl<S: SlotStorage> ServerCore<S> {
     /// [`ServerCore::handle_timeout`]). `None` when the server accepts as usual.
     ///
     /// ```
-    /// # use callosum_proto::server::GrowableServerCore;
-    /// let server = GrowableServerCore::new(None).unwrap();
+    /// # use callosum_proto::server::FixedServerCore;
+    /// let server = FixedServerCore::<8>::new(None).unwrap();
     /// assert_eq!(server.poll_timeout(), None);
     /// ```
     #[must_use]
@@ -320,8 +320,8 @@ impl<S: SlotStorage> ServerCore<S> {
     /// Connections holding a slot now.
     ///
     /// ```
-    /// # use callosum_proto::server::GrowableServerCore;
-    /// let mut server = GrowableServerCore::new(None).unwrap();
+    /// # use callosum_proto::server::FixedServerCore;
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
     /// let _ = server.handle_accept();
     /// assert_eq!(server.live(), 1);
     /// ```
@@ -332,8 +332,8 @@ impl<S: SlotStorage> ServerCore<S> {
     /// Whether `slot` is held by a live connection.
     ///
     /// ```
-    /// # use callosum_proto::server::GrowableServerCore;
-    /// let mut server = GrowableServerCore::new(None).unwrap();
+    /// # use callosum_proto::server::FixedServerCore;
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
     /// let _ = server.handle_accept();
     /// assert!(server.is_slot_in_use(0));
     /// ```
@@ -344,8 +344,8 @@ impl<S: SlotStorage> ServerCore<S> {
     /// The counters so far.
     ///
     /// ```
-    /// # use callosum_proto::server::GrowableServerCore;
-    /// let mut server = GrowableServerCore::new(Some(1)).unwrap();
+    /// # use callosum_proto::server::FixedServerCore;
+    /// let mut server = FixedServerCore::<8>::new(Some(1)).unwrap();
     /// let _ = server.handle_accept();
     /// let _ = server.handle_accept();
     /// assert_eq!(server.stats().refused_full, 1);
@@ -382,7 +382,7 @@ mod tests {
 
     #[test]
     fn a_full_server_refuses_until_a_slot_frees() {
-        let mut server = GrowableServerCore::new(Some(2)).unwrap();
+        let mut server = FixedServerCore::<8>::new(Some(2)).unwrap();
         let (a, _) = assigned(server.handle_accept());
         let _b = assigned(server.handle_accept());
         assert_eq!(server.handle_accept(), Accept::Full);
@@ -392,8 +392,20 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_server_without_a_limit_is_full_at_its_capacity() {
+        let mut server = FixedServerCore::<3>::new(None).unwrap();
+        let conns: [ConnId; 3] = core::array::from_fn(|_| assigned(server.handle_accept()).0);
+        assert_eq!(conns.map(ConnId::slot), [0, 1, 2]);
+        assert_eq!(server.handle_accept(), Accept::Full);
+        assert_eq!(server.handle_closed(conns[1]), Ok(1));
+        assert_eq!(assigned(server.handle_accept()).0.slot(), 1);
+        assert_eq!(server.stats().refused_full, 1);
+        assert_eq!(server.live(), 3);
+    }
+
+    #[test]
     fn an_old_handle_cannot_free_a_new_connection() {
-        let mut server = GrowableServerCore::new(None).unwrap();
+        let mut server = FixedServerCore::<8>::new(None).unwrap();
         let (old, _) = assigned(server.handle_accept());
         server.handle_closed(old).unwrap();
         let (new, _) = assigned(server.handle_accept());
@@ -434,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_successful_accept_resets_the_backoff() {
-        let mut server = GrowableServerCore::new(Some(1)).unwrap();
+        let mut server = FixedServerCore::<8>::new(Some(1)).unwrap();
         let _ = server.handle_accept_error(Instant::ZERO);
         let _ = server.handle_accept_error(Instant::ZERO);
         let (conn, _) = assigned(server.handle_accept());
@@ -462,5 +474,27 @@ mod tests {
         assert_eq!(server.poll_timeout(), None);
         // Accepting fails again at once: the next pause is longer.
         assert_eq!(server.handle_accept_error(resume), Instant::from_millis(30));
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod growable_tests {
+    use super::*;
+
+    #[test]
+    fn a_growable_server_gives_the_lowest_free_slot_beyond_any_fixed_size() {
+        let mut server = GrowableServerCore::new(None).unwrap();
+        let conns: alloc::vec::Vec<ConnId> = (0..1_000)
+            .map(|_| match server.handle_accept() {
+                Accept::Assigned { conn, .. } => conn,
+                Accept::Full => panic!("unlimited by default"),
+            })
+            .collect();
+        assert_eq!(conns[999].slot(), 999);
+        assert_eq!(server.handle_closed(conns[500]), Ok(500));
+        let Accept::Assigned { conn, line } = server.handle_accept() else {
+            panic!("a slot is free");
+        };
+        assert_eq!((conn.slot(), line.as_bytes()), (500, &b"500\r\n"[..]));
     }
 }
