@@ -19,6 +19,11 @@ use core::cmp::Reverse;
 
 /// A slot that was issued, with the generation that tells this use of it from later ones.
 ///
+/// Handles are only meaningful to the allocator that issued them. A handle carries no mark of
+/// its allocator: released into another one, it is refused only if that slot is free there or
+/// of another generation; otherwise it frees the other allocator's slot. Keep each handle with
+/// the allocator it came from.
+///
 /// ```
 /// use callosum_proto::allocator::FixedSlotAllocator;
 ///

@@ -132,6 +132,10 @@ impl core::error::Error for PoolConfigError {}
 /// acting on whoever holds the connection now. Only an id kept across 2^32 reuses of one
 /// record could be mistaken for a current one.
 ///
+/// Ids are only meaningful to the pool that issued them. An id carries no mark of its pool:
+/// given to another pool it is refused only if it names nothing there; it may as well name
+/// one of that pool's connections and act on it. Keep each id with the pool it came from.
+///
 /// ```
 /// use callosum_proto::ServerId;
 /// use callosum_proto::pool::{Offer, Pool, PoolConfig};
@@ -1205,7 +1209,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_from_another_pool_or_out_of_range_are_refused() {
+    fn an_id_naming_no_record_is_refused() {
         let mut pool = pool(1);
         let far = ConnId {
             index: u32::MAX,

@@ -42,6 +42,11 @@ use crate::allocator::GrowableStorage;
 
 /// One accepted connection, as the server core knows it.
 ///
+/// Ids are only meaningful to the server core that issued them. An id carries no mark of its
+/// server: reported to another `ServerCore`, it is refused only if that slot is free there or
+/// of another generation; otherwise it frees that server's slot, under the feet of a live
+/// connection. Keep each id with the server core it came from (one per listener).
+///
 /// ```
 /// use callosum_proto::server::{Accept, FixedServerCore};
 ///

@@ -70,6 +70,10 @@ use servers::ServerSet;
 /// Names one connection attempt; a stale id (its attempt ended) is detected, never confused
 /// with a later attempt that reuses the storage.
 ///
+/// Ids are only meaningful to the rover that issued them. An id carries no mark of its rover:
+/// given to another rover it is refused only if it names no attempt in flight there;
+/// otherwise it acts on that rover's attempt. Keep each id with the rover it came from.
+///
 /// ```
 /// use callosum_proto::rover::{Action, Rover, RoverConfig};
 /// use callosum_proto::{Instant, ServerId};
