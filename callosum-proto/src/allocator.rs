@@ -213,6 +213,17 @@ pub struct FixedStorage<const N: usize> {
     free: heapless::binary_heap::BinaryHeap<u32, heapless::binary_heap::Min, N>,
 }
 
+/// A summary (capacity, slots issued so far, free slots below the mark), not every slot.
+impl<const N: usize> fmt::Debug for FixedStorage<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FixedStorage")
+            .field("capacity", &N)
+            .field("issued", &self.generations.len())
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
 impl<const N: usize> sealed::Sealed for FixedStorage<N> {}
 
 impl<const N: usize> SlotStorage for FixedStorage<N> {
@@ -259,6 +270,17 @@ impl<const N: usize> SlotStorage for FixedStorage<N> {
 pub struct GrowableStorage {
     generations: Vec<u32>,
     free: BinaryHeap<Reverse<u32>>,
+}
+
+/// A summary (slots issued so far, free slots below the mark), not every slot.
+#[cfg(feature = "alloc")]
+impl fmt::Debug for GrowableStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrowableStorage")
+            .field("issued", &self.generations.len())
+            .field("free", &self.free.len())
+            .finish()
+    }
 }
 
 #[cfg(feature = "alloc")]
@@ -309,6 +331,7 @@ impl SlotStorage for GrowableStorage {
 /// assert_eq!(slots.acquire().unwrap().slot(), 2);
 /// # let _ = one;
 /// ```
+#[derive(Debug)]
 pub struct SlotAllocator<S: SlotStorage> {
     storage: S,
     /// One past the highest slot ever issued: every slot below it has a generation.

@@ -146,6 +146,7 @@ pub struct ServerStats {
 /// assert!(server.handle_closed(conn).is_err());
 /// # let _ = line;
 /// ```
+#[derive(Debug)]
 pub struct ServerCore<S: SlotStorage> {
     slots: SlotAllocator<S>,
     stats: ServerStats,
@@ -409,6 +410,21 @@ mod tests {
     }
 
     #[test]
+    fn debug_summarises_the_storage() {
+        extern crate std;
+        let mut server = FixedServerCore::<4>::new(None).unwrap();
+        let (conn, _) = assigned(server.handle_accept());
+        let _ = assigned(server.handle_accept());
+        server.handle_closed(conn).unwrap();
+        let text = std::format!("{server:?}");
+        assert!(text.starts_with("ServerCore {"), "{text}");
+        assert!(
+            text.contains("FixedStorage { capacity: 4, issued: 2, free: 1 }"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn an_old_handle_cannot_free_a_new_connection() {
         let mut server = FixedServerCore::<8>::new(None).unwrap();
         let (old, _) = assigned(server.handle_accept());
@@ -501,5 +517,10 @@ mod growable_tests {
             panic!("a slot is free");
         };
         assert_eq!((conn.slot(), line.as_bytes()), (500, &b"500\r\n"[..]));
+        let text = alloc::format!("{server:?}");
+        assert!(
+            text.contains("GrowableStorage { issued: 1000, free: 0 }"),
+            "{text}"
+        );
     }
 }
