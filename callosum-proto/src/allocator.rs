@@ -19,14 +19,30 @@ use core::cmp::Reverse;
 
 /// A slot that was issued, with the generation that tells this use of it from later ones.
 ///
-/// ```
-/// use callosum_proto::allocator::GrowableSlotAllocator;
+/// Handles are only meaningful to the allocator that issued them. A handle carries no mark of
+/// its allocator: released into another one, it is refused only if that slot is free there or
+/// of another generation; otherwise it frees the other allocator's slot. Keep each handle with
+/// the allocator it came from.
 ///
-/// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+/// ```
+/// use callosum_proto::allocator::FixedSlotAllocator;
+///
+/// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
 /// let handle = slots.acquire().unwrap();
 /// assert_eq!(handle.slot(), 0);
 /// ```
+///
+/// Dropping a handle unused is a warning (`unused_must_use`): its slot would never be
+/// released.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # use callosum_proto::allocator::FixedSlotAllocator;
+/// let mut slots = FixedSlotAllocator::<4>::new(None).unwrap();
+/// slots.acquire().unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "dropping a slot handle leaks its slot: release it when the connection ends"]
 pub struct SlotHandle {
     slot: u32,
     generation: u32,
@@ -36,8 +52,8 @@ impl SlotHandle {
     /// The slot number, as written in the slot line.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
     /// let _zero = slots.acquire().unwrap();
     /// assert_eq!(slots.acquire().unwrap().slot(), 1);
     /// ```
@@ -78,9 +94,9 @@ impl core::error::Error for SlotsExhausted {}
 /// A release that would corrupt the allocator; it was refused and changed nothing.
 ///
 /// ```
-/// use callosum_proto::allocator::{GrowableSlotAllocator, ReleaseError};
+/// use callosum_proto::allocator::{FixedSlotAllocator, ReleaseError};
 ///
-/// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+/// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
 /// let handle = slots.acquire().unwrap();
 /// slots.release(handle).unwrap();
 /// assert_eq!(slots.release(handle), Err(ReleaseError::NotInUse { slot: 0 }));
@@ -197,6 +213,17 @@ pub struct FixedStorage<const N: usize> {
     free: heapless::binary_heap::BinaryHeap<u32, heapless::binary_heap::Min, N>,
 }
 
+/// A summary (capacity, slots issued so far, free slots below the mark), not every slot.
+impl<const N: usize> fmt::Debug for FixedStorage<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FixedStorage")
+            .field("capacity", &N)
+            .field("issued", &self.generations.len())
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
 impl<const N: usize> sealed::Sealed for FixedStorage<N> {}
 
 impl<const N: usize> SlotStorage for FixedStorage<N> {
@@ -245,6 +272,17 @@ pub struct GrowableStorage {
     free: BinaryHeap<Reverse<u32>>,
 }
 
+/// A summary (slots issued so far, free slots below the mark), not every slot.
+#[cfg(feature = "alloc")]
+impl fmt::Debug for GrowableStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrowableStorage")
+            .field("issued", &self.generations.len())
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
 #[cfg(feature = "alloc")]
 impl sealed::Sealed for GrowableStorage {}
 
@@ -279,10 +317,13 @@ impl SlotStorage for GrowableStorage {
 
 /// Issues the lowest free slot, and takes slots back exactly once.
 ///
-/// ```
-/// use callosum_proto::allocator::GrowableSlotAllocator;
+/// Two flavours, the same rules: [`FixedSlotAllocator`] (at most `N` slots, no allocator) and,
+/// with the `alloc` feature, [`GrowableSlotAllocator`] (unlimited by default).
 ///
-/// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+/// ```
+/// use callosum_proto::allocator::FixedSlotAllocator;
+///
+/// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
 /// let zero = slots.acquire().unwrap();
 /// let one = slots.acquire().unwrap();
 /// slots.release(zero).unwrap();
@@ -290,6 +331,7 @@ impl SlotStorage for GrowableStorage {
 /// assert_eq!(slots.acquire().unwrap().slot(), 2);
 /// # let _ = one;
 /// ```
+#[derive(Debug)]
 pub struct SlotAllocator<S: SlotStorage> {
     storage: S,
     /// One past the highest slot ever issued: every slot below it has a generation.
@@ -307,6 +349,9 @@ pub type GrowableSlotAllocator = SlotAllocator<GrowableStorage>;
 
 impl<const N: usize> FixedSlotAllocator<N> {
     /// An allocator that issues at most `max_slots` slots (`None`: all `N`).
+    ///
+    /// A limit of zero is refused with [`SlotLimitError::Zero`], whether asked for
+    /// (`Some(0)`) or implied by `N == 0`.
     ///
     /// ```
     /// use callosum_proto::allocator::FixedSlotAllocator;
@@ -351,6 +396,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     fn with_storage(storage: S, max_slots: Option<u32>) -> Result<Self, SlotLimitError> {
         let capacity = storage.capacity();
         let limit = match max_slots {
+            // A storage of no slots (`FixedStorage<0>`) would refuse every connection too.
+            None | Some(0) if capacity == 0 => return Err(SlotLimitError::Zero),
             None => capacity,
             Some(0) => return Err(SlotLimitError::Zero),
             Some(requested) if requested > capacity => {
@@ -372,11 +419,12 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// Takes the lowest free slot.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// let mut slots = GrowableSlotAllocator::new(Some(1)).unwrap();
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// let mut slots = FixedSlotAllocator::<8>::new(Some(1)).unwrap();
     /// assert_eq!(slots.acquire().unwrap().slot(), 0);
     /// assert!(slots.acquire().is_err());
     /// ```
+    #[must_use = "dropping an acquired slot leaks it: release it when the connection ends"]
     pub fn acquire(&mut self) -> Result<SlotHandle, SlotsExhausted> {
         if let Some(slot) = self.storage.pop_free() {
             // Free slots were issued before, so they have a generation, and it is even.
@@ -402,8 +450,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// current holder.
     ///
     /// ```
-    /// # use callosum_proto::allocator::{GrowableSlotAllocator, ReleaseError};
-    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// # use callosum_proto::allocator::{FixedSlotAllocator, ReleaseError};
+    /// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
     /// let first = slots.acquire().unwrap();
     /// slots.release(first).unwrap();
     /// let second = slots.acquire().unwrap(); // slot 0 again, a new generation
@@ -427,8 +475,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// Whether `slot` is held by some connection now.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
     /// let handle = slots.acquire().unwrap();
     /// assert!(slots.is_in_use(0));
     /// assert!(!slots.is_in_use(1));
@@ -443,8 +491,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// How many slots are in use.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// let mut slots = GrowableSlotAllocator::new(None).unwrap();
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// let mut slots = FixedSlotAllocator::<8>::new(None).unwrap();
     /// let _a = slots.acquire().unwrap();
     /// assert_eq!(slots.in_use(), 1);
     /// ```
@@ -455,8 +503,8 @@ impl<S: SlotStorage> SlotAllocator<S> {
     /// The most slots this allocator issues at once.
     ///
     /// ```
-    /// # use callosum_proto::allocator::GrowableSlotAllocator;
-    /// assert_eq!(GrowableSlotAllocator::new(Some(3)).unwrap().limit(), 3);
+    /// # use callosum_proto::allocator::FixedSlotAllocator;
+    /// assert_eq!(FixedSlotAllocator::<8>::new(Some(3)).unwrap().limit(), 3);
     /// ```
     pub fn limit(&self) -> u32 {
         self.limit
@@ -467,16 +515,33 @@ impl<S: SlotStorage> SlotAllocator<S> {
 mod tests {
     use super::*;
 
+    /// Runs `$body` with `$slots` bound to a fixed allocator, and with `alloc` to a growable
+    /// one too, both made with `$max`: the rules hold whatever the storage.
+    macro_rules! on_each_storage {
+        ($max:expr, |$slots:ident| $body:block) => {{
+            {
+                let mut $slots = FixedSlotAllocator::<16>::new($max).unwrap();
+                $body
+            }
+            #[cfg(feature = "alloc")]
+            {
+                let mut $slots = GrowableSlotAllocator::new($max).unwrap();
+                $body
+            }
+        }};
+    }
+
     #[test]
     fn issues_the_lowest_free_slot() {
-        let mut slots = GrowableSlotAllocator::new(None).unwrap();
-        let zero = slots.acquire().unwrap();
-        let one = slots.acquire().unwrap();
-        let two = slots.acquire().unwrap();
-        assert_eq!([zero.slot(), one.slot(), two.slot()], [0, 1, 2]);
-        slots.release(zero).unwrap();
-        assert_eq!(slots.acquire().unwrap().slot(), 0);
-        assert_eq!(slots.acquire().unwrap().slot(), 3);
+        on_each_storage!(None, |slots| {
+            let zero = slots.acquire().unwrap();
+            let one = slots.acquire().unwrap();
+            let two = slots.acquire().unwrap();
+            assert_eq!([zero.slot(), one.slot(), two.slot()], [0, 1, 2]);
+            slots.release(zero).unwrap();
+            assert_eq!(slots.acquire().unwrap().slot(), 0);
+            assert_eq!(slots.acquire().unwrap().slot(), 3);
+        });
     }
 
     #[test]
@@ -492,46 +557,74 @@ mod tests {
 
     #[test]
     fn releases_of_free_slots_are_reported_and_change_nothing() {
-        let mut slots = GrowableSlotAllocator::new(None).unwrap();
-        let zero = slots.acquire().unwrap();
-        slots.release(zero).unwrap();
-        assert_eq!(slots.release(zero), Err(ReleaseError::NotInUse { slot: 0 }));
-        let never_issued = SlotHandle {
-            slot: 7,
-            generation: 1,
-        };
-        assert_eq!(
-            slots.release(never_issued),
-            Err(ReleaseError::NotInUse { slot: 7 })
-        );
-        assert_eq!(slots.in_use(), 0);
-        assert_eq!(slots.acquire().unwrap().slot(), 0);
-        assert_eq!(slots.acquire().unwrap().slot(), 1);
+        on_each_storage!(None, |slots| {
+            let zero = slots.acquire().unwrap();
+            slots.release(zero).unwrap();
+            assert_eq!(slots.release(zero), Err(ReleaseError::NotInUse { slot: 0 }));
+            let never_issued = SlotHandle {
+                slot: 7,
+                generation: 1,
+            };
+            assert_eq!(
+                slots.release(never_issued),
+                Err(ReleaseError::NotInUse { slot: 7 })
+            );
+            assert_eq!(slots.in_use(), 0);
+            assert_eq!(slots.acquire().unwrap().slot(), 0);
+            assert_eq!(slots.acquire().unwrap().slot(), 1);
+        });
     }
 
     #[test]
     fn a_stale_handle_cannot_free_the_new_holders_slot() {
-        let mut slots = GrowableSlotAllocator::new(None).unwrap();
-        let old = slots.acquire().unwrap();
-        slots.release(old).unwrap();
-        let new = slots.acquire().unwrap();
-        assert_eq!(slots.release(old), Err(ReleaseError::Stale { slot: 0 }));
-        assert!(slots.is_in_use(0));
-        slots.release(new).unwrap();
+        on_each_storage!(None, |slots| {
+            let old = slots.acquire().unwrap();
+            slots.release(old).unwrap();
+            let new = slots.acquire().unwrap();
+            assert_eq!(slots.release(old), Err(ReleaseError::Stale { slot: 0 }));
+            assert!(slots.is_in_use(0));
+            slots.release(new).unwrap();
+        });
     }
 
     #[test]
     fn the_limit_is_honoured_and_frees_up_again() {
-        let mut slots = GrowableSlotAllocator::new(Some(2)).unwrap();
-        let zero = slots.acquire().unwrap();
-        let _one = slots.acquire().unwrap();
-        assert_eq!(slots.acquire(), Err(SlotsExhausted { limit: 2 }));
-        slots.release(zero).unwrap();
-        assert_eq!(slots.acquire().unwrap().slot(), 0);
+        on_each_storage!(Some(2), |slots| {
+            let zero = slots.acquire().unwrap();
+            let _one = slots.acquire().unwrap();
+            assert_eq!(slots.acquire(), Err(SlotsExhausted { limit: 2 }));
+            slots.release(zero).unwrap();
+            assert_eq!(slots.acquire().unwrap().slot(), 0);
+        });
+    }
+
+    #[test]
+    fn a_fixed_storage_of_no_slots_is_refused() {
+        assert_eq!(
+            FixedSlotAllocator::<0>::new(None).err(),
+            Some(SlotLimitError::Zero)
+        );
+        assert_eq!(
+            FixedSlotAllocator::<0>::new(Some(0)).err(),
+            Some(SlotLimitError::Zero)
+        );
+        assert_eq!(
+            FixedSlotAllocator::<0>::new(Some(1)).err(),
+            Some(SlotLimitError::AboveCapacity {
+                requested: 1,
+                capacity: 0
+            })
+        );
+        assert!(crate::server::FixedServerCore::<0>::new(None).is_err());
     }
 
     #[test]
     fn limits_are_checked() {
+        assert_eq!(
+            FixedSlotAllocator::<2>::new(Some(0)).err(),
+            Some(SlotLimitError::Zero)
+        );
+        #[cfg(feature = "alloc")]
         assert_eq!(
             GrowableSlotAllocator::new(Some(0)).err(),
             Some(SlotLimitError::Zero)

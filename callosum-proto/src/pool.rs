@@ -125,10 +125,16 @@ impl core::error::Error for PoolConfigError {}
 
 /// Names one connection in the pool for as long as its state stays the same.
 ///
-/// Every checkout issues a new id, and a record reused for another connection gets a new
-/// generation, so an id kept after its lease was returned (or after the connection left the
-/// pool) is detected as stale instead of acting on whoever holds the connection now. Only an id
-/// kept across 2^32 reuses of one record could be mistaken for a current one.
+/// Every checkout issues a new id, every checkin that makes a lease idle again issues another
+/// one (the idle connection's current id is in [`Pool::connections`] and [`Pool::idle_mut`]),
+/// and a record reused for another connection gets a new generation. So an id kept after its
+/// lease was returned (or after the connection left the pool) is detected as stale instead of
+/// acting on whoever holds the connection now. Only an id kept across 2^32 reuses of one
+/// record could be mistaken for a current one.
+///
+/// Ids are only meaningful to the pool that issued them. An id carries no mark of its pool:
+/// given to another pool it is refused only if it names nothing there; it may as well name
+/// one of that pool's connections and act on it. Keep each id with the pool it came from.
 ///
 /// ```
 /// use callosum_proto::ServerId;
@@ -282,7 +288,8 @@ pub struct Lease<K> {
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a connection evicted while leased must be closed"]
 pub enum Checkin<K> {
-    /// Back in the pool, idle.
+    /// Back in the pool, idle, under a new id (see [`Pool::idle_mut`]); the lease's id is
+    /// stale.
     Idle,
     /// It had been evicted while leased: it has left the pool, close it.
     Close(K),
@@ -400,6 +407,7 @@ impl core::error::Error for UnknownConn {}
 /// assert_eq!(empty.held, empty.idle + empty.leased);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct PoolStatus {
     /// Idle plus leased: what counts towards `max_slots`.
     pub held: usize,
@@ -422,6 +430,7 @@ pub struct PoolStatus {
 /// assert_eq!(PoolStats::default().offered, 0);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct PoolStats {
     /// Calls to [`Pool::offer`].
     pub offered: u64,
@@ -628,6 +637,18 @@ impl<K> Pool<K> {
     /// assert_eq!(lease.conn, 'b');
     /// # pool.checkin(lease.id, lease.conn).unwrap();
     /// ```
+    ///
+    /// Dropping the result unused is a warning (`unused_must_use`), since the lease would be
+    /// lost:
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// # use callosum_proto::{ServerId, pool::{Pool, PoolConfig}};
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 8, 'a');
+    /// pool.checkout();
+    /// ```
+    #[must_use = "a leased connection must be checked in or removed"]
     pub fn checkout(&mut self) -> Option<Lease<K>> {
         let ties = self.idle.min_ties().count();
         if ties == 0 {
@@ -663,6 +684,10 @@ impl<K> Pool<K> {
     /// while leased (its record is freed). An id that is not a current lease (stale, returned
     /// already, idle) is refused and `conn` handed back; the pool is unchanged.
     ///
+    /// Either way the lease's id is stale afterwards: an idle connection gets a new id, which
+    /// [`Pool::connections`] and [`Pool::idle_mut`] report (to remove it when it breaks while
+    /// idle, for instance).
+    ///
     /// A connection that broke while leased goes to [`Pool::remove`] instead.
     ///
     /// ```
@@ -675,6 +700,7 @@ impl<K> Pool<K> {
     /// let _ = pool.offer(ServerId(2), 1, 'b'); // evicts 'a', leased
     /// assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Close('a')));
     /// ```
+    #[must_use = "a connection evicted while leased, or refused, is handed back to be closed"]
     pub fn checkin(&mut self, id: ConnId, conn: K) -> Result<Checkin<K>, CheckinError<K>> {
         let Some(entry) = self.entry_mut(id) else {
             return Err(CheckinError::NotLeased { id, conn });
@@ -683,6 +709,9 @@ impl<K> Pool<K> {
             State::Leased => {
                 let slot = entry.slot;
                 entry.state = State::Idle(conn);
+                // The lease's id retires: kept by its caller, it must not name the idle
+                // connection (a `remove` with it would close a healthy one).
+                entry.generation = entry.generation.wrapping_add(1);
                 self.idle.push(id.index, slot);
                 Ok(Checkin::Idle)
             }
@@ -709,6 +738,7 @@ impl<K> Pool<K> {
     /// assert_eq!(pool.remove(lease.id), Ok(Removed::Leased)); // now close lease.conn
     /// assert_eq!(pool.status().held, 0);
     /// ```
+    #[must_use = "the removed connection must be closed"]
     pub fn remove(&mut self, id: ConnId) -> Result<Removed<K>, UnknownConn> {
         let Some(entry) = self.entry_mut(id) else {
             return Err(UnknownConn { id });
@@ -1114,6 +1144,23 @@ mod tests {
     }
 
     #[test]
+    fn a_returned_lease_id_is_stale_and_cannot_close_the_idle_connection() {
+        let mut pool = pool(2);
+        kept(pool.offer(ServerId(1), 1, 10));
+        let lease = pool.checkout().unwrap();
+        assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle));
+        assert_eq!(pool.remove(lease.id), Err(UnknownConn { id: lease.id }));
+        assert_eq!(pool.status().idle, 1);
+        assert_consistent(&pool);
+        // The idle connection's new id is reported, and works.
+        let (idle_id, _) = pool.idle_mut().next().unwrap();
+        assert_ne!(idle_id, lease.id);
+        assert_eq!(pool.connections().next().unwrap().id, idle_id);
+        assert_eq!(pool.remove(idle_id), Ok(Removed::Idle(10)));
+        assert_consistent(&pool);
+    }
+
+    #[test]
     fn an_evicted_lease_is_closed_on_checkin() {
         let mut pool = pool(1);
         kept(pool.offer(ServerId(1), 5, 10));
@@ -1162,7 +1209,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_from_another_pool_or_out_of_range_are_refused() {
+    fn an_id_naming_no_record_is_refused() {
         let mut pool = pool(1);
         let far = ConnId {
             index: u32::MAX,

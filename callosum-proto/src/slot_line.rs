@@ -414,7 +414,10 @@ pub fn decode(input: &[u8]) -> Result<(u32, usize), DecodeError> {
     let mut decoder = Decoder::new();
     match decoder.feed(input)? {
         Decoded::Slot { slot, consumed } => Ok((slot, consumed)),
-        Decoded::NeedMore => decoder.finish().map(|slot| (slot, input.len())),
+        // Every byte was part of an unfinished line: the input ended too early.
+        Decoded::NeedMore => Err(DecodeError::UnexpectedEof {
+            received: input.len(),
+        }),
     }
 }
 

@@ -54,9 +54,10 @@ pub enum PoolOp {
         /// Which connection (modulo their count).
         which: usize,
     },
-    /// Remove under an id that names nothing any more. Nothing if there is none yet.
+    /// Remove under an id that names nothing any more: one of a lease already returned, or
+    /// retired. Nothing if there is none yet.
     RemoveStale {
-        /// Which retired id (modulo their count).
+        /// Which such id (modulo their count).
         which: usize,
     },
 }
@@ -388,6 +389,19 @@ impl Checker {
                     ConnState::Leased,
                     "{ctx}: checkin: an evicted connection went back to idle"
                 );
+                // The lease's id retires; the idle connection has a new one, found as an
+                // adapter finds it: among the idle connections, by its token.
+                let new_id = self
+                    .pool
+                    .idle_mut()
+                    .find(|(_, conn)| **conn == token)
+                    .map(|(new_id, _)| new_id);
+                let ctx = &self.context;
+                let new_id = new_id.unwrap_or_else(|| {
+                    panic!("{ctx}: checkin: the returned connection is not among the idle ones")
+                });
+                self.issue(new_id);
+                self.records[at].id = new_id;
                 self.records[at].state = ConnState::Idle;
                 self.tokens.insert(token, Token::InPool);
                 self.returned.push(id);
@@ -408,16 +422,10 @@ impl Checker {
     }
 
     fn checkin_stale(&mut self, which: usize) {
-        let candidates = self.returned.len() + self.retired.len();
-        if candidates == 0 {
+        let Some(id) = self.stale_id(which) else {
             return;
-        }
-        let which = which % candidates;
-        let id = match self.returned.get(which) {
-            Some(&id) => id,
-            None => self.retired[which - self.returned.len()],
         };
-        // A returned id never names a lease again: a later checkout issues a new id.
+        // A returned id never names a connection again: checkin and checkout issue new ids.
         let stray = self.new_token();
         let ctx = &self.context;
         match self.pool.checkin(id, stray) {
@@ -468,16 +476,30 @@ impl Checker {
     }
 
     fn remove_stale(&mut self, which: usize) {
-        if self.retired.is_empty() {
+        let Some(id) = self.stale_id(which) else {
             return;
-        }
-        let id = self.retired[which % self.retired.len()];
+        };
         let ctx = &self.context;
         assert_eq!(
             self.pool.remove(id),
             Err(UnknownConn { id }),
-            "{ctx}: stale remove: a retired id acted on the pool"
+            "{ctx}: stale remove: a returned or retired id acted on the pool \
+             (it could close a healthy idle connection)"
         );
+    }
+
+    /// Id number `which` (modulo their count) among those returned with `checkin` and those
+    /// retired otherwise; `None` if there is none yet.
+    fn stale_id(&self, which: usize) -> Option<ConnId> {
+        let candidates = self.returned.len() + self.retired.len();
+        if candidates == 0 {
+            return None;
+        }
+        let which = which % candidates;
+        Some(match self.returned.get(which) {
+            Some(&id) => id,
+            None => self.retired[which - self.returned.len()],
+        })
     }
 
     /// Records a newly kept connection.
@@ -533,12 +555,12 @@ impl Checker {
             count(ConnState::Leased),
             count(ConnState::Evicted),
         );
-        let expected = PoolStatus {
-            held: idle + leased,
-            idle,
-            leased,
-            evicted_awaiting_return: evicted,
-        };
+        // `PoolStatus` is non-exhaustive: built from the default, field by field.
+        let mut expected = PoolStatus::default();
+        expected.held = idle + leased;
+        expected.idle = idle;
+        expected.leased = leased;
+        expected.evicted_awaiting_return = evicted;
         let status = self.pool.status();
         assert_eq!(
             status, expected,

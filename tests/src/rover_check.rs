@@ -11,7 +11,9 @@ use std::time::Duration;
 use callosum_proto::rover::{
     Action, AttemptId, AttemptPhase, ConnectFailure, Event, HandshakeFailure, Rover, RoverConfig,
 };
-use callosum_proto::{Decoded, Decoder, Instant, ServerId};
+use callosum_proto::{Instant, ServerId};
+
+use crate::slot_line_reference::{Verdict, reference_verdict};
 
 /// One input to the rover. Attempt operands (`usize`) pick, by index modulo, among the
 /// attempts in flight followed by the recently finished ones, so stale ids get exercised too.
@@ -161,7 +163,9 @@ struct Tracked {
     server: ServerId,
     phase: AttemptPhase,
     deadline: Instant,
-    decoder: Decoder,
+    /// The bytes received so far: the start of a slot line, judged by the reference grammar
+    /// ([`reference_verdict`]), not by the crate's own decoder.
+    received: Vec<u8>,
 }
 
 /// What the current step is allowed to produce.
@@ -178,7 +182,7 @@ struct Expect {
     abort_server: Option<ServerId>,
 }
 
-/// The outcome the checker's own decoder and the input call for.
+/// The outcome the reference grammar and the input call for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
     /// The attempt stays in flight.
@@ -216,7 +220,8 @@ struct Checker {
 /// - every `Connect` ends exactly once: a `Connection` event, or a `Close` action (with one
 ///   `Unreachable`/`HandshakeFailed` event when it failed, none when it was aborted);
 /// - aborts only from `stop` or from dropping that attempt's server, and no event for them;
-/// - the outcome of an input matches the input (and, for bytes, an independent decoder);
+/// - the outcome of an input matches the input (and, for bytes, the reference grammar of
+///   [`crate::slot_line_reference`], a reading independent of the crate's decoder);
 ///   inputs for finished attempts are refused and change nothing;
 /// - at most one `NoServers` per tick, and only from a tick.
 ///
@@ -390,15 +395,22 @@ impl Checker {
                     .rover
                     .handle_received(attempt, bytes, now)
                     .expect(refused);
-                let (expected, outcome) = match tracked.decoder.feed(bytes) {
-                    Ok(Decoded::NeedMore) => {
-                        if !bytes.is_empty() {
+                let before = tracked.received.len();
+                let mut stream = tracked.received.clone();
+                stream.extend_from_slice(bytes);
+                let (expected, outcome) = match reference_verdict(&stream, false) {
+                    Verdict::Incomplete => {
+                        tracked.received = stream;
+                        // Bytes prove the connect, as `handle_connected` would.
+                        if !bytes.is_empty() && tracked.phase == AttemptPhase::Connecting {
                             tracked.phase = AttemptPhase::Handshaking;
+                            tracked.deadline = now + handshake_timeout;
                         }
                         (bytes.len(), Outcome::Continue)
                     }
-                    Ok(Decoded::Slot { slot, consumed }) => (consumed, Outcome::Connection(slot)),
-                    Err(error) => (
+                    // The line ends in this read: the bytes after it are not the rover's.
+                    Verdict::Line { slot, len } => (len - before, Outcome::Connection(slot)),
+                    Verdict::Error(error) => (
                         bytes.len(),
                         Outcome::HandshakeFailed(HandshakeFailure::Decode(error)),
                     ),
@@ -411,10 +423,9 @@ impl Checker {
             }
             RoverOp::Closed(_) => {
                 self.rover.handle_closed(attempt, now).expect(refused);
-                let error = tracked
-                    .decoder
-                    .finish()
-                    .expect_err("a live line is unfinished");
+                let Verdict::Error(error) = reference_verdict(&tracked.received, true) else {
+                    panic!("a live attempt's line is unfinished, so its end is an error");
+                };
                 Outcome::HandshakeFailed(HandshakeFailure::Decode(error))
             }
             RoverOp::ReadFailed(_) => {
@@ -554,7 +565,7 @@ impl Checker {
                             server,
                             phase: AttemptPhase::Connecting,
                             deadline: self.now + self.config.connect_timeout,
-                            decoder: Decoder::new(),
+                            received: Vec::new(),
                         },
                     ));
                 }

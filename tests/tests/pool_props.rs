@@ -181,6 +181,26 @@ fn idle_connection_with_unsolicited_data_is_removed() {
     assert_eq!(pool.remove(chatty), Err(UnknownConn { id: chatty }));
     assert_eq!(pool.stats().removed_broken, 1);
     assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle));
+
+    // "quiet" went through a checkout/checkin cycle and now talks while idle. The adapter
+    // finds its current id among the idle connections; the old lease id acts on nothing.
+    assert_eq!(pool.remove(lease.id), Err(UnknownConn { id: lease.id }));
+    assert_eq!(
+        pool.status().idle,
+        1,
+        "a returned lease id closed the idle connection"
+    );
+    let talking: Vec<_> = pool
+        .idle_mut()
+        .filter(|(_, conn)| **conn == "quiet")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(talking.len(), 1);
+    assert_ne!(talking[0], lease.id);
+    assert_eq!(pool.remove(talking[0]), Ok(Removed::Idle("quiet")));
+    assert_eq!(pool.stats().removed_broken, 2);
+    assert_eq!(pool.status().held, 0);
+    assert!(pool.checkout().is_none());
 }
 
 #[test]

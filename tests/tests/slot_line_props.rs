@@ -50,6 +50,23 @@ proptest! {
     }
 
     #[test]
+    fn every_slot_line_is_the_canonical_form(
+        // Small values and powers of ten too: that is where padding or a lost zero shows.
+        slot in prop_oneof![
+            any::<u32>(),
+            0u32..1_000,
+            (0u32..10).prop_map(|exp| 10u32.pow(exp)),
+            (1u32..10).prop_map(|exp| 10u32.pow(exp) - 1),
+            Just(u32::MAX),
+        ],
+    ) {
+        // Decimal, no sign, no padding, no leading zero but `0` itself, then CR LF.
+        let line = SlotLine::new(slot);
+        let expected = format!("{slot}\r\n");
+        prop_assert_eq!(line.as_bytes(), expected.as_bytes());
+    }
+
+    #[test]
     fn one_byte_per_read_works(slot in any::<u32>()) {
         let mut decoder = Decoder::new();
         let line = SlotLine::new(slot);

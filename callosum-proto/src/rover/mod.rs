@@ -70,6 +70,10 @@ use servers::ServerSet;
 /// Names one connection attempt; a stale id (its attempt ended) is detected, never confused
 /// with a later attempt that reuses the storage.
 ///
+/// Ids are only meaningful to the rover that issued them. An id carries no mark of its rover:
+/// given to another rover it is refused only if it names no attempt in flight there;
+/// otherwise it acts on that rover's attempt. Keep each id with the rover it came from.
+///
 /// ```
 /// use callosum_proto::rover::{Action, Rover, RoverConfig};
 /// use callosum_proto::{Instant, ServerId};
@@ -368,8 +372,10 @@ pub struct Rover {
     running: bool,
     /// When the next scheduled attempt is due (while running).
     next_tick: Option<Instant>,
-    /// Connections the pool still wants.
+    /// Connections the pool still wants, net of those delivered since the adapter said.
     demand: usize,
+    /// [`Event::Connection`]s in `events`: delivered, but not offered to the pool yet.
+    queued_connections: usize,
     /// An input without a timestamp (a server added, attempts aborted) may let fill mode
     /// launch: ask to be woken at once.
     fill_pending: bool,
@@ -402,6 +408,7 @@ impl Rover {
             running: false,
             next_tick: None,
             demand: 0,
+            queued_connections: 0,
             fill_pending: false,
             last_now: Instant::ZERO,
             actions: VecDeque::with_capacity(2 * capacity),
@@ -469,6 +476,7 @@ impl Rover {
             _ => true,
         });
         let withdrawn = before - self.events.len();
+        self.queued_connections -= withdrawn;
         // Those connections were counted against the demand when they were queued.
         self.demand = self.demand.saturating_add(withdrawn);
         if (aborted || withdrawn > 0) && self.running {
@@ -558,6 +566,12 @@ impl Rover {
     /// call this again whenever the pool's count changes otherwise (a connection closed or
     /// rejected).
     ///
+    /// `wanted` is read as the pool's count at the time of the call, so the
+    /// [`Event::Connection`]s still waiting in [`Rover::poll_event`] (not offered to the pool
+    /// yet) are taken off it: the demand becomes `wanted` minus those. Calling
+    /// `set_demand(pool.wanted(), now)` before draining the events is therefore safe and
+    /// launches no extra attempt.
+    ///
     /// ```
     /// # use callosum_proto::rover::{Rover, RoverConfig};
     /// # use callosum_proto::{Instant, ServerId};
@@ -569,7 +583,7 @@ impl Rover {
     /// ```
     pub fn set_demand(&mut self, wanted: usize, now: Instant) {
         self.last_now = now;
-        self.demand = wanted;
+        self.demand = wanted.saturating_sub(self.queued_connections);
         self.fill(now);
     }
 
@@ -666,7 +680,11 @@ impl Rover {
     /// ```
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if let Some(Event::Connection { .. }) = event {
+            self.queued_connections -= 1;
+        }
+        event
     }
 
     /// The connect of `attempt` completed: the slot line is now due within
@@ -749,7 +767,9 @@ impl Rover {
     /// returned count belong to the application: the adapter hands them on with the socket.
     /// A bad line gives [`Event::HandshakeFailed`] with the decoder's error and
     /// [`Action::Close`]; then every byte counts as consumed, since nothing is delivered.
-    /// Bytes before [`Rover::handle_connected`] are taken as proof of the connect.
+    /// Bytes before [`Rover::handle_connected`] are taken as proof of the connect: the
+    /// attempt is handshaking from then on, with its deadline `now + handshake_timeout`,
+    /// exactly as if `handle_connected(attempt, now)` had come first.
     ///
     /// ```
     /// # use callosum_proto::rover::{Action, Event, Rover, RoverConfig};
@@ -763,6 +783,7 @@ impl Rover {
     /// assert_eq!(rover.handle_received(attempt, b"2\r\nPING", Instant::ZERO), Ok(3));
     /// assert!(matches!(rover.poll_event(), Some(Event::Connection { slot: 12, .. })));
     /// ```
+    #[must_use = "the bytes after the consumed count belong to the application"]
     pub fn handle_received(
         &mut self,
         attempt: AttemptId,
@@ -775,10 +796,14 @@ impl Rover {
             .get_mut(attempt)
             .ok_or(StaleAttempt { attempt })?;
         let server = current.server;
+        let handshake_timeout = self.config.handshake_timeout;
         let consumed = match current.decoder.feed(bytes) {
             Ok(Decoded::NeedMore) => {
-                if !bytes.is_empty() {
+                if !bytes.is_empty() && current.phase == AttemptPhase::Connecting {
+                    // As `handle_connected` would: the line is now due within the
+                    // handshake timeout, not the connect timeout.
                     current.phase = AttemptPhase::Handshaking;
+                    current.deadline = now + handshake_timeout;
                 }
                 bytes.len()
             }
@@ -790,6 +815,7 @@ impl Rover {
                     slot,
                 });
                 self.servers.record_success(server);
+                self.queued_connections += 1;
                 self.demand = self.demand.saturating_sub(1);
                 consumed
             }

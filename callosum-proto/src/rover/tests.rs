@@ -695,3 +695,89 @@ fn handshake_failure_names_its_source() {
     assert!(HandshakeFailure::TimedOut.source().is_none());
     assert_eq!(ConnectFailure::TimedOut.to_string(), "connect timed out");
 }
+
+#[test]
+fn set_demand_discounts_connections_not_yet_drained() {
+    let fill = RoverConfig {
+        fill: true,
+        ..RoverConfig::default()
+    };
+    let mut rover = rover_with(fill, 1);
+    rover.set_demand(1, ms(0));
+    let (attempt, _) = first_attempt(&mut rover, ms(0));
+    assert_eq!(rover.in_flight(), 1);
+    rover.handle_connected(attempt, ms(1)).unwrap();
+    assert_eq!(rover.handle_received(attempt, b"0\r\n", ms(2)), Ok(3));
+    // The adapter tells the rover what the pool wants before it drains the events: the
+    // pool has not seen the queued connection, so it still wants 1.
+    rover.set_demand(1, ms(2));
+    let (actions, events) = drain(&mut rover);
+    assert!(
+        connects(&actions).is_empty(),
+        "a queued connection already answers the demand: {actions:?}"
+    );
+    assert!(matches!(events[..], [Event::Connection { .. }]));
+    assert_eq!(rover.in_flight(), 0);
+    // Offered and kept: the pool wants nothing more, and nothing is launched.
+    rover.set_demand(0, ms(2));
+    assert!(connects(&drain(&mut rover).0).is_empty());
+    // Once drained, the pool's count is the whole truth again.
+    rover.set_demand(1, ms(3));
+    assert_eq!(connects(&drain(&mut rover).0).len(), 1);
+}
+
+#[test]
+fn a_withdrawn_connection_counts_for_the_demand_again() {
+    let fill = RoverConfig {
+        fill: true,
+        ..RoverConfig::default()
+    };
+    let mut rover = rover_with(fill, 2);
+    rover.set_demand(1, ms(0));
+    let (attempt, server) = first_attempt(&mut rover, ms(0));
+    rover.handle_received(attempt, b"4\r\n", ms(1)).unwrap();
+    rover.set_demand(1, ms(1));
+    assert!(connects(&rover.actions.iter().copied().collect::<Vec<_>>()).is_empty());
+    // Its server is dropped before the event is drained: withdrawn and closed.
+    assert!(rover.remove_server(server));
+    rover.set_demand(1, ms(2));
+    let (actions, events) = drain(&mut rover);
+    assert!(events.is_empty(), "{events:?}");
+    assert!(actions.contains(&Action::Close { attempt }));
+    assert_eq!(
+        connects(&actions).len(),
+        1,
+        "the demand is open again: {actions:?}"
+    );
+}
+
+#[test]
+fn bytes_before_connected_start_the_handshake_deadline() {
+    let config = RoverConfig {
+        connect_timeout: Duration::from_millis(100),
+        handshake_timeout: Duration::from_millis(1_000),
+        ..config()
+    };
+    let mut rover = rover_with(config, 1);
+    let (attempt, _) = first_attempt(&mut rover, ms(0));
+    assert_eq!(rover.attempts().next().unwrap().deadline, ms(100));
+    // The first bytes arrive before the adapter reported the connect.
+    assert_eq!(rover.handle_received(attempt, b"1", ms(50)), Ok(1));
+    let info = rover.attempts().next().unwrap();
+    assert_eq!(info.phase, AttemptPhase::Handshaking);
+    assert_eq!(
+        info.deadline,
+        ms(1_050),
+        "handshake_timeout from the first bytes"
+    );
+    // A late handle_connected does not push it back, and the connect timeout is gone.
+    rover.handle_connected(attempt, ms(60)).unwrap();
+    assert_eq!(rover.attempts().next().unwrap().deadline, ms(1_050));
+    rover.handle_timeout(ms(100));
+    assert_eq!(rover.in_flight(), 1);
+    assert_eq!(rover.handle_received(attempt, b"7\r\n", ms(900)), Ok(3));
+    assert!(matches!(
+        rover.poll_event(),
+        Some(Event::Connection { slot: 17, .. })
+    ));
+}
