@@ -7,7 +7,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use async_io::{Async, Timer};
 use callosum_proto::allocator::SlotLimitError;
@@ -15,32 +14,22 @@ use callosum_proto::server::{Accept, ConnId, GrowableServerCore, ServerStats};
 use event_listener::Event;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, future};
 
+use crate::clock::Clock;
+
 /// How a [`Server`] behaves.
 ///
 /// ```
 /// use callosum_smol::ServerConfig;
-/// use std::time::Duration;
 ///
 /// let config = ServerConfig { max_slots: Some(64), ..ServerConfig::default() };
-/// assert_eq!(config.accept_backoff, Duration::from_millis(100));
+/// assert_eq!(ServerConfig::default().max_slots, None);
+/// # let _ = config;
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServerConfig {
     /// The most connections holding a slot at once; beyond it a new connection is closed
     /// without a line. `None` (the default) is unlimited, as in the original.
     pub max_slots: Option<u32>,
-    /// How long to pause accepting after an accept error (too many open files, say), so that
-    /// the server neither stops nor spins. Default 100 ms.
-    pub accept_backoff: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> ServerConfig {
-        ServerConfig {
-            max_slots: None,
-            accept_backoff: Duration::from_millis(100),
-        }
-    }
 }
 
 /// Why a server could not start.
@@ -111,16 +100,16 @@ impl std::error::Error for ShutDown {}
 ///
 /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
 /// let status = server.status();
-/// assert_eq!((status.live, status.accept_errors), (0, 0));
+/// assert_eq!((status.live, status.stats.accept_errors), (0, 0));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerStatus {
     /// Connections holding a slot now.
     pub live: u32,
-    /// The core's counters: accepted, refused because full, closed, bad releases.
+    /// The core's counters: accepted, refused because full, closed, bad releases, accept
+    /// errors.
     pub stats: ServerStats,
-    /// Accept calls that failed (and were backed off from).
-    pub accept_errors: u64,
     /// Connections that ended before their slot line could be written.
     pub lost_before_line: u64,
 }
@@ -128,7 +117,9 @@ pub struct ServerStatus {
 /// State shared by the server and every connection it handed out.
 struct Shared {
     core: Mutex<GrowableServerCore>,
-    counters: Mutex<(u64, u64)>,
+    clock: Clock,
+    /// Connections that ended before their slot line could be written.
+    lost_before_line: Mutex<u64>,
     /// Notified when a slot is freed, for [`Server::wait_idle`].
     slot_freed: Event,
     /// Notified by [`Server::shutdown`].
@@ -140,10 +131,6 @@ impl Shared {
         // The core stays consistent even if a thread panicked while holding the lock: every
         // operation on it is a single call that either happened or did not.
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn count(&self, which: impl FnOnce(&mut (u64, u64))) {
-        which(&mut self.counters.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     fn release(&self, conn: ConnId) {
@@ -185,7 +172,6 @@ impl Shared {
 pub struct Server {
     listener: Mutex<Option<Arc<Async<TcpListener>>>>,
     local_addr: SocketAddr,
-    accept_backoff: Duration,
     shared: Arc<Shared>,
 }
 
@@ -206,10 +192,10 @@ impl Server {
         Ok(Server {
             listener: Mutex::new(Some(Arc::new(listener))),
             local_addr,
-            accept_backoff: config.accept_backoff,
             shared: Arc::new(Shared {
                 core: Mutex::new(core),
-                counters: Mutex::new((0, 0)),
+                clock: Clock::new(),
+                lost_before_line: Mutex::new(0),
                 slot_freed: Event::new(),
                 shutting_down: Event::new(),
             }),
@@ -233,8 +219,9 @@ impl Server {
     ///
     /// Connections refused because every slot is taken, connections that vanish before their
     /// line is written, and accept errors are dealt with here and never returned: after an
-    /// accept error it pauses for `accept_backoff`, then goes on. It returns [`ShutDown`]
-    /// only once [`Server::shutdown`] was called.
+    /// accept error (too many open files, say) it pauses for as long as the core's backoff
+    /// says (10 ms doubling up to 1 s while errors go on), so it neither stops nor spins. It
+    /// returns [`ShutDown`] only once [`Server::shutdown`] was called.
     ///
     /// ```no_run
     /// use callosum_smol::{Server, ServerConfig};
@@ -272,13 +259,15 @@ impl Server {
                 None => return Err(ShutDown),
                 Some(Ok(accepted)) => accepted,
                 Some(Err(error)) => {
-                    self.shared.count(|(errors, _)| *errors += 1);
+                    let clock = self.shared.clock;
+                    let resume = self.shared.core().handle_accept_error(clock.now());
+                    let pause = resume.saturating_duration_since(clock.now());
                     log::warn!(
-                        "callosum server {}: accept failed ({error}); pausing {:?}",
+                        "callosum server {}: accept failed ({error}); pausing {pause:?}",
                         self.local_addr,
-                        self.accept_backoff
                     );
-                    Timer::after(self.accept_backoff).await;
+                    Timer::at(clock.to_std(resume)).await;
+                    self.shared.core().handle_timeout(clock.now());
                     continue;
                 }
             };
@@ -322,7 +311,11 @@ impl Server {
                 "callosum server {}: {peer} left before its slot line ({error})",
                 self.local_addr
             );
-            self.shared.count(|(_, lost)| *lost += 1);
+            *self
+                .shared
+                .lost_before_line
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) += 1;
             // Dropping the connection frees its slot.
             return None;
         }
@@ -397,16 +390,14 @@ impl Server {
     /// ```
     pub fn status(&self) -> ServerStatus {
         let core = self.shared.core();
-        let (accept_errors, lost_before_line) = *self
-            .shared
-            .counters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         ServerStatus {
             live: core.live(),
-            stats: *core.stats(),
-            accept_errors,
-            lost_before_line,
+            stats: core.stats().clone(),
+            lost_before_line: *self
+                .shared
+                .lost_before_line
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
         }
     }
 }
