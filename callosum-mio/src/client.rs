@@ -16,8 +16,8 @@ use callosum_proto::pool::{
     self, Checkin, Evicted, Offer, PoolConfigError, PoolStats, PoolStatus, Removed,
 };
 use callosum_proto::rover::{self, Action, AttemptId, ConnectFailure, HandshakeFailure};
-use callosum_proto::{Pool, PoolConfig, Rover, RoverConfig, RoverConfigError};
 use callosum_proto::{Instant as CoreInstant, ServerId};
+use callosum_proto::{Pool, PoolConfig, Rover, RoverConfig, RoverConfigError};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -856,7 +856,13 @@ impl Client {
         self.registry = Some(registry);
     }
 
-    fn connect(&mut self, registry: &Registry, attempt: AttemptId, server: ServerId, now: CoreInstant) {
+    fn connect(
+        &mut self,
+        registry: &Registry,
+        attempt: AttemptId,
+        server: ServerId,
+        now: CoreInstant,
+    ) {
         let index = attempt.index() as usize;
         let (Some(addr), Some(token)) = (self.addr_of(server), self.tokens.token(index)) else {
             unreachable!("the rover connects to servers in the set, within max_in_flight")
@@ -884,7 +890,10 @@ impl Client {
 
     fn take_attempt(&mut self, attempt: AttemptId) -> Option<AttemptSocket> {
         let slot = self.attempts.get_mut(attempt.index() as usize)?;
-        if slot.as_ref().is_some_and(|socket| socket.attempt == attempt) {
+        if slot
+            .as_ref()
+            .is_some_and(|socket| socket.attempt == attempt)
+        {
             slot.take()
         } else {
             None
@@ -901,7 +910,9 @@ impl Client {
                 server,
                 slot,
             } => {
-                if let (Some(socket), Some(addr)) = (self.take_attempt(attempt), self.addr_of(server)) {
+                if let (Some(socket), Some(addr)) =
+                    (self.take_attempt(attempt), self.addr_of(server))
+                {
                     self.deliver(registry, socket, server, addr, slot);
                 }
             }
@@ -951,7 +962,8 @@ impl Client {
             return;
         };
         // Move the socket to its pooled token; re-arming reports bytes already waiting.
-        let moved = registry.reregister(&mut stream, token, Interest::READABLE | Interest::WRITABLE);
+        let moved =
+            registry.reregister(&mut stream, token, Interest::READABLE | Interest::WRITABLE);
         let entry = &mut self.conns[index as usize];
         let offer = self.pool.offer(server, slot, index);
         let (kept, evicted) = match offer {

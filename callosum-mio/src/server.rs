@@ -387,7 +387,10 @@ impl Server {
     /// assert_eq!(server.poll_timeout(), None);
     /// ```
     pub fn handle_timeout(&mut self) {
-        if self.paused_until.is_some_and(|until| until <= Instant::now()) {
+        if self
+            .paused_until
+            .is_some_and(|until| until <= Instant::now())
+        {
             self.paused_until = None;
             // Connections that arrived meanwhile raised no new event: accept them now.
             if self.registry.is_some() {
@@ -591,11 +594,9 @@ impl Server {
         else {
             unreachable!("free_index only gives indices with a token of a registered server")
         };
-        if let Err(error) = registry.register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(error) =
+            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
             // Never announced: free the slot quietly and treat it as resource exhaustion.
             let _ = self.core.handle_closed(core);
             self.free.push(index);
