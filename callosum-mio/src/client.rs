@@ -826,6 +826,13 @@ impl Client {
         };
         loop {
             let mut progressed = false;
+            // Events first: an attempt that just read its line left its index free, and the
+            // rover may already have queued a new attempt there; the finished attempt's
+            // socket must be taken before the new one's takes its place.
+            while let Some(event) = self.rover.poll_event() {
+                progressed = true;
+                self.rover_event(&registry, event);
+            }
             while let Some(action) = self.rover.poll_action() {
                 progressed = true;
                 match action {
@@ -838,10 +845,6 @@ impl Client {
                         }
                     }
                 }
-            }
-            while let Some(event) = self.rover.poll_event() {
-                progressed = true;
-                self.rover_event(&registry, event);
             }
             let wanted = self.pool.wanted();
             if self.demand_told != Some(wanted) {
