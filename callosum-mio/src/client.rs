@@ -399,10 +399,10 @@ struct Entry {
 ///
 /// let mut poll = Poll::new()?;
 /// let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())?;
-/// server.register(poll.registry(), TokenRange::new(0..100))?;
+/// server.register(poll.registry(), TokenRange::new(0..1000))?;
 /// let mut client = Client::new(ClientConfig::default(), 7).unwrap();
 /// client.add_server(server.local_addr()?);
-/// client.register(poll.registry(), TokenRange::new(100..300))?;
+/// client.register(poll.registry(), TokenRange::new(1000..1200))?;
 /// client.start();
 ///
 /// let mut events = Events::with_capacity(64);
@@ -418,6 +418,7 @@ struct Entry {
 ///     while server.poll_event().is_some() {}
 ///     while client.poll_event().is_some() {}
 /// }
+/// assert_eq!(client.status().pool.held, 100);
 /// let lease = client.checkout().unwrap();
 /// assert_eq!(lease.slot(), 0);
 /// client.checkin(lease);
@@ -562,8 +563,10 @@ impl Client {
     /// the pool wants more.
     ///
     /// ```
-    /// # use callosum_mio::{Client, ClientEvent};
+    /// # use callosum_mio::{Client, ClientEvent, TokenRange};
+    /// let poll = mio::Poll::new().unwrap();
     /// let mut client = Client::new(Default::default(), 1).unwrap();
+    /// client.register(poll.registry(), TokenRange::new(0..200)).unwrap();
     /// client.start();
     /// assert_eq!(client.poll_event(), Some(ClientEvent::NoServers));
     /// ```
@@ -731,7 +734,9 @@ impl Client {
                     self.probe_idle(lease.index);
                 }
                 Ok(Checkin::Close(index)) => self.close_conn(index),
-                Err(_) => unreachable!("a lease of this client is a current lease"),
+                // Not a current lease of this client's pool (a lease of another client that
+                // happens to match): nothing of ours to return.
+                Err(_) => {}
             }
         }
         self.drive(self.clock.now());

@@ -147,6 +147,69 @@ fn the_pool_keeps_low_slots_evicts_the_highest_and_lends_the_lowest() {
 }
 
 #[test]
+fn a_connection_evicted_while_leased_stays_usable_and_closes_when_checked_in() {
+    let config = ClientConfig {
+        pool: PoolConfig { max_slots: 1 },
+        rover: RoverConfig {
+            interval: Duration::from_millis(20),
+            jitter: Duration::ZERO,
+            max_in_flight: 1,
+            ..RoverConfig::default()
+        },
+    };
+    let mut h = Harness::new()
+        .with_server(ServerConfig::default())
+        .with_client(config, 4);
+    h.echo = true;
+    let addr = h.server_addr();
+    let raw = connect(addr);
+    h.until("the raw connection", |h| h.accepted().len() == 1);
+    h.client().add_server(addr);
+    h.client().start();
+    h.until("a kept connection", |h| h.client().status().pool.held == 1);
+    let lease = h.client().checkout().unwrap();
+    assert_eq!(lease.slot(), 1);
+    drop(raw);
+    h.until("an eviction", |h| {
+        h.client_log.iter().any(|e| {
+            matches!(
+                e,
+                ClientEvent::Evicted {
+                    slot: 1,
+                    kept_slot: 0,
+                    ..
+                }
+            )
+        })
+    });
+    let status = h.client().status();
+    assert_eq!(
+        (status.pool.held, status.pool.evicted_awaiting_return),
+        (1, 1)
+    );
+    assert!(
+        !h.freed().contains(&1),
+        "a leased connection is not closed under its user"
+    );
+    h.client()
+        .conn_mut(&lease)
+        .unwrap()
+        .write_all(b"still here\n")
+        .unwrap();
+    h.until("the echo", |h| {
+        h.received.values().any(|bytes| bytes == b"still here\n")
+    });
+    h.client().checkin(lease);
+    h.until("slot 1 freed", |h| h.freed().contains(&1));
+    assert_eq!(h.client().status().servers[0].slots, [0]);
+    assert!(h.client().checkout().is_some_and(|lease| {
+        let slot = lease.slot();
+        h.client().checkin(lease);
+        slot == 0
+    }));
+}
+
+#[test]
 fn a_refused_port_is_unreachable() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = closed.local_addr().unwrap();
