@@ -662,7 +662,16 @@ impl Client {
     /// ```
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        #[cfg(feature = "log")]
+        match &event {
+            Some(ready @ (ClientEvent::Readable { .. } | ClientEvent::Writable { .. })) => {
+                log::trace!("client: {ready:?}");
+            }
+            Some(other) => log::debug!("client: {other:?}"),
+            None => {}
+        }
+        event
     }
 
     /// Lends out the idle connection with the lowest slot (ties broken at random); `None`

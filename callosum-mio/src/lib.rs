@@ -92,7 +92,8 @@
 //!
 //! # Features
 //!
-//! - `log`: logs slots assigned and freed with the `log` crate, at debug level.
+//! - `log`: logs every event as it is drained with `poll_event`, with the `log` crate:
+//!   readiness at trace level, accept errors at warn level, the rest at debug level.
 
 mod client;
 mod clock;

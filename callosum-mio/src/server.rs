@@ -420,7 +420,17 @@ impl Server {
     /// ```
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        #[cfg(feature = "log")]
+        match &event {
+            Some(failed @ ServerEvent::AcceptFailed { .. }) => log::warn!("server: {failed:?}"),
+            Some(ready @ (ServerEvent::Readable { .. } | ServerEvent::Writable { .. })) => {
+                log::trace!("server: {ready:?}");
+            }
+            Some(other) => log::debug!("server: {other:?}"),
+            None => {}
+        }
+        event
     }
 
     /// Reads from `conn`. A read of 0 bytes (into a non-empty `buf`) or an I/O error ends
@@ -617,8 +627,6 @@ impl Server {
             slot: core.slot(),
             peer,
         });
-        #[cfg(feature = "log")]
-        log::debug!("slot {} assigned to {peer}", core.slot());
         // One write call for the whole line; the rest, if any, on the next writable event.
         let flushed = self.conns[index as usize]
             .live
@@ -689,8 +697,6 @@ impl Server {
         // The entry was live, so its slot is in use and this is its only release; a failure
         // would be counted in `stats().bad_releases`, never hidden.
         if let Ok(slot) = self.core.handle_closed(live.core) {
-            #[cfg(feature = "log")]
-            log::debug!("slot {slot} freed ({cause})");
             self.events.push_back(ServerEvent::Closed {
                 conn: id,
                 slot,
