@@ -200,3 +200,86 @@ impl Write for Conn {
         self.stream.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    /// A connected pair: a `Conn` on one end (with `outbound` pending) and a blocking
+    /// std stream on the other.
+    fn pair(outbound: &[u8]) -> (Conn, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let near = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (far, _) = listener.accept().unwrap();
+        far.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        near.set_nonblocking(true).unwrap();
+        let conn = Conn::new(TcpStream::from_std(near), Vec::new(), outbound.to_vec());
+        (conn, far)
+    }
+
+    #[test]
+    fn pending_protocol_bytes_go_first_and_survive_a_full_socket() {
+        let (mut conn, mut far) = pair(b"");
+        // Fill the socket until it would block, as if the line could not be written.
+        let filler = vec![b'.'; 64 * 1024];
+        let mut sent = 0;
+        loop {
+            match conn.stream_mut().write(&filler) {
+                Ok(n) => sent += n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => panic!("{error}"),
+            }
+        }
+        conn.outbound = b"42\r\n".to_vec();
+        assert!(!conn.flush_outbound().unwrap());
+        let blocked = conn.write(b"app").unwrap_err();
+        assert_eq!(blocked.kind(), io::ErrorKind::WouldBlock);
+        // The peer drains the filler; the line, then the application's bytes follow.
+        let mut filler_read = vec![0u8; sent];
+        far.read_exact(&mut filler_read).unwrap();
+        // Wait for writability as a mio user would, bounded by a deadline.
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        poll.registry()
+            .register(conn.stream_mut(), mio::Token(0), mio::Interest::WRITABLE)
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !conn.flush_outbound().unwrap() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the socket drained but the line was not written"
+            );
+            poll.poll(&mut events, Some(left)).unwrap();
+        }
+        conn.write_all(b"app").unwrap();
+        let mut rest = [0u8; 7];
+        far.read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b"42\r\napp");
+    }
+
+    #[test]
+    fn buffered_bytes_are_read_before_the_socket_and_the_end_is_recorded() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let near = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut far, _) = listener.accept().unwrap();
+        let mut conn = Conn::new(TcpStream::from_std(near), b"early".to_vec(), Vec::new());
+        far.write_all(b"late").unwrap();
+        drop(far);
+        let mut buf = [0u8; 3];
+        assert_eq!(conn.read(&mut buf).unwrap(), 3);
+        assert_eq!(&buf, b"ear");
+        assert_eq!(conn.buffered(), b"ly");
+        assert_eq!(conn.read(&mut buf).unwrap(), 2);
+        assert!(conn.buffered().is_empty());
+        // The std stream was blocking: the socket's bytes, then its end.
+        let mut late = [0u8; 4];
+        conn.read_exact(&mut late).unwrap();
+        assert_eq!(&late, b"late");
+        assert_eq!(conn.ended(), None);
+        assert_eq!(conn.read(&mut buf).unwrap(), 0);
+        assert_eq!(conn.ended(), Some(Ended::PeerClosed));
+    }
+}
