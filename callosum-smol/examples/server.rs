@@ -41,10 +41,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let service = Duration::from_millis(flags::parsed(&flags, "service-ms", 0)?);
     let mut signals = Signals::new([Signal::Term, Signal::Int])?;
 
-    let config = ServerConfig {
-        max_slots,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { max_slots };
     let server = Arc::new(Server::bind(listen, config)?);
     println!("listening on {}", server.local_addr());
     std::io::stdout().flush()?;

@@ -21,7 +21,7 @@ use crate::clock::Clock;
 /// ```
 /// use callosum_smol::ServerConfig;
 ///
-/// let config = ServerConfig { max_slots: Some(64), ..ServerConfig::default() };
+/// let config = ServerConfig { max_slots: Some(64) };
 /// assert_eq!(ServerConfig::default().max_slots, None);
 /// # let _ = config;
 /// ```
@@ -37,7 +37,7 @@ pub struct ServerConfig {
 /// ```
 /// use callosum_smol::{Server, ServerConfig, ServerError};
 ///
-/// let config = ServerConfig { max_slots: Some(0), ..ServerConfig::default() };
+/// let config = ServerConfig { max_slots: Some(0) };
 /// let error = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap_err();
 /// assert!(matches!(error, ServerError::Config(_)));
 /// ```
@@ -392,7 +392,7 @@ impl Server {
         let core = self.shared.core();
         ServerStatus {
             live: core.live(),
-            stats: core.stats().clone(),
+            stats: *core.stats(),
             lost_before_line: *self
                 .shared
                 .lost_before_line

@@ -153,10 +153,7 @@ fn the_slot_line_arrives_in_one_read() {
 #[test]
 fn a_full_server_closes_new_connections_without_a_line() {
     smol::block_on(async {
-        let config = ServerConfig {
-            max_slots: Some(1),
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig { max_slots: Some(1) };
         let (server, addr) = reading_server(config);
         let (first, line) = raw_slot(addr).await;
         assert_eq!(line, "0\r\n");
@@ -172,10 +169,7 @@ fn a_full_server_closes_new_connections_without_a_line() {
 
 #[test]
 fn zero_max_slots_is_a_configuration_error() {
-    let config = ServerConfig {
-        max_slots: Some(0),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { max_slots: Some(0) };
     let error = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap_err();
     assert_eq!(
         error.to_string(),

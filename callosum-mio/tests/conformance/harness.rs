@@ -1,0 +1,209 @@
+//! A single-threaded loop for the socket tests: a server and/or a client on one `mio`
+//! poll, driven until a condition holds or a deadline passes (never by fixed sleeps).
+//! The server's "application" reads every readable connection until it would block,
+//! keeps what it read per connection, and echoes it back when asked to.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use callosum_mio::{
+    Client, ClientConfig, ClientEvent, ConnId, Server, ServerConfig, ServerEvent, TokenRange,
+    timeout_until,
+};
+use mio::{Events, Poll};
+
+/// How long any one wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct Harness {
+    poll: Poll,
+    events: Events,
+    pub server: Option<Server>,
+    pub client: Option<Client>,
+    max_slots: usize,
+    pub echo: bool,
+    pub server_log: Vec<ServerEvent>,
+    pub client_log: Vec<ClientEvent>,
+    pub received: HashMap<ConnId, Vec<u8>>,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness {
+            poll: Poll::new().unwrap(),
+            events: Events::with_capacity(256),
+            server: None,
+            client: None,
+            max_slots: usize::MAX,
+            echo: false,
+            server_log: Vec::new(),
+            client_log: Vec::new(),
+            received: HashMap::new(),
+        }
+    }
+
+    /// Adds a server on 127.0.0.1, port 0, with tokens 10..1000.
+    pub fn with_server(mut self, config: ServerConfig) -> Harness {
+        let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
+        server
+            .register(self.poll.registry(), TokenRange::new(10..1000))
+            .unwrap();
+        self.server = Some(server);
+        self
+    }
+
+    /// Adds a client with tokens 1000..2000 (not started).
+    pub fn with_client(mut self, config: ClientConfig, seed: u64) -> Harness {
+        self.max_slots = config.pool.max_slots;
+        let mut client = Client::new(config, seed).unwrap();
+        client
+            .register(self.poll.registry(), TokenRange::new(1000..2000))
+            .unwrap();
+        self.client = Some(client);
+        self
+    }
+
+    pub fn server(&mut self) -> &mut Server {
+        self.server.as_mut().unwrap()
+    }
+
+    pub fn client(&mut self) -> &mut Client {
+        self.client.as_mut().unwrap()
+    }
+
+    pub fn server_addr(&self) -> SocketAddr {
+        self.server.as_ref().unwrap().local_addr().unwrap()
+    }
+
+    /// One turn: poll (until an event, a component's timeout or `deadline`), hand every
+    /// event to its component, let time pass, drain the events.
+    pub fn turn(&mut self, deadline: Instant) {
+        let timeout = timeout_until([
+            self.server.as_ref().and_then(Server::poll_timeout),
+            self.client.as_ref().and_then(Client::poll_timeout),
+            Some(deadline),
+        ]);
+        self.poll.poll(&mut self.events, timeout).unwrap();
+        for event in &self.events {
+            let token = event.token();
+            if let Some(server) = self.server.as_mut().filter(|s| s.handles(token)) {
+                server.handle_event(event);
+            } else if let Some(client) = self.client.as_mut().filter(|c| c.handles(token)) {
+                client.handle_event(event);
+            } else {
+                panic!("an event for {token:?}, outside every component's range");
+            }
+        }
+        if let Some(server) = self.server.as_mut() {
+            server.handle_timeout();
+        }
+        if let Some(client) = self.client.as_mut() {
+            client.handle_timeout();
+        }
+        self.drain();
+    }
+
+    /// Takes every queued event, acting as the server's application.
+    pub fn drain(&mut self) {
+        loop {
+            if let Some(event) = self.server.as_mut().and_then(Server::poll_event) {
+                self.server_log.push(event);
+                if let ServerEvent::Readable { conn } = event {
+                    self.read_all(conn);
+                }
+            } else if let Some(event) = self.client.as_mut().and_then(Client::poll_event) {
+                self.client_log.push(event);
+            } else {
+                break;
+            }
+        }
+        if let Some(client) = self.client.as_ref() {
+            let held = client.status().pool.held;
+            assert!(held <= self.max_slots, "{held} held, above max_slots");
+        }
+    }
+
+    fn read_all(&mut self, conn: ConnId) {
+        let server = self.server.as_mut().unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match server.read(conn, &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    self.received
+                        .entry(conn)
+                        .or_default()
+                        .extend_from_slice(&buf[..n]);
+                    if self.echo {
+                        let mut written = 0;
+                        while written < n {
+                            written += server.write(conn, &buf[written..n]).unwrap();
+                        }
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => return, // ended: the Closed event is queued
+            }
+        }
+    }
+
+    /// Runs turns until `done` holds; fails the test after [`DEADLINE`].
+    pub fn until(&mut self, what: &str, mut done: impl FnMut(&mut Harness) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            self.turn(deadline);
+        }
+    }
+
+    /// The connections accepted so far, with their slots.
+    pub fn accepted(&self) -> Vec<(ConnId, u32)> {
+        self.server_log
+            .iter()
+            .filter_map(|event| match *event {
+                ServerEvent::Accepted { conn, slot, .. } => Some((conn, slot)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The slots freed so far, in order.
+    pub fn freed(&self) -> Vec<u32> {
+        self.server_log
+            .iter()
+            .filter_map(|event| match *event {
+                ServerEvent::Closed { slot, .. } => Some(slot),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs turns until the `n`th connection is accepted, and returns it.
+    pub fn accept_nth(&mut self, n: usize) -> (ConnId, u32) {
+        self.until("a connection to be accepted", |h| h.accepted().len() > n);
+        self.accepted()[n]
+    }
+}
+
+/// A blocking client socket whose reads give up after [`DEADLINE`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream
+}
+
+/// One read call, as the original client does it.
+pub fn read_once(stream: &mut TcpStream) -> Vec<u8> {
+    let mut buf = [0u8; 256];
+    let n = stream.read(&mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// Reads until the end of the stream.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    all
+}

@@ -1,0 +1,218 @@
+//! The server's conformance on loopback (PROTOCOL.md section 2), bounded by deadlines.
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::time::Duration;
+
+use crate::harness::{Harness, connect, read_once, read_to_end};
+use callosum_mio::{CloseCause, RefuseReason, ServerConfig, ServerEvent};
+
+fn unlimited() -> ServerConfig {
+    ServerConfig::default()
+}
+
+#[test]
+fn slots_are_the_lowest_free_and_a_freed_slot_is_reused() {
+    let mut h = Harness::new().with_server(unlimited());
+    let addr = h.server_addr();
+    let mut peers = Vec::new();
+    for expected in 0..3u32 {
+        let mut peer = connect(addr);
+        let (_, slot) = h.accept_nth(expected as usize);
+        assert_eq!(slot, expected);
+        assert_eq!(read_once(&mut peer), format!("{expected}\r\n").as_bytes());
+        peers.push(peer);
+    }
+    drop(peers.remove(1));
+    h.until("slot 1 to be freed", |h| h.freed() == [1]);
+    let mut again = connect(addr);
+    assert_eq!(h.accept_nth(3).1, 1);
+    assert_eq!(read_once(&mut again), b"1\r\n");
+    assert_eq!(h.server().status().connections, 3);
+}
+
+#[test]
+fn the_slot_line_arrives_in_one_read() {
+    let mut h = Harness::new().with_server(unlimited());
+    let mut peers: Vec<_> = (0..12).map(|_| connect(h.server_addr())).collect();
+    h.until("12 connections", |h| h.accepted().len() == 12);
+    for (slot, peer) in peers.iter_mut().enumerate() {
+        assert_eq!(read_once(peer), format!("{slot}\r\n").as_bytes());
+    }
+}
+
+#[test]
+fn a_slot_is_freed_when_the_peer_closes_with_fin() {
+    let mut h = Harness::new().with_server(unlimited());
+    let mut peer = connect(h.server_addr());
+    let (conn, _) = h.accept_nth(0);
+    assert_eq!(read_once(&mut peer), b"0\r\n");
+    peer.shutdown(Shutdown::Write).unwrap();
+    h.until("the slot to be freed", |h| !h.freed().is_empty());
+    assert_eq!(
+        h.server_log.last(),
+        Some(&ServerEvent::Closed {
+            conn,
+            slot: 0,
+            cause: CloseCause::PeerClosed
+        })
+    );
+    assert_eq!(h.server().status().connections, 0);
+    assert!(!h.server().close(conn), "a stale id changes nothing");
+    assert_eq!(h.server().stats().closed, 1);
+}
+
+#[test]
+fn a_slot_is_freed_when_the_peer_resets() {
+    let mut h = Harness::new().with_server(unlimited());
+    let mut peer = connect(h.server_addr());
+    h.accept_nth(0);
+    assert_eq!(read_once(&mut peer), b"0\r\n");
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    h.until("the slot to be freed", |h| !h.freed().is_empty());
+    let Some(ServerEvent::Closed { slot: 0, cause, .. }) = h.server_log.last().copied() else {
+        panic!("expected slot 0 freed, got {:?}", h.server_log);
+    };
+    assert_eq!(
+        cause,
+        CloseCause::Failed(std::io::ErrorKind::ConnectionReset)
+    );
+    assert_eq!(h.freed(), [0], "freed exactly once");
+}
+
+#[test]
+fn a_slot_is_freed_when_the_application_closes_the_connection() {
+    let mut h = Harness::new().with_server(unlimited());
+    let mut peer = connect(h.server_addr());
+    let (conn, _) = h.accept_nth(0);
+    assert!(h.server().close(conn));
+    assert!(!h.server().close(conn));
+    h.drain();
+    assert_eq!(
+        h.server_log.last(),
+        Some(&ServerEvent::Closed {
+            conn,
+            slot: 0,
+            cause: CloseCause::Closed
+        })
+    );
+    assert_eq!(read_to_end(&mut peer), b"0\r\n");
+    assert_eq!(h.freed(), [0]);
+    assert!(h.server().read(conn, &mut [0u8; 8]).is_err());
+    assert!(h.server().conn(conn).is_none());
+}
+
+#[test]
+fn dropping_the_server_closes_every_connection() {
+    let mut h = Harness::new().with_server(unlimited());
+    let mut a = connect(h.server_addr());
+    let mut b = connect(h.server_addr());
+    h.until("2 connections", |h| h.accepted().len() == 2);
+    h.server = None;
+    assert_eq!(read_to_end(&mut a), b"0\r\n");
+    assert_eq!(read_to_end(&mut b), b"1\r\n");
+}
+
+#[test]
+fn a_slot_is_freed_when_the_client_leaves_before_the_line_is_written() {
+    let mut h = Harness::new().with_server(unlimited());
+    let addr = h.server_addr();
+    // Reset while still in the accept queue: gone before the server could write its line.
+    let doomed = connect(addr);
+    socket2::SockRef::from(&doomed)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(doomed);
+    let mut good = connect(addr);
+    let good_line = read_once_while_serving(&mut h, &mut good);
+    // If the reset connection was accepted at all it took slot 0, and it must be freed.
+    h.until("only the good connection to hold a slot", |h| {
+        h.server().status().connections == 1
+    });
+    let good_slot: u32 = std::str::from_utf8(&good_line)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut third = connect(addr);
+    let third_line = read_once_while_serving(&mut h, &mut third);
+    let expected = if good_slot == 0 { 1 } else { 0 };
+    assert_eq!(third_line, format!("{expected}\r\n").as_bytes());
+    // Every connection accepted but the two good ones ended, and freed its slot once.
+    assert_eq!(
+        h.freed().len(),
+        h.accepted().len() - 2,
+        "{:?}",
+        h.server_log
+    );
+}
+
+/// Serves until the server has accepted `peer`, then reads its line.
+fn read_once_while_serving(h: &mut Harness, peer: &mut std::net::TcpStream) -> Vec<u8> {
+    let local = peer.local_addr().unwrap();
+    h.until("the connection to be accepted", |h| {
+        h.server_log
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Accepted { peer, .. } if *peer == local))
+    });
+    read_once(peer)
+}
+
+#[test]
+fn at_max_slots_a_connection_is_closed_without_a_line() {
+    let config = ServerConfig {
+        max_slots: Some(1),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new().with_server(config);
+    let mut first = connect(h.server_addr());
+    h.accept_nth(0);
+    assert_eq!(read_once(&mut first), b"0\r\n");
+    let mut second = connect(h.server_addr());
+    let local = second.local_addr().unwrap();
+    h.until("the second connection to be refused", |h| {
+        h.server_log.iter().any(|e| {
+            *e == ServerEvent::Refused {
+                peer: local,
+                reason: RefuseReason::Full,
+            }
+        })
+    });
+    assert_eq!(read_to_end(&mut second), b"");
+    assert_eq!(h.server().stats().refused_full, 1);
+}
+
+#[test]
+fn no_event_is_lost_when_several_arrive_in_one_poll() {
+    let mut h = Harness::new().with_server(unlimited());
+    let mut peers: Vec<_> = (0..8).map(|_| connect(h.server_addr())).collect();
+    for (i, peer) in peers.iter_mut().enumerate() {
+        peer.write_all(format!("hello {i}\n").as_bytes()).unwrap();
+    }
+    h.until("8 connections and their bytes", |h| {
+        h.accepted().len() == 8 && h.received.values().filter(|b| b.ends_with(b"\n")).count() == 8
+    });
+    let mut slots: Vec<u32> = h.accepted().iter().map(|&(_, slot)| slot).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (0..8).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_application_reads_and_writes_after_the_slot_line() {
+    let mut h = Harness::new().with_server(unlimited());
+    h.echo = true;
+    let mut peer = connect(h.server_addr());
+    peer.write_all(b"ping\n").unwrap();
+    let (conn, _) = h.accept_nth(0);
+    h.until("the request", |h| {
+        h.received.get(&conn).is_some_and(|b| b == b"ping\n")
+    });
+    let mut got = Vec::new();
+    while got.len() < b"0\r\nping\n".len() {
+        got.extend(read_once(&mut peer));
+    }
+    assert_eq!(got, b"0\r\nping\n");
+}
