@@ -788,10 +788,9 @@ impl<'a> Sim<'a> {
                 break;
             }
         }
-        let now = self.now;
         let cc = self.callosum(client);
         if let Some(wake) = cc.rover.poll_timeout() {
-            let wake = wake.as_micros().max(now);
+            let wake = wake.as_micros().max(now.as_micros());
             if cc.wake_at.is_none_or(|booked| wake < booked) {
                 cc.wake_at = Some(wake);
                 self.book(wake, Ev::Wake { client });
