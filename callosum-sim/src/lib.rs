@@ -1,0 +1,37 @@
+//! A deterministic cluster simulator for callosum, built only on the state machines of
+//! `callosum-proto` and virtual time.
+//!
+//! It runs one workload (Poisson request arrivals on every client, exponential service times
+//! on servers with a fixed number of workers and a FIFO queue, a network delay on every hop)
+//! under five load-balancing strategies with the same seed, and reports latency percentiles,
+//! errors, load per server, connections opened and, after a restart or an added server, how
+//! long the load took to settle. See `README.md` beside this crate for what it shows.
+//!
+//! - [`Strategy::Callosum`]: every client has a [`callosum_proto::Pool`] and a
+//!   [`callosum_proto::Rover`], every server a
+//!   [`GrowableServerCore`](callosum_proto::server::GrowableServerCore); a request takes the
+//!   lowest idle pooled connection and waits in the client while none is idle.
+//! - The others pick a server per request (random, round robin, the better of two random
+//!   choices on outstanding requests, join the shortest queue with full information) and send
+//!   the request straight to it.
+//!
+//! The same scenario, size and seed always give the same table and chart.
+//!
+//! ```
+//! use callosum_sim::{Scenario, Size, simulate};
+//!
+//! let size = Size { servers: 4, clients: 10, seconds: 2, pool: 4 };
+//! let report = simulate(Scenario::Homogeneous50, size, 42);
+//! assert_eq!(report.table(), simulate(Scenario::Homogeneous50, size, 42).table());
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod cli;
+mod report;
+mod scenario;
+mod sim;
+mod svg;
+
+pub use report::{Report, Row, simulate};
+pub use scenario::{Crash, HeavyClients, Params, Scenario, Size, Strategy, UnknownScenario};
+pub use sim::{RunResult, SAMPLE_US, run};

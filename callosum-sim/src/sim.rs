@@ -1,0 +1,896 @@
+//! The simulation engine: one run of one strategy on one scenario, in virtual time.
+//!
+//! Everything happens through one event queue ordered by (virtual microsecond, sequence
+//! number), so ties resolve in the order events were booked and a run is a pure function of
+//! its parameters, strategy and seed. Events are small `Copy` values: nothing is allocated per
+//! event; requests and connections live in tables indexed by number.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+
+use callosum_proto::pool::{Checkin, ConnId as PoolConnId, ConnState, Evicted, Offer, Removed};
+use callosum_proto::rover::{Action, AttemptId, ConnectFailure, Event};
+use callosum_proto::server::{Accept, ConnId as ServerConnId, GrowableServerCore};
+use callosum_proto::{Instant, Pool, PoolConfig, Rng, Rover, RoverConfig, ServerId};
+
+use crate::scenario::{Params, Strategy};
+
+/// How often the load of every server is sampled for the chart and the settle time.
+pub const SAMPLE_US: u64 = 250_000;
+
+/// How long the run may go on after the last arrival for the requests in flight to finish;
+/// those still unfinished then count as errors.
+const DRAIN_LIMIT_US: u64 = 600_000_000;
+
+/// Independent random streams, derived from the run's seed.
+#[derive(Clone, Copy)]
+enum Stream {
+    Workload = 1,
+    Choice = 2,
+    Pool = 3,
+    Rover = 4,
+    Start = 5,
+}
+
+/// A seed for component `index` of `stream`, fixed by the run's seed.
+fn derive_seed(seed: u64, stream: Stream, index: usize) -> u64 {
+    let mut rng = Rng::new(seed ^ ((stream as u64) << 56) ^ index as u64);
+    rng.next_u64()
+}
+
+/// An exponentially distributed duration with the given mean, in whole microseconds.
+fn exponential_us(rng: &mut Rng, mean_us: f64) -> u64 {
+    let uniform = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    (-mean_us * uniform.ln()) as u64
+}
+
+/// What one run measured.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The strategy that ran.
+    pub strategy: Strategy,
+    /// Latencies of the successful requests born after the warm-up, in microseconds,
+    /// sorted ascending.
+    pub latencies_us: Vec<u32>,
+    /// Requests born after the warm-up that got an error (a fast failure, a crash, a refused
+    /// connection, or still unfinished when the drain limit passed).
+    pub errors: u64,
+    /// Requests born after the warm-up, per server they were sent to.
+    pub sent_per_server: Vec<u64>,
+    /// Connections opened during the whole run: accepted by a server (callosum), or one per
+    /// request sent (the other strategies).
+    pub connections_opened: u64,
+    /// Callosum only: live connections per server at the end of the traffic.
+    pub live_connections: Option<Vec<u32>>,
+    /// Outstanding requests per server (sent, not yet answered), averaged over each
+    /// [`SAMPLE_US`] window: `samples[k][server]` for the window ending at `(k + 1) * SAMPLE_US`.
+    pub samples: Vec<Vec<f32>>,
+}
+
+/// Runs `strategy` on the scenario described by `params`; the same arguments always give the
+/// same result.
+///
+/// ```
+/// use callosum_sim::{Scenario, Size, Strategy, run};
+///
+/// let params = Scenario::Homogeneous50.params(Size { servers: 4, clients: 8, seconds: 2, pool: 4 });
+/// let result = run(&params, Strategy::Callosum, 1);
+/// assert!(!result.latencies_us.is_empty());
+/// ```
+pub fn run(params: &Params, strategy: Strategy, seed: u64) -> RunResult {
+    let mut sim = Sim::new(params, strategy, seed);
+    sim.start();
+    sim.run();
+    sim.finish()
+}
+
+#[derive(Clone, Copy)]
+enum Ev {
+    /// A client's next request arrives.
+    Arrival { client: u32 },
+    /// A request reaches its server.
+    AtServer { req: u32 },
+    /// A server finishes a request (ignored if the server crashed since: other epoch; the
+    /// request's number may then belong to a newer request on another server).
+    Done { server: u32, req: u32, epoch: u32 },
+    /// The response (or error) reaches the client.
+    Reply { req: u32 },
+    /// A client's rover asked to be woken.
+    Wake { client: u32 },
+    /// A rover's connection request reaches a server.
+    Syn {
+        client: u32,
+        attempt: AttemptId,
+        server: u32,
+    },
+    /// The server's slot line reaches the client.
+    SlotLine {
+        client: u32,
+        attempt: AttemptId,
+        conn: u32,
+    },
+    /// The refusal of a connection to a server that is down reaches the client.
+    Refused { client: u32, attempt: AttemptId },
+    /// The odd server crashes.
+    Crash,
+    /// The odd server comes back, empty.
+    Restart,
+    /// The odd server joins the cluster.
+    Join,
+    /// Time to sample the load of every server.
+    Sample,
+}
+
+struct Booked {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Booked {
+    fn eq(&self, other: &Booked) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Booked {}
+
+impl PartialOrd for Booked {
+    fn partial_cmp(&self, other: &Booked) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Booked {
+    /// Reversed, so that the max-heap pops the earliest event first.
+    fn cmp(&self, other: &Booked) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct Server {
+    /// In the cluster (false for the added server before it joins).
+    active: bool,
+    /// Accepting connections and requests (false while crashed).
+    up: bool,
+    /// Bumped at each crash, so that work finishing on the dead incarnation is ignored.
+    epoch: u32,
+    busy: usize,
+    queue: VecDeque<u32>,
+    core: GrowableServerCore,
+    /// Requests sent to this server and not answered yet.
+    outstanding: u32,
+    /// Integral of `outstanding` over time, in request-microseconds, up to `changed_at`.
+    area: u64,
+    changed_at: u64,
+    area_at_last_sample: u64,
+}
+
+struct CallosumClient {
+    pool: Pool<u32>,
+    rover: Rover,
+    /// Connections whose slot line was just received, until the rover's event hands them on.
+    handshakes: Vec<(AttemptId, u32)>,
+    /// The wake-up booked last, so as not to book copies.
+    wake_at: Option<u64>,
+    /// Requests waiting for an idle connection, oldest first.
+    waiting: VecDeque<u32>,
+}
+
+struct Client {
+    mean_gap_us: f64,
+    workload: Rng,
+    choice: Rng,
+    round_robin: usize,
+    callosum: Option<CallosumClient>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Free,
+    /// Waiting in the client for a connection (callosum).
+    Waiting,
+    /// On its way to the server.
+    ToServer,
+    /// Queued or being served.
+    AtServer,
+    /// The response is on its way back.
+    Replying,
+}
+
+#[derive(Clone, Copy)]
+struct Request {
+    client: u32,
+    server: u32,
+    born: u64,
+    /// Service time at normal speed, drawn from the client's workload stream.
+    demand_us: u64,
+    stage: Stage,
+    failed: bool,
+    /// The pooled connection it uses (callosum), and whether that broke meanwhile.
+    lease: Option<(PoolConnId, u32)>,
+    broken: bool,
+}
+
+struct Conn {
+    server: u32,
+    id: ServerConnId,
+    open: bool,
+}
+
+struct Sim<'a> {
+    params: &'a Params,
+    strategy: Strategy,
+    seed: u64,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Booked>,
+    servers: Vec<Server>,
+    clients: Vec<Client>,
+    requests: Vec<Request>,
+    free_requests: Vec<u32>,
+    live_requests: usize,
+    conns: Vec<Conn>,
+    /// The servers in the cluster now, for the random choices.
+    members: Vec<u32>,
+    scratch: Vec<PoolConnId>,
+    latencies_us: Vec<u32>,
+    errors: u64,
+    sent_per_server: Vec<u64>,
+    connections_opened: u64,
+    live_connections: Option<Vec<u32>>,
+    samples: Vec<Vec<f32>>,
+}
+
+impl<'a> Sim<'a> {
+    fn new(params: &'a Params, strategy: Strategy, seed: u64) -> Sim<'a> {
+        let servers = (0..params.servers)
+            .map(|index| Server {
+                active: !(params.join_at_us.is_some() && params.odd_server == Some(index)),
+                up: true,
+                epoch: 0,
+                busy: 0,
+                queue: VecDeque::new(),
+                core: GrowableServerCore::new(None).expect("unlimited slots are valid"),
+                outstanding: 0,
+                area: 0,
+                changed_at: 0,
+                area_at_last_sample: 0,
+            })
+            .collect::<Vec<_>>();
+        let members: Vec<u32> = (0..params.servers as u32)
+            .filter(|&s| servers[s as usize].active)
+            .collect();
+        let clients = (0..params.clients)
+            .map(|index| {
+                let mut choice = Rng::new(derive_seed(seed, Stream::Choice, index));
+                let round_robin = choice.below(params.servers as u64) as usize;
+                let callosum = (strategy == Strategy::Callosum).then(|| {
+                    let pool = Pool::new(
+                        PoolConfig {
+                            max_slots: params.pool_size,
+                        },
+                        derive_seed(seed, Stream::Pool, index),
+                    )
+                    .expect("the pool size is valid");
+                    let mut rover = Rover::new(
+                        RoverConfig::default(),
+                        derive_seed(seed, Stream::Rover, index),
+                    )
+                    .expect("the default rover configuration is valid");
+                    for &server in &members {
+                        rover.add_server(ServerId(server));
+                    }
+                    CallosumClient {
+                        pool,
+                        rover,
+                        handshakes: Vec::with_capacity(RoverConfig::default().max_in_flight),
+                        wake_at: None,
+                        waiting: VecDeque::new(),
+                    }
+                });
+                Client {
+                    mean_gap_us: params.mean_gap_us(index),
+                    workload: Rng::new(derive_seed(seed, Stream::Workload, index)),
+                    choice,
+                    round_robin,
+                    callosum,
+                }
+            })
+            .collect();
+        Sim {
+            params,
+            strategy,
+            seed,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            servers,
+            clients,
+            requests: Vec::new(),
+            free_requests: Vec::new(),
+            live_requests: 0,
+            conns: Vec::new(),
+            members,
+            scratch: Vec::new(),
+            latencies_us: Vec::new(),
+            errors: 0,
+            sent_per_server: vec![0; params.servers],
+            connections_opened: 0,
+            live_connections: None,
+            samples: Vec::new(),
+        }
+    }
+
+    fn book(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Booked {
+            at,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    fn start(&mut self) {
+        let mut start = Rng::new(derive_seed(self.seed, Stream::Start, 0));
+        for client in 0..self.clients.len() {
+            // Clients boot within the first second, as a fleet started together.
+            let boot = start.below(1_000_000);
+            let c = &mut self.clients[client];
+            let first = boot + exponential_us(&mut c.workload, c.mean_gap_us);
+            if let Some(cc) = &mut c.callosum {
+                let at = Instant::from_micros(boot);
+                cc.rover.set_demand(cc.pool.wanted(), at);
+                cc.rover.start(at);
+            }
+            self.book(
+                first,
+                Ev::Arrival {
+                    client: client as u32,
+                },
+            );
+            if self.strategy == Strategy::Callosum {
+                self.book(
+                    boot,
+                    Ev::Wake {
+                        client: client as u32,
+                    },
+                );
+            }
+        }
+        if let Some(crash) = self.params.crash {
+            self.book(crash.at_us, Ev::Crash);
+            self.book(crash.at_us + crash.down_us, Ev::Restart);
+        }
+        if let Some(at) = self.params.join_at_us {
+            self.book(at, Ev::Join);
+        }
+        self.book(SAMPLE_US, Ev::Sample);
+    }
+
+    fn run(&mut self) {
+        let end = self.params.duration_us;
+        let limit = end + DRAIN_LIMIT_US;
+        let mut counted_connections = false;
+        while let Some(booked) = self.queue.pop() {
+            if !counted_connections && booked.at > end {
+                counted_connections = true;
+                self.live_connections = (self.strategy == Strategy::Callosum)
+                    .then(|| self.servers.iter().map(|s| s.core.live()).collect());
+            }
+            if booked.at > limit || (booked.at > end && self.live_requests == 0) {
+                break;
+            }
+            self.now = booked.at;
+            self.happen(booked.ev);
+        }
+        // Requests still unfinished at the drain limit count as errors.
+        for request in &self.requests {
+            if request.stage != Stage::Free && request.born >= self.params.warmup_us {
+                self.errors += 1;
+            }
+        }
+    }
+
+    fn finish(self) -> RunResult {
+        let mut latencies_us = self.latencies_us;
+        latencies_us.sort_unstable();
+        RunResult {
+            strategy: self.strategy,
+            latencies_us,
+            errors: self.errors,
+            sent_per_server: self.sent_per_server,
+            connections_opened: self.connections_opened,
+            live_connections: self.live_connections,
+            samples: self.samples,
+        }
+    }
+
+    fn happen(&mut self, ev: Ev) {
+        match ev {
+            Ev::Arrival { client } => self.arrival(client),
+            Ev::AtServer { req } => self.at_server(req),
+            Ev::Done { server, req, epoch } => self.done(server, req, epoch),
+            Ev::Reply { req } => self.reply(req),
+            Ev::Wake { client } => self.wake(client),
+            Ev::Syn {
+                client,
+                attempt,
+                server,
+            } => self.syn(client, attempt, server),
+            Ev::SlotLine {
+                client,
+                attempt,
+                conn,
+            } => self.slot_line(client, attempt, conn),
+            Ev::Refused { client, attempt } => {
+                let now = Instant::from_micros(self.now);
+                let cc = self.callosum(client);
+                // Stale if the attempt timed out meanwhile: nothing to do then.
+                let _ = cc
+                    .rover
+                    .handle_connect_failed(attempt, ConnectFailure::Refused, now);
+                self.after_input(client);
+            }
+            Ev::Crash => self.crash(),
+            Ev::Restart => {
+                let odd = self.odd_server();
+                self.servers[odd].up = true;
+            }
+            Ev::Join => self.join(),
+            Ev::Sample => self.sample(),
+        }
+    }
+
+    fn odd_server(&self) -> usize {
+        self.params
+            .odd_server
+            .expect("only scenarios with an odd server book its events")
+    }
+
+    fn callosum(&mut self, client: u32) -> &mut CallosumClient {
+        self.clients[client as usize]
+            .callosum
+            .as_mut()
+            .expect("only callosum clients rove")
+    }
+
+    // --- requests -------------------------------------------------------------------------
+
+    fn arrival(&mut self, client: u32) {
+        if self.now >= self.params.duration_us {
+            return;
+        }
+        let c = &mut self.clients[client as usize];
+        let demand_us = exponential_us(&mut c.workload, self.params.mean_service_us as f64);
+        let next = self.now + exponential_us(&mut c.workload, c.mean_gap_us);
+        self.book(next, Ev::Arrival { client });
+        let request = Request {
+            client,
+            server: 0,
+            born: self.now,
+            demand_us,
+            stage: Stage::Waiting,
+            failed: false,
+            lease: None,
+            broken: false,
+        };
+        let req = match self.free_requests.pop() {
+            Some(req) => {
+                self.requests[req as usize] = request;
+                req
+            }
+            None => {
+                self.requests.push(request);
+                (self.requests.len() - 1) as u32
+            }
+        };
+        self.live_requests += 1;
+        if self.strategy == Strategy::Callosum {
+            self.callosum(client).waiting.push_back(req);
+            self.dispatch_waiting(client);
+        } else {
+            let server = self.choose(client);
+            self.connections_opened += 1;
+            self.send(req, server);
+        }
+    }
+
+    /// The server for a request of `client` under the strategies other than callosum.
+    fn choose(&mut self, client: u32) -> u32 {
+        let members = &self.members;
+        let servers = &self.servers;
+        let c = &mut self.clients[client as usize];
+        match self.strategy {
+            Strategy::Random => members[c.choice.below(members.len() as u64) as usize],
+            Strategy::RoundRobin => {
+                c.round_robin = (c.round_robin + 1) % members.len();
+                members[c.round_robin]
+            }
+            Strategy::TwoChoices => {
+                let n = members.len() as u64;
+                let first = c.choice.below(n);
+                let second = (first + 1 + c.choice.below(n - 1)) % n;
+                let (a, b) = (members[first as usize], members[second as usize]);
+                if servers[b as usize].outstanding < servers[a as usize].outstanding {
+                    b
+                } else {
+                    a
+                }
+            }
+            Strategy::Jsq => {
+                let up = |s: &&u32| servers[**s as usize].up;
+                let Some(least) = members
+                    .iter()
+                    .filter(up)
+                    .map(|&s| servers[s as usize].outstanding)
+                    .min()
+                else {
+                    return members[c.choice.below(members.len() as u64) as usize];
+                };
+                let shortest = |s: &&u32| servers[**s as usize].outstanding == least;
+                let ties = members.iter().filter(up).filter(shortest).count();
+                let pick = c.choice.below(ties as u64) as usize;
+                *members
+                    .iter()
+                    .filter(up)
+                    .filter(shortest)
+                    .nth(pick)
+                    .expect("pick is below the number of ties")
+            }
+            Strategy::Callosum => unreachable!("callosum clients use their pool"),
+        }
+    }
+
+    /// Sends every waiting request of a callosum client that can get an idle connection.
+    fn dispatch_waiting(&mut self, client: u32) {
+        loop {
+            let cc = self.callosum(client);
+            if cc.waiting.is_empty() {
+                return;
+            }
+            let Some(lease) = cc.pool.checkout() else {
+                return;
+            };
+            let req = cc.waiting.pop_front().expect("not empty");
+            self.requests[req as usize].lease = Some((lease.id, lease.conn));
+            self.send(req, lease.server.0);
+        }
+    }
+
+    fn set_outstanding(&mut self, server: u32, delta: i32) {
+        let s = &mut self.servers[server as usize];
+        s.area += u64::from(s.outstanding) * (self.now - s.changed_at);
+        s.changed_at = self.now;
+        s.outstanding = s.outstanding.wrapping_add_signed(delta);
+    }
+
+    fn send(&mut self, req: u32, server: u32) {
+        let r = &mut self.requests[req as usize];
+        r.server = server;
+        r.stage = Stage::ToServer;
+        if r.born >= self.params.warmup_us {
+            self.sent_per_server[server as usize] += 1;
+        }
+        self.set_outstanding(server, 1);
+        self.book(self.now + self.params.one_way_us, Ev::AtServer { req });
+    }
+
+    fn fail(&mut self, req: u32) {
+        let r = &mut self.requests[req as usize];
+        r.failed = true;
+        r.stage = Stage::Replying;
+        self.book(self.now + self.params.one_way_us, Ev::Reply { req });
+    }
+
+    fn at_server(&mut self, req: u32) {
+        let server = self.requests[req as usize].server as usize;
+        let fast_fail = self.params.fast_fail && self.params.odd_server == Some(server);
+        if !self.servers[server].up || fast_fail {
+            self.fail(req);
+            return;
+        }
+        self.requests[req as usize].stage = Stage::AtServer;
+        let s = &mut self.servers[server];
+        if s.busy < self.params.workers {
+            self.serve(req);
+        } else {
+            s.queue.push_back(req);
+        }
+    }
+
+    fn serve(&mut self, req: u32) {
+        let r = self.requests[req as usize];
+        let server = r.server as usize;
+        let slowdown = if self.params.odd_server == Some(server) {
+            self.params.slowdown
+        } else {
+            1
+        };
+        let s = &mut self.servers[server];
+        s.busy += 1;
+        let epoch = s.epoch;
+        let server = r.server;
+        self.book(
+            self.now + r.demand_us * slowdown,
+            Ev::Done { server, req, epoch },
+        );
+    }
+
+    fn done(&mut self, server: u32, req: u32, epoch: u32) {
+        let server = server as usize;
+        if self.servers[server].epoch != epoch {
+            return;
+        }
+        self.requests[req as usize].stage = Stage::Replying;
+        self.book(self.now + self.params.one_way_us, Ev::Reply { req });
+        let s = &mut self.servers[server];
+        s.busy -= 1;
+        if let Some(next) = s.queue.pop_front() {
+            self.serve(next);
+        }
+    }
+
+    fn reply(&mut self, req: u32) {
+        let r = self.requests[req as usize];
+        self.set_outstanding(r.server, -1);
+        if r.born >= self.params.warmup_us {
+            if r.failed {
+                self.errors += 1;
+            } else {
+                let latency = u32::try_from(self.now - r.born).unwrap_or(u32::MAX);
+                self.latencies_us.push(latency);
+            }
+        }
+        self.requests[req as usize].stage = Stage::Free;
+        self.free_requests.push(req);
+        self.live_requests -= 1;
+        if let Some((id, conn)) = r.lease {
+            // A connection that broke was already removed from the pool and closed.
+            if !r.broken {
+                match self.callosum(r.client).pool.checkin(id, conn) {
+                    Ok(Checkin::Idle) => {}
+                    Ok(Checkin::Close(conn)) => self.close(conn),
+                    Err(error) => panic!("checkin of a leased connection refused: {error}"),
+                }
+            }
+            self.after_input(r.client);
+        }
+    }
+
+    // --- callosum connections -------------------------------------------------------------
+
+    fn wake(&mut self, client: u32) {
+        let now = self.now;
+        let cc = self.callosum(client);
+        if cc.wake_at == Some(now) {
+            cc.wake_at = None;
+        }
+        if cc
+            .rover
+            .poll_timeout()
+            .is_some_and(|t| t.as_micros() <= now)
+        {
+            cc.rover.handle_timeout(Instant::from_micros(now));
+        }
+        self.after_input(client);
+    }
+
+    fn syn(&mut self, client: u32, attempt: AttemptId, server: u32) {
+        let arrive = self.now + self.params.one_way_us;
+        let s = &mut self.servers[server as usize];
+        if !s.up {
+            self.book(arrive, Ev::Refused { client, attempt });
+            return;
+        }
+        match s.core.handle_accept() {
+            Accept::Assigned { conn: id, .. } => {
+                self.connections_opened += 1;
+                self.conns.push(Conn {
+                    server,
+                    id,
+                    open: true,
+                });
+                let conn = (self.conns.len() - 1) as u32;
+                self.book(
+                    arrive,
+                    Ev::SlotLine {
+                        client,
+                        attempt,
+                        conn,
+                    },
+                );
+            }
+            Accept::Full => unreachable!("servers have no slot limit here"),
+        }
+    }
+
+    fn slot_line(&mut self, client: u32, attempt: AttemptId, conn: u32) {
+        let now = Instant::from_micros(self.now);
+        let Conn { id, open, .. } = self.conns[conn as usize];
+        let cc = self.callosum(client);
+        if !open {
+            // The server crashed after accepting: the stream ends before the line.
+            let _ = cc.rover.handle_closed(attempt, now);
+        } else {
+            let line = callosum_proto::SlotLine::new(id.slot());
+            let delivered = cc
+                .rover
+                .handle_connected(attempt, now)
+                .and_then(|()| cc.rover.handle_received(attempt, line.as_bytes(), now));
+            match delivered {
+                Ok(_) => cc.handshakes.push((attempt, conn)),
+                // The attempt timed out meanwhile: hang up.
+                Err(_) => self.close(conn),
+            }
+        }
+        self.after_input(client);
+    }
+
+    /// Tells the rover what the pool wants, acts on everything it says until it has nothing
+    /// more to say, books its next wake-up, and sends waiting requests on idle connections.
+    fn after_input(&mut self, client: u32) {
+        let now = Instant::from_micros(self.now);
+        loop {
+            let cc = self.callosum(client);
+            let wanted = cc.pool.wanted();
+            cc.rover.set_demand(wanted, now);
+            let mut said_something = false;
+            while let Some(action) = self.callosum(client).rover.poll_action() {
+                said_something = true;
+                match action {
+                    Action::Connect { attempt, server } => {
+                        self.book(
+                            self.now + self.params.one_way_us,
+                            Ev::Syn {
+                                client,
+                                attempt,
+                                server: server.0,
+                            },
+                        );
+                    }
+                    Action::Close { attempt } => {
+                        let cc = self.callosum(client);
+                        if let Some(at) = cc.handshakes.iter().position(|&(a, _)| a == attempt) {
+                            let (_, conn) = cc.handshakes.swap_remove(at);
+                            self.close(conn);
+                        }
+                    }
+                }
+            }
+            while let Some(event) = self.callosum(client).rover.poll_event() {
+                said_something = true;
+                if let Event::Connection {
+                    attempt,
+                    server,
+                    slot,
+                } = event
+                {
+                    let cc = self.callosum(client);
+                    let at = cc
+                        .handshakes
+                        .iter()
+                        .position(|&(a, _)| a == attempt)
+                        .expect("a connection event follows its slot line");
+                    let (_, conn) = cc.handshakes.swap_remove(at);
+                    match cc.pool.offer(server, slot, conn) {
+                        Offer::Kept(_) => {}
+                        Offer::Replaced { evicted, .. } => {
+                            if let Evicted::Idle { conn, .. } = evicted {
+                                self.close(conn);
+                            }
+                        }
+                        Offer::Rejected(conn) => self.close(conn),
+                    }
+                }
+            }
+            if !said_something {
+                break;
+            }
+        }
+        let cc = self.callosum(client);
+        if let Some(wake) = cc.rover.poll_timeout() {
+            let wake = wake.as_micros().max(now.as_micros());
+            if cc.wake_at.is_none_or(|booked| wake < booked) {
+                cc.wake_at = Some(wake);
+                self.book(wake, Ev::Wake { client });
+            }
+        }
+        self.dispatch_waiting(client);
+    }
+
+    fn close(&mut self, conn: u32) {
+        let c = &mut self.conns[conn as usize];
+        assert!(c.open, "connection {conn} closed twice");
+        c.open = false;
+        self.servers[c.server as usize]
+            .core
+            .handle_closed(c.id)
+            .expect("each connection frees its slot exactly once");
+    }
+
+    // --- disturbances ---------------------------------------------------------------------
+
+    fn crash(&mut self) {
+        let odd = self.odd_server();
+        let s = &mut self.servers[odd];
+        s.up = false;
+        s.epoch += 1;
+        s.busy = 0;
+        s.queue.clear();
+        // Work at the server is lost: the clients see their connections reset.
+        for req in 0..self.requests.len() as u32 {
+            let r = self.requests[req as usize];
+            if r.stage == Stage::Free || r.server as usize != odd || r.stage == Stage::Waiting {
+                continue;
+            }
+            if let Some((id, _)) = r.lease {
+                let removed = self.callosum(r.client).pool.remove(id);
+                debug_assert!(matches!(removed, Ok(Removed::Leased | Removed::Evicted)));
+                self.requests[req as usize].broken = true;
+            }
+            if r.stage == Stage::AtServer {
+                self.fail(req);
+            }
+        }
+        if self.strategy == Strategy::Callosum {
+            for client in 0..self.clients.len() as u32 {
+                let mut idle = std::mem::take(&mut self.scratch);
+                let cc = self.callosum(client);
+                idle.extend(
+                    cc.pool
+                        .connections()
+                        .filter(|c| c.server == ServerId(odd as u32) && c.state == ConnState::Idle)
+                        .map(|c| c.id),
+                );
+                for id in idle.drain(..) {
+                    let removed = cc.pool.remove(id);
+                    debug_assert!(matches!(removed, Ok(Removed::Idle(_))));
+                }
+                self.scratch = idle;
+            }
+            // Every connection of the server ends, in pools or still handshaking.
+            for conn in 0..self.conns.len() as u32 {
+                let c = &self.conns[conn as usize];
+                if c.open && c.server as usize == odd {
+                    self.close(conn);
+                }
+            }
+            for client in 0..self.clients.len() as u32 {
+                self.after_input(client);
+            }
+        }
+    }
+
+    fn join(&mut self) {
+        let odd = self.odd_server();
+        self.servers[odd].active = true;
+        self.members.push(odd as u32);
+        if self.strategy == Strategy::Callosum {
+            for client in 0..self.clients.len() as u32 {
+                self.callosum(client).rover.add_server(ServerId(odd as u32));
+                self.after_input(client);
+            }
+        }
+    }
+
+    fn sample(&mut self) {
+        if self.now > self.params.duration_us {
+            return;
+        }
+        let now = self.now;
+        let row = self
+            .servers
+            .iter_mut()
+            .map(|s| {
+                s.area += u64::from(s.outstanding) * (now - s.changed_at);
+                s.changed_at = now;
+                let window = s.area - s.area_at_last_sample;
+                s.area_at_last_sample = s.area;
+                (window as f64 / SAMPLE_US as f64) as f32
+            })
+            .collect();
+        self.samples.push(row);
+        self.book(now + SAMPLE_US, Ev::Sample);
+    }
+}

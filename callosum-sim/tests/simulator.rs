@@ -1,0 +1,148 @@
+//! The simulator's promises, on small clusters so that they run quickly in debug builds.
+
+use std::process::Command;
+
+use callosum_sim::cli::{CliError, parse};
+use callosum_sim::{Scenario, Size, Strategy, run, simulate};
+
+const SMALL: Size = Size {
+    servers: 10,
+    clients: 50,
+    seconds: 6,
+    pool: 4,
+};
+
+#[test]
+fn the_same_seed_gives_the_same_table_and_chart() {
+    let first = simulate(Scenario::CrashRestart, SMALL, 11);
+    let second = simulate(Scenario::CrashRestart, SMALL, 11);
+    assert_eq!(first.table(), second.table());
+    assert_eq!(first.svg(), second.svg());
+    let other = simulate(Scenario::CrashRestart, SMALL, 12);
+    assert_ne!(first.table(), other.table(), "the seed changes the run");
+}
+
+#[test]
+fn callosum_sends_the_slow_server_less_than_its_share_of_connections() {
+    let report = simulate(Scenario::SlowServer, SMALL, 3);
+    let callosum = &report.rows[0];
+    assert_eq!(callosum.strategy, Strategy::Callosum);
+    let requests = callosum.odd_share.unwrap();
+    let connections = callosum.odd_connection_share.unwrap();
+    assert!(
+        requests < connections,
+        "requests {requests:.4}, connections {connections:.4}"
+    );
+    // The slow server has a fair share of connections but serves at a fifth of the speed.
+    assert!(requests < 0.6 / SMALL.servers as f64, "{requests}");
+}
+
+#[test]
+fn every_strategy_serves_the_workload() {
+    let params = Scenario::Homogeneous50.params(SMALL);
+    let expected = params.request_rate() * (SMALL.seconds as f64 - params.warmup_us as f64 / 1e6);
+    for strategy in Strategy::ALL {
+        let result = run(&params, strategy, 5);
+        assert_eq!(result.errors, 0, "{strategy}");
+        let served = result.latencies_us.len() as f64;
+        assert!(
+            (served - expected).abs() < 0.1 * expected,
+            "{strategy}: {served} served, about {expected} expected"
+        );
+        assert!(result.latencies_us.is_sorted());
+        // Two hops of 1 ms at least.
+        assert!(result.latencies_us[0] >= 2_000, "{strategy}");
+    }
+}
+
+#[test]
+fn a_crash_breaks_callosum_connections_and_the_others_send_into_it() {
+    let report = simulate(Scenario::CrashRestart, SMALL, 8);
+    let errors = |strategy: Strategy| {
+        report
+            .rows
+            .iter()
+            .find(|row| row.strategy == strategy)
+            .unwrap()
+            .errors
+    };
+    // Callosum loses what was in flight; random keeps choosing the dead server for 5 s.
+    assert!(errors(Strategy::Callosum) < errors(Strategy::Random));
+    assert!(errors(Strategy::Random) > 0);
+    assert!(report.rows.iter().all(|row| row.settle_seconds.is_some()));
+}
+
+#[test]
+fn every_scenario_runs_every_strategy() {
+    let tiny = Size {
+        servers: 4,
+        clients: 12,
+        seconds: 4,
+        pool: 2,
+    };
+    for scenario in Scenario::ALL {
+        let report = simulate(scenario, tiny, 1);
+        let table = report.table();
+        for strategy in Strategy::ALL {
+            assert!(table.contains(strategy.name()), "{scenario}: {table}");
+        }
+        assert!(report.svg().starts_with("<svg"));
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn bad_arguments_are_errors_with_a_message() {
+    let cases: [(&[&str], &str); 7] = [
+        (&[], "--scenario NAME is required"),
+        (&["--scenario"], "--scenario needs a value"),
+        (&["--scenario", "slow"], "unknown scenario `slow`"),
+        (
+            &["--scenario", "slow-server", "--seed", "-1"],
+            "--seed `-1`",
+        ),
+        (
+            &["--scenario", "slow-server", "--servers", "1"],
+            "at least 2",
+        ),
+        (&["--scenario", "slow-server", "--pool", "0"], "at least 1"),
+        (&["--frobnicate"], "unknown option `--frobnicate`"),
+    ];
+    for (list, message) in cases {
+        let error = parse(args(list)).unwrap_err();
+        assert!(
+            error.to_string().contains(message),
+            "{list:?}: `{error}` lacks `{message}`"
+        );
+    }
+    assert_eq!(parse(args(&["--help"])), Err(CliError::Help));
+    let ok = parse(args(&[
+        "--svg",
+        "a.svg",
+        "--scenario",
+        "add-server",
+        "--seconds",
+        "3",
+    ]));
+    let ok = ok.unwrap();
+    assert_eq!(ok.scenario, Scenario::AddServer);
+    assert_eq!((ok.svg.as_deref(), ok.size.seconds), (Some("a.svg"), 3));
+}
+
+#[test]
+fn the_binary_reports_bad_arguments_without_panicking() {
+    let output = Command::new(env!("CARGO_BIN_EXE_callosum-sim"))
+        .args(["--scenario", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: unknown scenario `nope`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
