@@ -39,12 +39,15 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
                 .map_err(|error| format!("--servers {addr:?}: {error}"))
         })
         .collect::<Result<_, _>>()?;
+    let interval = Duration::from_millis(flags::parsed(&flags, "interval-ms", 1000)?);
     let config = ClientConfig {
         pool: PoolConfig {
             max_slots: flags::parsed(&flags, "max-slots", 100)?,
         },
         rover: RoverConfig {
-            interval: Duration::from_millis(flags::parsed(&flags, "interval-ms", 1000)?),
+            interval,
+            // Jitter may not exceed the interval: a tenth of it, at most the default.
+            jitter: RoverConfig::default().jitter.min(interval / 10),
             ..RoverConfig::default()
         },
         ..ClientConfig::default()

@@ -59,3 +59,8 @@ pub use client::{
     RemoveCause, ServerConnections,
 };
 pub use server::{Server, ServerConfig, ServerConn, ServerError, ServerStatus, ShutDown};
+
+/// The README's code blocks, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
