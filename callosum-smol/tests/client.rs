@@ -7,12 +7,23 @@ use std::time::{Duration, Instant};
 
 use callosum_proto::DecodeError;
 use callosum_proto::rover::{ConnectFailure, HandshakeFailure};
-use callosum_smol::{ClientEvent, RemoveCause, RoverConfig, ServerConfig};
+use callosum_smol::{Client, ClientEvent, RemoveCause, RoverConfig, ServerConfig};
 use futures_lite::io::BufReader;
 use futures_lite::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use smol::net::TcpStream;
 use support::{
     client, event_where, quick_rover, raw_listener, raw_slot, read_to_close, reading_server, within,
 };
+
+/// A client (pool of one, quick rover) of a raw server, and the server's side of the first
+/// connection, on which the test writes what it wants the client to see.
+async fn client_of_a_raw_server() -> (Client, SocketAddr, TcpStream) {
+    let (listener, addr) = raw_listener().await;
+    let client = client(1, quick_rover());
+    client.add_server(addr);
+    let (accepted, _) = within("accept", listener.accept()).await.unwrap();
+    (client, addr, accepted)
+}
 
 fn kept(event: &ClientEvent) -> bool {
     matches!(event, ClientEvent::Kept { .. })
@@ -121,10 +132,7 @@ fn a_refused_port_is_unreachable() {
 #[test]
 fn a_server_that_never_writes_fails_the_handshake_and_its_socket_is_closed() {
     smol::block_on(async {
-        let (listener, addr) = raw_listener().await;
-        let client = client(1, quick_rover());
-        client.add_server(addr);
-        let (mut accepted, _) = within("accept", listener.accept()).await.unwrap();
+        let (client, addr, mut accepted) = client_of_a_raw_server().await;
         let event = event_where(&client, "handshake failed", |event| {
             matches!(event, ClientEvent::HandshakeFailed { .. })
         })
@@ -146,10 +154,7 @@ fn a_server_that_never_writes_fails_the_handshake_and_its_socket_is_closed() {
 #[test]
 fn a_malformed_line_fails_the_handshake_with_the_decoders_error() {
     smol::block_on(async {
-        let (listener, addr) = raw_listener().await;
-        let client = client(1, quick_rover());
-        client.add_server(addr);
-        let (mut accepted, _) = within("accept", listener.accept()).await.unwrap();
+        let (client, addr, mut accepted) = client_of_a_raw_server().await;
         accepted.write_all(b"-1\r\n").await.unwrap();
         let event = event_where(&client, "handshake failed", |event| {
             matches!(event, ClientEvent::HandshakeFailed { .. })
@@ -192,10 +197,7 @@ fn no_servers_is_an_event_not_a_panic() {
 #[test]
 fn a_dropped_servers_attempt_is_not_delivered() {
     smol::block_on(async {
-        let (listener, addr) = raw_listener().await;
-        let client = client(1, quick_rover());
-        client.add_server(addr);
-        let (mut accepted, _) = within("accept", listener.accept()).await.unwrap();
+        let (client, addr, mut accepted) = client_of_a_raw_server().await;
         assert!(client.remove_server(addr));
         // The line comes too late: the attempt was aborted and its socket closed.
         let _ = accepted.write_all(b"0\r\n").await;
@@ -234,10 +236,7 @@ fn fill_mode_brings_a_pool_of_100_to_full_quickly() {
 #[test]
 fn bytes_after_the_slot_line_reach_the_application() {
     smol::block_on(async {
-        let (listener, addr) = raw_listener().await;
-        let client = client(1, quick_rover());
-        client.add_server(addr);
-        let (mut accepted, _) = within("accept", listener.accept()).await.unwrap();
+        let (client, _, mut accepted) = client_of_a_raw_server().await;
         accepted.write_all(b"0\r\nhello\n").await.unwrap();
         let mut conn = within("get", client.get()).await.unwrap();
         let mut greeting = String::new();
@@ -252,10 +251,7 @@ fn bytes_after_the_slot_line_reach_the_application() {
 #[test]
 fn an_idle_connection_the_server_closes_is_removed_at_once() {
     smol::block_on(async {
-        let (listener, addr) = raw_listener().await;
-        let client = client(1, quick_rover());
-        client.add_server(addr);
-        let (mut accepted, _) = within("accept", listener.accept()).await.unwrap();
+        let (client, addr, mut accepted) = client_of_a_raw_server().await;
         accepted.write_all(b"0\r\n").await.unwrap();
         event_where(&client, "kept", kept).await;
         drop(accepted);
@@ -277,10 +273,7 @@ fn an_idle_connection_the_server_closes_is_removed_at_once() {
 #[test]
 fn an_idle_connection_that_receives_bytes_is_removed_and_closed() {
     smol::block_on(async {
-        let (listener, addr) = raw_listener().await;
-        let client = client(1, quick_rover());
-        client.add_server(addr);
-        let (mut accepted, _) = within("accept", listener.accept()).await.unwrap();
+        let (client, addr, mut accepted) = client_of_a_raw_server().await;
         accepted.write_all(b"0\r\n").await.unwrap();
         event_where(&client, "kept", kept).await;
         // A checkout and return first, so the connection is idle under a renewed id.
@@ -305,10 +298,7 @@ fn an_idle_connection_that_receives_bytes_is_removed_and_closed() {
 #[test]
 fn a_failed_read_marks_the_lease_broken_and_it_is_not_returned() {
     smol::block_on(async {
-        let (listener, addr) = raw_listener().await;
-        let client = client(1, quick_rover());
-        client.add_server(addr);
-        let (mut accepted, _) = within("accept", listener.accept()).await.unwrap();
+        let (client, _, mut accepted) = client_of_a_raw_server().await;
         accepted.write_all(b"0\r\n").await.unwrap();
         let mut conn = within("get", client.get()).await.unwrap();
         drop(accepted);

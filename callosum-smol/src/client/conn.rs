@@ -12,6 +12,9 @@ use callosum_proto::pool::{Checkin, ConnId, Lease, Removed};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::state::{PooledStream, Shared};
+
+/// The stream leaves a `PooledConn` only in `detach`, which consumes it, and in `drop`.
+const HELD_UNTIL_DETACHED: &str = "a PooledConn holds its stream until detached";
 use super::{ClientEvent, RemoveCause};
 
 /// A connection lent by the pool: the lowest idle slot when it was taken.
@@ -149,10 +152,7 @@ impl PooledConn {
     /// # });
     /// ```
     pub fn detach(mut self) -> (Async<TcpStream>, Vec<u8>) {
-        let conn = self
-            .conn
-            .take()
-            .expect("a PooledConn holds its stream until detached");
+        let conn = self.conn.take().expect(HELD_UNTIL_DETACHED);
         let mut state = self.shared.lock();
         // Removing a lease frees its place; the stream is already ours.
         let _ = state.pool.remove(self.id);
@@ -161,9 +161,11 @@ impl PooledConn {
     }
 
     fn pooled(&self) -> &PooledStream {
-        self.conn
-            .as_ref()
-            .expect("a PooledConn holds its stream until detached")
+        self.conn.as_ref().expect(HELD_UNTIL_DETACHED)
+    }
+
+    fn pooled_mut(&mut self) -> &mut PooledStream {
+        self.conn.as_mut().expect(HELD_UNTIL_DETACHED)
     }
 
     /// Reads and writes go through here: a failure means the connection is done.
@@ -229,10 +231,7 @@ impl AsyncRead for PooledConn {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let conn = this
-            .conn
-            .as_mut()
-            .expect("a PooledConn holds its stream until detached");
+        let conn = this.pooled_mut();
         if !conn.leftover.is_empty() {
             let n = buf.len().min(conn.leftover.len());
             buf[..n].copy_from_slice(&conn.leftover[..n]);
@@ -257,10 +256,7 @@ impl AsyncWrite for PooledConn {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let conn = this
-            .conn
-            .as_mut()
-            .expect("a PooledConn holds its stream until detached");
+        let conn = this.pooled_mut();
         let result = Pin::new(&mut conn.stream).poll_write(cx, buf);
         let failed =
             matches!(&result, Poll::Ready(Err(e)) if e.kind() != io::ErrorKind::Interrupted);
@@ -269,20 +265,14 @@ impl AsyncWrite for PooledConn {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let conn = self
-            .conn
-            .as_mut()
-            .expect("a PooledConn holds its stream until detached");
+        let conn = self.pooled_mut();
         Pin::new(&mut conn.stream).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Closing the write half means the connection cannot be reused.
         self.broken = true;
-        let conn = self
-            .conn
-            .as_mut()
-            .expect("a PooledConn holds its stream until detached");
+        let conn = self.pooled_mut();
         Pin::new(&mut conn.stream).poll_close(cx)
     }
 }
