@@ -184,7 +184,6 @@ fn serve(options: Options) -> io::Result<()> {
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let config = ServerConfig {
         max_slots: options.max_slots,
-        ..ServerConfig::default()
     };
     let mut server = Server::bind(options.listen, config)?;
     server.register(poll.registry(), TokenRange::new(1..usize::MAX))?;

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use callosum_proto::server::{self as core, Accept, GrowableServerCore, ServerStats};
 use mio::event::Event;
@@ -19,39 +19,27 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
 use crate::TokenRange;
+use crate::clock::Clock;
 use crate::conn::{Conn, Ended, is_transient};
 
 /// How a [`Server`] is set up.
 ///
+/// After an accept error such as "too many open files" the server stops accepting for as
+/// long as the core's backoff says (10 ms, doubling while errors go on, up to 1 s) and
+/// serves the connections it has meanwhile.
+///
 /// ```
 /// use callosum_mio::ServerConfig;
-/// use std::time::Duration;
 ///
-/// let config = ServerConfig { max_slots: Some(8), ..ServerConfig::default() };
-/// assert_eq!(config.accept_backoff, Duration::from_millis(100));
+/// let config = ServerConfig { max_slots: Some(8) };
+/// assert_eq!(ServerConfig::default().max_slots, None);
+/// # let _ = config;
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServerConfig {
     /// The most slots in use at once; a connection beyond is closed without a line.
     /// `None` (the default, as in the original): unlimited. `Some(0)` is an error.
     pub max_slots: Option<u32>,
-    /// How long to stop accepting after an accept error such as "too many open files"
-    /// (the connections already accepted are served meanwhile). Default 100 ms.
-    pub accept_backoff: Duration,
-}
-
-impl Default for ServerConfig {
-    /// Unlimited slots, 100 ms accept backoff.
-    ///
-    /// ```
-    /// assert_eq!(callosum_mio::ServerConfig::default().max_slots, None);
-    /// ```
-    fn default() -> ServerConfig {
-        ServerConfig {
-            max_slots: None,
-            accept_backoff: Duration::from_millis(100),
-        }
-    }
 }
 
 /// Names one accepted connection of a [`Server`]. A connection's id goes stale when it
@@ -259,14 +247,13 @@ struct Live {
 pub struct Server {
     listener: TcpListener,
     core: GrowableServerCore,
-    config: ServerConfig,
+    clock: Clock,
     registry: Option<Registry>,
     tokens: TokenRange,
     conns: Vec<Entry>,
     free: Vec<u32>,
     events: VecDeque<ServerEvent>,
     paused_until: Option<Instant>,
-    accept_errors: u64,
 }
 
 impl Server {
@@ -287,14 +274,13 @@ impl Server {
         Ok(Server {
             listener: TcpListener::bind(addr)?,
             core,
-            config,
+            clock: Clock::new(),
             registry: None,
             tokens: TokenRange::new(0..0),
             conns: Vec::new(),
             free: Vec::new(),
             events: VecDeque::new(),
             paused_until: None,
-            accept_errors: 0,
         })
     }
 
@@ -392,6 +378,7 @@ impl Server {
             .is_some_and(|until| until <= Instant::now())
         {
             self.paused_until = None;
+            self.core.handle_timeout(self.clock.now());
             // Connections that arrived meanwhile raised no new event: accept them now.
             if self.registry.is_some() {
                 self.accept_all();
@@ -533,7 +520,7 @@ impl Server {
         ServerStatus {
             connections: self.core.live(),
             accepting: self.paused_until.is_none(),
-            accept_errors: self.accept_errors,
+            accept_errors: self.core.stats().accept_errors,
         }
     }
 
@@ -577,8 +564,9 @@ impl Server {
     }
 
     fn back_off(&mut self, kind: io::ErrorKind) {
-        let resume_at = Instant::now() + self.config.accept_backoff;
-        self.accept_errors += 1;
+        let resume = self.core.handle_accept_error(self.clock.now());
+        // An instant past the end of `std`'s clock cannot come from a 1 s backoff.
+        let resume_at = self.clock.std(resume).unwrap_or_else(Instant::now);
         self.paused_until = Some(resume_at);
         self.events
             .push_back(ServerEvent::AcceptFailed { kind, resume_at });
@@ -710,7 +698,6 @@ impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener)
-            .field("config", &self.config)
             .field("tokens", &self.tokens)
             .field("status", &self.status())
             .field("stats", self.stats())

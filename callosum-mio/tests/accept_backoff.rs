@@ -18,11 +18,7 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 fn an_accept_error_pauses_accepting_for_the_backoff_then_accepting_resumes() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut poll = Poll::new().unwrap();
-    let config = ServerConfig {
-        accept_backoff: Duration::from_millis(50),
-        ..ServerConfig::default()
-    };
-    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
     server
         .register(poll.registry(), TokenRange::new(0..100))
         .unwrap();

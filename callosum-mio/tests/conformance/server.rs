@@ -163,10 +163,7 @@ fn read_once_while_serving(h: &mut Harness, peer: &mut std::net::TcpStream) -> V
 
 #[test]
 fn at_max_slots_a_connection_is_closed_without_a_line() {
-    let config = ServerConfig {
-        max_slots: Some(1),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { max_slots: Some(1) };
     let mut h = Harness::new().with_server(config);
     let mut first = connect(h.server_addr());
     h.accept_nth(0);
