@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,8 +20,8 @@ use super::{ClientEvent, RemoveCause};
 
 /// A connection lent by the pool: the lowest idle slot when it was taken.
 ///
-/// It reads and writes like the stream; bytes the server sent right after its slot line come
-/// first. Dropping it returns the connection to the pool. A connection that failed (a read
+/// It derefs to the stream, and reads and writes like it; bytes the server sent right after
+/// its slot line come first. Dropping it returns the connection to the pool. A connection that failed (a read
 /// saw the end of the stream or an error, a write failed) is not returned but closed, and
 /// [`PooledConn::mark_broken`] does the same for a failure only the application can see.
 /// [`PooledConn::detach`] takes the connection out of the pool for good.
@@ -173,6 +174,16 @@ impl PooledConn {
         if failed {
             self.broken = true;
         }
+    }
+}
+
+/// The stream itself, for its methods (`get_ref`, `readable`, `peek`, ...). Read through the
+/// guard rather than through this, or bytes that came with the slot line would be skipped.
+impl Deref for PooledConn {
+    type Target = Async<TcpStream>;
+
+    fn deref(&self) -> &Async<TcpStream> {
+        &self.pooled().stream
     }
 }
 
