@@ -125,15 +125,12 @@ mod allocator {
     #[divan::bench(args = IN_USE)]
     fn acquire_release_with_holes(bencher: Bencher, n: u32) {
         let mut slots = GrowableSlotAllocator::new(None).expect("unlimited");
-        let mut held = Vec::new();
-        for slot in 0..2 * n {
-            let handle = slots.acquire().expect("free");
-            if slot % 2 == 0 {
-                slots.release(handle).expect("just acquired");
-            } else {
-                held.push(handle);
-            }
+        let mut held: Vec<SlotHandle> =
+            (0..2 * n).map(|_| slots.acquire().expect("free")).collect();
+        for handle in held.extract_if(.., |handle| handle.slot() % 2 == 0) {
+            slots.release(handle).expect("held");
         }
+        assert_eq!(slots.in_use(), n);
         bencher.bench_local(|| {
             let handle = slots.acquire().expect("free");
             slots.release(black_box(handle))
