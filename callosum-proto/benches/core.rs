@@ -1,7 +1,6 @@
 //! Micro-benchmarks of the core's hot operations, each group with a baseline measured in the
-//! same run: `cargo bench -p callosum-proto --bench core`. `BENCHMARKS.md` says what each
-//! ratio means; `cargo run -p callosum-tests --bin bench-ratios` turns this output into
-//! ratios.
+//! same run: `cargo bench -p callosum-proto --bench core`. The `bench-ratios` program of
+//! `callosum-tests` turns this output into ratios; `BENCHMARKS.md` says what each one means.
 //!
 //! Every group has a `baseline` benchmark (with the same arguments where the group has
 //! arguments): the plain standard-library operation closest to what the core does.

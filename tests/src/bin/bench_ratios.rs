@@ -1,6 +1,11 @@
 //! Turns the output of the core's divan benchmarks into ratios against their baselines.
 //!
-//! `cargo bench -p callosum-proto --bench core | cargo run -p callosum-tests --bin bench-ratios`
+//! ```text
+//! cargo bench -p callosum-proto --bench core > core.txt
+//! cargo run --release -p callosum-tests --bin bench-ratios < core.txt
+//! ```
+//!
+//! (Two steps, so that no build runs beside the benchmarks.)
 //!
 //! Every group of `callosum-proto/benches/core.rs` has a benchmark called `baseline`. For each
 //! other benchmark this prints its median, the median of the group's baseline with the same
