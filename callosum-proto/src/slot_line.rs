@@ -310,7 +310,12 @@ impl Decoder {
     /// assert_eq!(decoder.feed(b"\r\n"), Err(DecodeError::InvalidByte { byte: b'x', offset: 1 }));
     /// ```
     pub fn feed(&mut self, input: &[u8]) -> Result<Decoded, DecodeError> {
-        for (index, &byte) in input.iter().enumerate() {
+        let digits = if self.state == State::Digits {
+            self.digit_run(input)
+        } else {
+            0
+        };
+        for (index, &byte) in input.iter().enumerate().skip(digits) {
             match self.state {
                 State::Done => {
                     return Ok(Decoded::Slot {
@@ -361,6 +366,34 @@ impl Decoder {
     /// ```
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// Takes the digits at the start of `input` in a tight loop, the value kept in a local:
+    /// the common case of a line that arrives whole. Stops at the first byte that is not a
+    /// digit, and before a digit that [`Decoder::step`] must turn into an error (an 11th
+    /// digit, or one that overflows), leaving those to it. Returns how many bytes it took.
+    fn digit_run(&mut self, input: &[u8]) -> usize {
+        let room = usize::from(MAX_DIGITS - self.digits);
+        let mut value = u64::from(self.value);
+        let mut taken = 0;
+        for &byte in input.iter().take(room) {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            // At most ten digits: no u64 overflow.
+            let next = value * 10 + u64::from(digit);
+            let Ok(fits) = u32::try_from(next) else {
+                break;
+            };
+            value = u64::from(fits);
+            taken += 1;
+        }
+        // Below u32::MAX (checked) and at most ten digits (`room`).
+        self.value = value as u32;
+        self.digits += taken as u8;
+        self.received += taken as u8;
+        taken
     }
 
     /// Advances by one byte of the line; only called before the line ends.

@@ -4,8 +4,13 @@
 //! The property tests in `tests/` and the fuzz targets in `fuzz/` both call this code, so one
 //! model decides what "correct" means for both. A check panics with a message naming the
 //! broken rule; proptest and libFuzzer both report a panic as a failure.
+//!
+//! With the `adapters` feature (on by default; the fuzz crate turns it off), [`loopback`]
+//! holds the servers that the benchmark programs in `src/bin/` measure.
 
 pub mod allocator_model;
+#[cfg(feature = "adapters")]
+pub mod loopback;
 pub mod pool_model;
 pub mod rover_check;
 pub mod slot_line_reference;

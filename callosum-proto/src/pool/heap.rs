@@ -74,16 +74,15 @@ impl<P: Ord + Copy> IndexedHeap<P> {
         Some(priority)
     }
 
-    /// The indices whose priority equals the smallest one, in heap order.
+    /// The indices whose priority equals the smallest one, depth first from the root.
     ///
-    /// Every such item has only equal items above it, so they form a subtree at the root and
-    /// the scan stops at the first level of the heap without one: cheap when the ties are few.
+    /// Every such item has only equal items above it, so they form a subtree at the root. The
+    /// walk visits that subtree and looks at its children only: O(ties), whatever the size of
+    /// the heap and however deep the ties sit in it.
     pub(super) fn min_ties(&self) -> MinTies<'_, P> {
         MinTies {
             items: &self.items,
-            pos: 0,
-            level_end: 1,
-            level_hit: false,
+            next: if self.items.is_empty() { None } else { Some(0) },
         }
     }
 
@@ -134,36 +133,49 @@ impl<P: Ord + Copy> IndexedHeap<P> {
 /// The indices tied for the smallest priority; see [`IndexedHeap::min_ties`].
 pub(super) struct MinTies<'a, P> {
     items: &'a [(P, u32)],
-    /// Next position to look at.
-    pos: usize,
-    /// One past the last position of the current level of the tree.
-    level_end: usize,
-    /// Whether the current level held a tie so far.
-    level_hit: bool,
+    /// The position of the next tie to yield, if any.
+    next: Option<usize>,
+}
+
+impl<P: Ord + Copy> MinTies<'_, P> {
+    /// Whether the item at `pos` exists and ties for the smallest priority (at position 0).
+    fn tied(&self, pos: usize) -> bool {
+        match (self.items.first(), self.items.get(pos)) {
+            (Some(&(min, _)), Some(&(priority, _))) => priority == min,
+            _ => false,
+        }
+    }
+
+    /// The tie after `pos` in depth-first order: its first tied child, else the tied right
+    /// sibling of the nearest of it and its ancestors that has one. No stack is needed, since
+    /// a position's parent is `(pos - 1) / 2` and its right sibling `pos + 1` (for odd `pos`).
+    fn after(&self, pos: usize) -> Option<usize> {
+        // `2 * pos + 2` does not overflow: `pos` indexes a slice of 8-byte items or larger.
+        let left = 2 * pos + 1;
+        if self.tied(left) {
+            return Some(left);
+        }
+        if self.tied(left + 1) {
+            return Some(left + 1);
+        }
+        let mut pos = pos;
+        while pos > 0 {
+            if pos % 2 == 1 && self.tied(pos + 1) {
+                return Some(pos + 1);
+            }
+            pos = (pos - 1) / 2;
+        }
+        None
+    }
 }
 
 impl<P: Ord + Copy> Iterator for MinTies<'_, P> {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
-        let min = self.items.first()?.0;
-        while let Some(&(priority, index)) = self.items.get(self.pos) {
-            if self.pos == self.level_end {
-                if !self.level_hit {
-                    // No tie on the level above, so none deeper either.
-                    self.pos = self.items.len();
-                    return None;
-                }
-                self.level_hit = false;
-                self.level_end = 2 * self.level_end + 1;
-            }
-            self.pos += 1;
-            if priority == min {
-                self.level_hit = true;
-                return Some(index);
-            }
-        }
-        None
+        let pos = self.next?;
+        self.next = self.after(pos);
+        Some(self.items[pos].1)
     }
 }
 
@@ -250,7 +262,7 @@ mod tests {
         for _ in 0..300 {
             let mut heap = IndexedHeap::try_with_capacity(0).unwrap();
             let mut priorities = alloc::vec::Vec::new();
-            for index in 0..rng.below(30) as u32 {
+            for index in 0..rng.below(200) as u32 {
                 let priority = rng.below(4) as u32;
                 heap.push(index, priority);
                 priorities.push(priority);
