@@ -734,9 +734,11 @@ impl Client {
             self.remove_broken(lease.index, ended.into());
         } else {
             match self.pool.checkin(lease.id, lease.index) {
-                Ok(Checkin::Idle) => {
+                Ok(Checkin::Idle(idle_id)) => {
                     if let Some(pooled) = self.pooled_mut(&lease) {
                         pooled.held = Held::Idle;
+                        // The lease's id is stale now: a later removal needs this one.
+                        pooled.id = idle_id;
                     }
                     // Anything that arrived and was not read would otherwise go unnoticed:
                     // no new event comes for bytes already there.

@@ -174,7 +174,7 @@ mod pool {
         bencher.bench_local(|| {
             let lease = pool.checkout().expect("idle");
             let checkin = pool.checkin(black_box(lease.id), lease.conn);
-            assert!(matches!(checkin, Ok(Checkin::Idle)));
+            assert!(matches!(checkin, Ok(Checkin::Idle(_))));
         });
     }
 
@@ -186,7 +186,7 @@ mod pool {
         bencher.bench_local(|| {
             let lease = pool.checkout().expect("idle");
             let checkin = pool.checkin(black_box(lease.id), lease.conn);
-            assert!(matches!(checkin, Ok(Checkin::Idle)));
+            assert!(matches!(checkin, Ok(Checkin::Idle(_))));
         });
     }
 

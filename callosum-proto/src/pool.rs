@@ -24,7 +24,7 @@
 //!
 //! let lease = pool.checkout().unwrap();
 //! assert_eq!((lease.slot, lease.conn), (3, "c"));
-//! assert!(matches!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle)));
+//! assert!(matches!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle(_))));
 //! ```
 
 mod heap;
@@ -283,14 +283,14 @@ pub struct Lease<K> {
 /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
 /// let _ = pool.offer(ServerId(0), 0, 'a');
 /// let lease = pool.checkout().unwrap();
-/// assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle));
+/// let Ok(Checkin::Idle(id)) = pool.checkin(lease.id, lease.conn) else { panic!() };
+/// assert_ne!(id, lease.id); // the lease's id is stale now
 /// ```
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a connection evicted while leased must be closed"]
 pub enum Checkin<K> {
-    /// Back in the pool, idle, under a new id (see [`Pool::idle_mut`]); the lease's id is
-    /// stale.
-    Idle,
+    /// Back in the pool, idle, under this new id; the lease's id is stale.
+    Idle(ConnId),
     /// It had been evicted while leased: it has left the pool, close it.
     Close(K),
 }
@@ -446,6 +446,8 @@ pub struct PoolStats {
     pub empty_checkouts: u64,
     /// Connections taken out with [`Pool::remove`].
     pub removed_broken: u64,
+    /// Connections let go by [`Pool::remove_server`].
+    pub removed_with_server: u64,
 }
 
 /// The state of a connection, in [`ConnInfo`].
@@ -712,8 +714,12 @@ impl<K> Pool<K> {
                 // The lease's id retires: kept by its caller, it must not name the idle
                 // connection (a `remove` with it would close a healthy one).
                 entry.generation = entry.generation.wrapping_add(1);
+                let idle_id = ConnId {
+                    index: id.index,
+                    generation: entry.generation,
+                };
                 self.idle.push(id.index, slot);
-                Ok(Checkin::Idle)
+                Ok(Checkin::Idle(idle_id))
             }
             State::Evicted => {
                 self.evicted -= 1;
@@ -801,6 +807,40 @@ impl<K> Pool<K> {
                 )),
                 State::Free { .. } | State::Leased | State::Evicted => None,
             })
+    }
+
+    /// Lets go of every connection to `server` (it was taken out of service): the idle ones
+    /// come back to be closed now, the leased ones are evicted, so their places are free at
+    /// once and [`Pool::checkin`] says to close them when they come back.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Checkin, Evicted, Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig { max_slots: 3 }, 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 0, "idle on 1");
+    /// let _ = pool.offer(ServerId(1), 1, "leased on 1");
+    /// let _ = pool.offer(ServerId(2), 2, "on 2");
+    /// let _idle = pool.checkout().unwrap();
+    /// let leased = pool.checkout().unwrap();
+    /// # let _ = pool.checkin(_idle.id, _idle.conn);
+    /// let gone = pool.remove_server(ServerId(1));
+    /// assert_eq!(gone.len(), 2);
+    /// assert_eq!(pool.status().held, 1);
+    /// assert_eq!(pool.checkin(leased.id, leased.conn), Ok(Checkin::Close("leased on 1")));
+    /// ```
+    pub fn remove_server(&mut self, server: ServerId) -> Vec<Evicted<K>> {
+        let held: Vec<u32> = self
+            .entries
+            .iter()
+            .zip(0u32..)
+            .filter(|(entry, _)| {
+                entry.server == server && matches!(entry.state, State::Idle(_) | State::Leased)
+            })
+            .map(|(_, index)| index)
+            .collect();
+        self.stats.removed_with_server += held.len() as u64;
+        held.into_iter().map(|index| self.evict(index)).collect()
     }
 
     /// How many connections the pool has, by state.
@@ -1127,7 +1167,10 @@ mod tests {
         let mut pool = pool(2);
         kept(pool.offer(ServerId(1), 1, 10));
         let lease = pool.checkout().unwrap();
-        assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle));
+        assert!(matches!(
+            pool.checkin(lease.id, lease.conn),
+            Ok(Checkin::Idle(_))
+        ));
         assert_consistent(&pool);
         assert_eq!(
             pool.checkin(lease.id, 99),
@@ -1139,7 +1182,10 @@ mod tests {
         let again = pool.checkout().unwrap();
         assert_ne!(again.id, lease.id);
         assert!(pool.checkin(lease.id, 99).is_err());
-        assert_eq!(pool.checkin(again.id, again.conn), Ok(Checkin::Idle));
+        assert!(matches!(
+            pool.checkin(again.id, again.conn),
+            Ok(Checkin::Idle(_))
+        ));
         assert_consistent(&pool);
     }
 
@@ -1148,7 +1194,10 @@ mod tests {
         let mut pool = pool(2);
         kept(pool.offer(ServerId(1), 1, 10));
         let lease = pool.checkout().unwrap();
-        assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Idle));
+        assert!(matches!(
+            pool.checkin(lease.id, lease.conn),
+            Ok(Checkin::Idle(_))
+        ));
         assert_eq!(pool.remove(lease.id), Err(UnknownConn { id: lease.id }));
         assert_eq!(pool.status().idle, 1);
         assert_consistent(&pool);

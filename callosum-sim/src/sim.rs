@@ -649,7 +649,7 @@ impl<'a> Sim<'a> {
             // A connection that broke was already removed from the pool and closed.
             if !r.broken {
                 match self.callosum(r.client).pool.checkin(id, conn) {
-                    Ok(Checkin::Idle) => {}
+                    Ok(Checkin::Idle(_)) => {}
                     Ok(Checkin::Close(conn)) => self.close(conn),
                     Err(error) => panic!("checkin of a leased connection refused: {error}"),
                 }

@@ -60,6 +60,12 @@ pub enum PoolOp {
         /// Which such id (modulo their count).
         which: usize,
     },
+    /// Take a server out of service: its idle connections are closed, its leased ones
+    /// evicted.
+    RemoveServer {
+        /// The server.
+        server: u8,
+    },
 }
 
 /// Decodes any bytes into operations, for fuzzing: one opcode byte, then one argument byte
@@ -90,6 +96,9 @@ pub fn ops_from_bytes(bytes: &[u8]) -> Vec<PoolOp> {
                 },
                 7 => PoolOp::CheckinStale {
                     which: usize::from(arg),
+                },
+                8 if arg >= 0xF0 => PoolOp::RemoveServer {
+                    server: (arg >> 2) & 3,
                 },
                 8 => PoolOp::Remove {
                     which: usize::from(arg),
@@ -214,6 +223,7 @@ impl Checker {
             PoolOp::CheckinStale { which } => self.checkin_stale(which),
             PoolOp::Remove { which } => self.remove(which),
             PoolOp::RemoveStale { which } => self.remove_stale(which),
+            PoolOp::RemoveServer { server } => self.remove_server(ServerId(u32::from(server))),
         }
     }
 
@@ -383,23 +393,25 @@ impl Checker {
         let ctx = &self.context;
         let at = at.unwrap_or_else(|| panic!("{ctx}: checkin: the model lost lease {id}"));
         match self.pool.checkin(id, token) {
-            Ok(Checkin::Idle) => {
+            Ok(Checkin::Idle(new_id)) => {
                 assert_eq!(
                     self.records[at].state,
                     ConnState::Leased,
                     "{ctx}: checkin: an evicted connection went back to idle"
                 );
-                // The lease's id retires; the idle connection has a new one, found as an
-                // adapter finds it: among the idle connections, by its token.
-                let new_id = self
+                // The lease's id retires; the idle connection has the new one, which is what
+                // an adapter finds among the idle connections too.
+                let listed = self
                     .pool
                     .idle_mut()
                     .find(|(_, conn)| **conn == token)
-                    .map(|(new_id, _)| new_id);
+                    .map(|(listed, _)| listed);
                 let ctx = &self.context;
-                let new_id = new_id.unwrap_or_else(|| {
-                    panic!("{ctx}: checkin: the returned connection is not among the idle ones")
-                });
+                assert_eq!(
+                    listed,
+                    Some(new_id),
+                    "{ctx}: checkin: the new id is not the idle connection's"
+                );
                 self.issue(new_id);
                 self.records[at].id = new_id;
                 self.records[at].state = ConnState::Idle;
@@ -473,6 +485,54 @@ impl Checker {
         }
         self.retired.push(record.id);
         self.stats.removed_broken += 1;
+    }
+
+    fn remove_server(&mut self, server: ServerId) {
+        let expected: HashSet<ConnId> = self
+            .records
+            .iter()
+            .filter(|r| r.server == server && r.is_held())
+            .map(|r| r.id)
+            .collect();
+        let mut reported = HashSet::new();
+        for evicted in self.pool.remove_server(server) {
+            let (id, conn) = match evicted {
+                Evicted::Idle { id, conn, .. } => (id, Some(conn)),
+                Evicted::Leased { id, .. } => (id, None),
+            };
+            let ctx = &self.context;
+            assert!(
+                reported.insert(id),
+                "{ctx}: remove_server: {id} reported twice"
+            );
+            let at = self.position_of(id).unwrap_or_else(|| {
+                panic!("{ctx}: remove_server: {id} is not a connection of the model")
+            });
+            let record = self.records[at];
+            assert_eq!(
+                record.server, server,
+                "{ctx}: remove_server: another server's connection"
+            );
+            match (conn, record.state) {
+                (Some(conn), ConnState::Idle) => {
+                    assert_eq!(conn, record.token, "{ctx}: remove_server: wrong connection");
+                    self.records.swap_remove(at);
+                    self.retired.push(id);
+                    self.close(conn, Token::InPool);
+                }
+                (None, ConnState::Leased) => self.records[at].state = ConnState::Evicted,
+                (conn, state) => panic!(
+                    "{ctx}: remove_server: {id} in state {state:?} reported as idle: {}",
+                    conn.is_some()
+                ),
+            }
+        }
+        let ctx = &self.context;
+        assert_eq!(
+            reported, expected,
+            "{ctx}: remove_server: not every held connection of the server"
+        );
+        self.stats.removed_with_server += reported.len() as u64;
     }
 
     fn remove_stale(&mut self, which: usize) {

@@ -251,7 +251,7 @@ impl Cluster {
             Happening::Response { client, id, conn } => {
                 self.requests_served += 1;
                 match self.clients[client].pool.checkin(id, conn) {
-                    Ok(Checkin::Idle) => {}
+                    Ok(Checkin::Idle(_)) => {}
                     Ok(Checkin::Close(conn)) => self.close(conn),
                     Err(error) => panic!("checkin of a leased connection refused: {error}"),
                 }

@@ -222,7 +222,7 @@ impl Drop for PooledConn {
             }
         } else {
             match state.pool.checkin(self.id, conn) {
-                Ok(Checkin::Idle) => {
+                Ok(Checkin::Idle(_)) => {
                     self.shared.idle_available.notify_additional(1);
                     state.wake_watcher();
                 }
