@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -266,7 +266,17 @@ impl Server {
                         "callosum server {}: accept failed ({error}); pausing {pause:?}",
                         self.local_addr,
                     );
-                    Timer::at(clock.to_std(resume)).await;
+                    let shutting_down = self.shared.shutting_down.listen();
+                    if self.is_shut_down() {
+                        return Err(ShutDown);
+                    }
+                    future::or(
+                        async {
+                            Timer::at(clock.to_std(resume)).await;
+                        },
+                        shutting_down,
+                    )
+                    .await;
                     self.shared.core().handle_timeout(clock.now());
                     continue;
                 }
@@ -427,7 +437,9 @@ impl Drop for SlotHold {
 ///
 /// It reads and writes like the stream. Its slot is freed when the connection ends: when a
 /// read sees the end of the stream or an error, when a write fails, or when it is dropped,
-/// whichever comes first.
+/// whichever comes first. The end of the client's stream ends the whole connection (the
+/// socket is shut down then), so a slot is never shared by two connections that could both
+/// still send; a client that half-closes to mark the end of a request gets no reply.
 ///
 /// ```no_run
 /// use callosum_smol::{Server, ServerConfig};
@@ -508,8 +520,13 @@ impl ServerConn {
         self.hold.is_none()
     }
 
+    /// The connection is over: its slot is free, and the socket is shut down so that it can
+    /// never act alongside a new connection that gets the same slot.
     fn end(&mut self) {
-        self.hold = None;
+        if self.hold.take().is_some() {
+            // Already shut down by the peer or broken: nothing to report either way.
+            let _ = self.stream.get_ref().shutdown(Shutdown::Both);
+        }
     }
 }
 

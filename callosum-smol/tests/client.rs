@@ -326,3 +326,130 @@ fn get_with_a_timeout_never_waits_past_it() {
         assert!(started.elapsed() >= waited);
     });
 }
+
+#[test]
+fn a_removed_server_gives_up_its_connections_even_if_it_is_added_again() {
+    smol::block_on(async {
+        let (server, addr) = reading_server(ServerConfig::default());
+        let client = client(2, quick_rover());
+        client.add_server(addr);
+        event_where(&client, "first kept", kept).await;
+        event_where(&client, "second kept", kept).await;
+        let leased = within("get", client.get()).await.unwrap();
+        assert!(client.remove_server(addr));
+        let status = client.status();
+        assert_eq!(status.pool.held, 0, "both places freed at once");
+        assert_eq!(status.pool.evicted_awaiting_return, 1);
+        assert!(client.add_server(addr));
+        drop(leased); // closed on return, not pooled under the re-added server
+        within("every old connection closed", async {
+            loop {
+                let status = client.status();
+                let old_gone = server.status().live as usize == status.pool.held
+                    && status.pool.evicted_awaiting_return == 0;
+                if old_gone && status.servers[0].slots.len() == status.pool.held {
+                    break;
+                }
+                async_io::Timer::after(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    });
+}
+
+#[test]
+fn a_connection_returned_after_the_client_is_dropped_is_closed() {
+    smol::block_on(async {
+        let (server, addr) = reading_server(ServerConfig::default());
+        let client = client(2, quick_rover());
+        client.add_server(addr);
+        event_where(&client, "first kept", kept).await;
+        event_where(&client, "second kept", kept).await;
+        let kept_out = within("get", client.get()).await.unwrap();
+        let returned = within("get", client.get()).await.unwrap();
+        drop(client);
+        drop(returned); // `kept_out` still holds the client's state alive
+        within("the returned one closed", async {
+            while server.status().live != 1 {
+                async_io::Timer::after(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        drop(kept_out);
+    });
+}
+
+#[test]
+fn bytes_left_unread_at_return_remove_the_connection() {
+    smol::block_on(async {
+        let (client, addr, mut accepted) = client_of_a_raw_server().await;
+        accepted.write_all(b"0\r\nbanner").await.unwrap();
+        let conn = within("get", client.get()).await.unwrap();
+        drop(conn); // the banner was never read
+        let removed = event_where(&client, "removed", |event| {
+            matches!(event, ClientEvent::Removed { .. })
+        })
+        .await;
+        assert_eq!(
+            removed,
+            ClientEvent::Removed {
+                server: addr,
+                slot: 0,
+                cause: RemoveCause::UnsolicitedData
+            }
+        );
+        within("client closes", read_to_close(&mut accepted)).await;
+    });
+}
+
+#[test]
+fn an_evicted_lease_is_closed_on_return_and_detach_frees_its_place() {
+    smol::block_on(async {
+        let (server, addr) = reading_server(ServerConfig::default());
+        let (low, _) = raw_slot(addr).await;
+        let client = client(1, quick_rover());
+        client.add_server(addr);
+        event_where(&client, "slot 1 kept", kept).await;
+        let leased = within("get", client.get()).await.unwrap();
+        assert_eq!(leased.slot(), 1);
+        drop(low);
+        event_where(&client, "slot 1 evicted", |event| {
+            matches!(event, ClientEvent::Evicted { slot: 1, .. })
+        })
+        .await;
+        drop(leased);
+        within("slot 1 closed", async {
+            while server.status().live != 1 {
+                async_io::Timer::after(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let conn = within("get slot 0", client.get()).await.unwrap();
+        assert_eq!(conn.slot(), 0);
+        let (stream, unread) = conn.detach();
+        assert!(unread.is_empty());
+        // Its place is free (the rover may already have filled it, with a higher slot:
+        // slot 0 stays with the detached stream, which is still open).
+        assert!(!client.status().servers[0].slots.contains(&0));
+        assert!(server.status().live >= 1);
+        drop(stream);
+    });
+}
+
+#[test]
+fn events_capacity_zero_keeps_no_event() {
+    smol::block_on(async {
+        let (_server, addr) = reading_server(ServerConfig::default());
+        let config = callosum_smol::ClientConfig {
+            events_capacity: 0,
+            rover: quick_rover(),
+            ..callosum_smol::ClientConfig::default()
+        };
+        let (client, driver) = Client::new(config).unwrap();
+        smol::spawn(driver).detach();
+        client.add_server(addr);
+        drop(within("get", client.get()).await.unwrap());
+        assert_eq!(client.try_next_event(), None);
+        assert!(client.status().events_dropped > 0);
+    });
+}

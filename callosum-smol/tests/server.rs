@@ -210,3 +210,20 @@ fn shutdown_stops_accepting_and_lets_connections_finish() {
         within("idle", server.wait_idle()).await;
     });
 }
+
+#[test]
+fn a_half_close_ends_the_connection_and_frees_its_slot() {
+    smol::block_on(async {
+        let (server, addr) = reading_server(ServerConfig::default());
+        let (mut stream, line) = raw_slot(addr).await;
+        assert_eq!(line, "0\r\n");
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        live_drops_to(&server, 0, "slot freed on half-close").await;
+        // The server shut its side down too: the old connection cannot act any more.
+        assert_eq!(
+            within("end", support::read_to_close(&mut stream)).await,
+            b""
+        );
+        assert_eq!(raw_slot(addr).await.1, "0\r\n");
+    });
+}

@@ -13,10 +13,10 @@ use callosum_proto::pool::{Checkin, ConnId, Lease, Removed};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::state::{PooledStream, Shared};
+use super::{ClientEvent, RemoveCause};
 
 /// The stream leaves a `PooledConn` only in `detach`, which consumes it, and in `drop`.
 const HELD_UNTIL_DETACHED: &str = "a PooledConn holds its stream until detached";
-use super::{ClientEvent, RemoveCause};
 
 /// A connection lent by the pool: the lowest idle slot when it was taken.
 ///
@@ -204,32 +204,40 @@ impl Drop for PooledConn {
         };
         let server = conn.server;
         let mut state = self.shared.lock();
-        let known_server = state.server_id(server).is_some();
-        if self.broken || !known_server {
-            // The stream is dropped (closed) at the end of this function.
-            if let Ok(Removed::Leased | Removed::Evicted) = state.pool.remove(self.id) {
-                let event = ClientEvent::Removed {
-                    server,
-                    slot: self.slot,
-                    cause: if self.broken {
-                        RemoveCause::Broken
-                    } else {
-                        RemoveCause::ServerDropped
-                    },
-                };
-                state.push_event(event, self.shared.events_capacity);
-                self.shared.event_queued.notify(usize::MAX);
-            }
+        // Bytes that came with the slot line and were never read would reach the next
+        // caller as the start of its answer: the exchange is out of step, so the connection
+        // goes. After the client was dropped, nothing would watch it while idle: it goes too.
+        let cause = if self.broken {
+            Some(RemoveCause::Broken)
+        } else if !conn.leftover.is_empty() {
+            Some(RemoveCause::UnsolicitedData)
+        } else if state.closed {
+            Some(RemoveCause::ClientClosed)
         } else {
-            match state.pool.checkin(self.id, conn) {
+            None
+        };
+        match cause {
+            Some(cause) => {
+                // The stream is dropped (closed) at the end of this function.
+                if let Ok(Removed::Leased) = state.pool.remove(self.id) {
+                    let event = ClientEvent::Removed {
+                        server,
+                        slot: self.slot,
+                        cause,
+                    };
+                    state.push_event(event, self.shared.events_capacity);
+                    self.shared.event_queued.notify(usize::MAX);
+                }
+            }
+            None => match state.pool.checkin(self.id, conn) {
                 Ok(Checkin::Idle(_)) => {
                     self.shared.idle_available.notify_additional(1);
                     state.wake_watcher();
                 }
-                // Evicted while leased: dropping it closes it.
+                // Evicted while leased, or its server was removed: dropping it closes it.
                 Ok(Checkin::Close(_)) => {}
                 Err(error) => log::error!("callosum client: {error}"),
-            }
+            },
         }
         self.shared.settle(&mut state, None);
     }

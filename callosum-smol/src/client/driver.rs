@@ -40,6 +40,10 @@ impl Driver {
             future: Box::pin(async move {
                 let work = future::or(run_rover(&shared), watch_idle(&shared));
                 shared.executor.run(work).await;
+                // The client is closed and its attempts cancelled: run the executor once
+                // more so that their sockets are dropped now, not when the last reference
+                // to the client goes.
+                while shared.executor.try_tick() {}
             }),
         }
     }

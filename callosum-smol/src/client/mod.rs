@@ -14,7 +14,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use async_executor::Executor;
 use async_io::Timer;
-use callosum_proto::pool::{ConnState, PoolConfigError, PoolStats, PoolStatus, Removed};
+use callosum_proto::pool::{ConnState, Evicted, PoolConfigError, PoolStats, PoolStatus, Removed};
 use callosum_proto::rover::{ConnectFailure, HandshakeFailure};
 use callosum_proto::{Pool, PoolConfig, Rng, Rover, RoverConfig, RoverConfigError, ServerId};
 use event_listener::Event as Notify;
@@ -155,6 +155,8 @@ pub enum RemoveCause {
     Broken,
     /// Its server was removed from the client.
     ServerDropped,
+    /// It was returned after the last `Client` handle was dropped.
+    ClientClosed,
 }
 
 impl fmt::Display for RemoveCause {
@@ -165,6 +167,7 @@ impl fmt::Display for RemoveCause {
             RemoveCause::Error => "socket error while idle",
             RemoveCause::Broken => "broken in use",
             RemoveCause::ServerDropped => "its server was removed",
+            RemoveCause::ClientClosed => "returned after the client was dropped",
         })
     }
 }
@@ -421,8 +424,8 @@ impl Client {
     }
 
     /// Removes a server: its attempts in flight are aborted and never delivered, its idle
-    /// connections are closed, and its leased ones are closed when returned. `false` if it
-    /// was not known.
+    /// connections are closed, and its leased ones give their places up at once and are
+    /// closed when returned. `false` if it was not known.
     ///
     /// ```
     /// use callosum_smol::{Client, ClientConfig};
@@ -440,23 +443,21 @@ impl Client {
         };
         state.rover.remove_server(id);
         state.servers.remove(&id);
-        let idle: Vec<_> = state
-            .pool
-            .connections()
-            .filter(|info| info.server == id && info.state == ConnState::Idle)
-            .map(|info| (info.id, info.slot))
-            .collect();
-        for (conn, slot) in idle {
-            if let Ok(Removed::Idle(closed)) = state.pool.remove(conn) {
-                drop(closed);
-                let event = ClientEvent::Removed {
-                    server: addr,
-                    slot,
-                    cause: RemoveCause::ServerDropped,
-                };
-                state.push_event(event, self.shared().events_capacity);
-            }
+        for evicted in state.pool.remove_server(id) {
+            let slot = match evicted {
+                // Dropping the stream closes it now.
+                Evicted::Idle { slot, .. } => slot,
+                // Its place is free now; it is closed when it comes back.
+                Evicted::Leased { slot, .. } => slot,
+            };
+            let event = ClientEvent::Removed {
+                server: addr,
+                slot,
+                cause: RemoveCause::ServerDropped,
+            };
+            state.push_event(event, self.shared().events_capacity);
         }
+        self.shared().event_queued.notify(usize::MAX);
         self.shared().settle(&mut state, None);
         true
     }

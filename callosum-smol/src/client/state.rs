@@ -50,8 +50,11 @@ impl State {
     }
 
     pub(crate) fn push_event(&mut self, event: ClientEvent, capacity: usize) {
-        if self.events.len() >= capacity {
-            self.events.pop_front();
+        if capacity == 0 {
+            self.events_dropped += 1;
+            return;
+        }
+        if self.events.len() >= capacity && self.events.pop_front().is_some() {
             self.events_dropped += 1;
         }
         self.events.push_back(event);
