@@ -1185,6 +1185,11 @@ impl Client {
     }
 
     /// Takes a broken connection out of the pool, closes it and reports it.
+    ///
+    /// If the pool does not know the id on record (a bookkeeping slip, never the peer's
+    /// doing), the connection is left as it is: closing it would leave the pool lending a
+    /// record that is gone. A lessee that finds it broken returns it with
+    /// [`Client::checkin_broken`], which removes it under its lease's fresh id.
     fn remove_broken(&mut self, index: u32, cause: RemoveCause) {
         let Some(pooled) = self.conns[index as usize].live.as_ref() else {
             return;
@@ -1200,7 +1205,10 @@ impl Client {
                     cause,
                 });
             }
-            Err(_) => unreachable!("a live pooled connection is in the pool"),
+            Err(_error) => {
+                #[cfg(feature = "log")]
+                log::error!("client: slot {slot} from {addr} not removed ({cause}): {_error}");
+            }
         }
     }
 
@@ -1245,6 +1253,44 @@ fn connect_failure(error: &io::Error) -> ConnectFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_a_connection_under_a_stale_id_does_not_panic() {
+        let poll = mio::Poll::new().unwrap();
+        let mut client = Client::new(ClientConfig::default(), 1).unwrap();
+        client
+            .register(poll.registry(), TokenRange::new(0..200))
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        let server = client.add_server(addr);
+        let Offer::Kept(id) = client.pool.offer(server, 0, 0) else {
+            panic!("an empty pool keeps")
+        };
+        client.conns.push(Entry {
+            generation: 0,
+            live: Some(Pooled {
+                conn: Conn::new(stream, Vec::new(), Vec::new()),
+                id,
+                server,
+                addr,
+                slot: 0,
+                held: Held::Idle,
+            }),
+        });
+        // The id on record goes stale, as it did when checkin did not record the new one.
+        let lease = client.pool.checkout().unwrap();
+        assert!(matches!(
+            client.pool.checkin(lease.id, lease.conn),
+            Ok(Checkin::Idle(_))
+        ));
+        client.conns[0].live.as_mut().unwrap().id = lease.id;
+        client.remove_broken(0, RemoveCause::PeerClosed);
+        assert_eq!(client.status().pool.idle, 1);
+        assert!(client.conns[0].live.is_some());
+        assert_eq!(client.poll_event(), None);
+    }
 
     #[test]
     fn connect_errors_map_to_the_rover_failures() {

@@ -467,3 +467,45 @@ fn read_once_served(h: &mut Harness, peer: &mut TcpStream) -> Vec<u8> {
     ));
     read_once(peer)
 }
+
+/// Checks a connection out and back in, so that its pool id is the one checkin gave it.
+fn returned_once(h: &mut Harness) {
+    let lease = h.client().checkout().unwrap();
+    h.client().checkin(lease);
+    h.drain();
+    assert_eq!(h.client().status().pool.idle, 1, "{:?}", h.client_log);
+}
+
+/// Runs the client until a connection is removed, and returns why.
+fn removal(h: &mut Harness) -> RemoveCause {
+    h.until("the removal", |h| {
+        h.client_log
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Removed { .. }))
+    });
+    let cause = h.client_log.iter().find_map(|e| match e {
+        ClientEvent::Removed { cause, .. } => Some(*cause),
+        _ => None,
+    });
+    cause.unwrap()
+}
+
+#[test]
+fn a_returned_connection_the_server_closes_is_removed_without_a_panic() {
+    let (mut h, conn) = one_pooled();
+    returned_once(&mut h);
+    assert!(h.server().close(conn));
+    assert_eq!(removal(&mut h), RemoveCause::PeerClosed);
+    assert_eq!(h.client().status().pool.held, 0);
+    assert_eq!(h.client().stats().removed_broken, 1);
+}
+
+#[test]
+fn a_returned_connection_that_receives_a_byte_is_removed_without_a_panic() {
+    let (mut h, conn) = one_pooled();
+    returned_once(&mut h);
+    h.server().write(conn, b"!").unwrap();
+    assert_eq!(removal(&mut h), RemoveCause::UnsolicitedBytes);
+    assert_eq!(h.client().status().pool.held, 0);
+    h.until("slot 0 freed", |h| h.freed() == [0]);
+}
