@@ -99,6 +99,8 @@ pub enum RemoveCause {
     UnsolicitedBytes,
     /// Every token of the client's [`TokenRange`] was in use: it was never offered.
     OutOfTokens,
+    /// The application gave it back broken, with [`Client::checkin_broken`].
+    Broken,
 }
 
 impl fmt::Display for RemoveCause {
@@ -108,6 +110,7 @@ impl fmt::Display for RemoveCause {
             RemoveCause::Failed(kind) => write!(f, "failed: {kind}"),
             RemoveCause::UnsolicitedBytes => f.write_str("bytes received while idle"),
             RemoveCause::OutOfTokens => f.write_str("no token left"),
+            RemoveCause::Broken => f.write_str("returned broken"),
         }
     }
 }
@@ -293,7 +296,8 @@ pub enum ClientEvent {
     /// An attempt was due but no server could be tried (none added, or all backing off).
     NoServers,
     /// An idle connection broke (closed by its server, failed, or sent bytes unasked) and
-    /// was taken out of the pool and closed; or a checked-in one was found broken.
+    /// was taken out of the pool and closed; or a checked-in one was found or declared
+    /// broken.
     Removed {
         /// Its server.
         server: ServerId,
@@ -754,7 +758,8 @@ impl Client {
     }
 
     /// Gives back a leased connection that the application found broken: it is removed
-    /// from the pool and closed.
+    /// from the pool and closed, with [`ClientEvent::Removed`] (cause
+    /// [`RemoveCause::Broken`]).
     ///
     /// ```no_run
     /// # fn demo(client: &mut callosum_mio::Client) {
@@ -767,9 +772,7 @@ impl Client {
         if self.pooled_mut(&lease).is_none() {
             return;
         }
-        if self.pool.remove(lease.id).is_ok() {
-            self.close_conn(lease.index);
-        }
+        self.remove_broken(lease.index, RemoveCause::Broken);
         self.drive(self.clock.now());
     }
 

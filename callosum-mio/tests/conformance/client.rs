@@ -440,6 +440,27 @@ fn a_connection_returned_broken_is_removed_and_frees_its_place() {
 }
 
 #[test]
+fn a_connection_returned_broken_is_reported_removed() {
+    let (mut h, _) = one_pooled();
+    let lease = h.client().checkout().unwrap();
+    h.client().checkin_broken(lease);
+    h.drain();
+    assert!(
+        matches!(
+            h.client_log.last(),
+            Some(ClientEvent::Removed {
+                slot: 0,
+                cause: RemoveCause::Broken,
+                ..
+            })
+        ),
+        "{:?}",
+        h.client_log
+    );
+    assert_eq!(h.client().stats().removed_broken, 1);
+}
+
+#[test]
 fn components_share_one_poll_without_token_collisions() {
     // The harness fails on any event outside the components' ranges; here a user's own
     // source shares the poll under a token of its own.
