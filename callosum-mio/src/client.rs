@@ -101,6 +101,8 @@ pub enum RemoveCause {
     OutOfTokens,
     /// The application gave it back broken, with [`Client::checkin_broken`].
     Broken,
+    /// Its server was removed with [`Client::remove_server`].
+    ServerDropped,
 }
 
 impl fmt::Display for RemoveCause {
@@ -111,6 +113,7 @@ impl fmt::Display for RemoveCause {
             RemoveCause::UnsolicitedBytes => f.write_str("bytes received while idle"),
             RemoveCause::OutOfTokens => f.write_str("no token left"),
             RemoveCause::Broken => f.write_str("returned broken"),
+            RemoveCause::ServerDropped => f.write_str("its server was removed"),
         }
     }
 }
@@ -297,7 +300,7 @@ pub enum ClientEvent {
     NoServers,
     /// An idle connection broke (closed by its server, failed, or sent bytes unasked) and
     /// was taken out of the pool and closed; or a checked-in one was found or declared
-    /// broken.
+    /// broken; or its server was removed.
     Removed {
         /// Its server.
         server: ServerId,
@@ -370,6 +373,9 @@ enum Held {
     Leased,
     /// Evicted while leased: closed when it comes back.
     Evicted,
+    /// Its server was removed while it was leased: closed when it comes back, and
+    /// reported then.
+    ServerDropped,
 }
 
 #[derive(Debug)]
@@ -503,7 +509,10 @@ impl Client {
     }
 
     /// Drops a server from the set: its attempts in flight are closed and nothing of them
-    /// is delivered. Connections already pooled stay. `false` if it was not in the set.
+    /// is delivered; its idle connections are closed now and its leased ones when they are
+    /// checked in, each reported with [`ClientEvent::Removed`] (cause
+    /// [`RemoveCause::ServerDropped`]). Their places in the pool are free at once. `false`
+    /// if it was not in the set.
     ///
     /// ```
     /// # use callosum_mio::Client;
@@ -517,6 +526,27 @@ impl Client {
             return false;
         }
         self.servers.retain(|(id, _)| *id != server);
+        for evicted in self.pool.remove_server(server) {
+            match evicted {
+                Evicted::Idle { slot, conn, .. } => {
+                    let addr = self.conns[conn as usize].live.as_ref().map(|p| p.addr);
+                    self.close_conn(conn);
+                    if let Some(addr) = addr {
+                        self.events.push_back(ClientEvent::Removed {
+                            server,
+                            addr,
+                            slot,
+                            cause: RemoveCause::ServerDropped,
+                        });
+                    }
+                }
+                Evicted::Leased { id, .. } => {
+                    if let Some(pooled) = self.pooled_with_id(id) {
+                        pooled.held = Held::ServerDropped;
+                    }
+                }
+            }
+        }
         self.drive(self.clock.now());
         true
     }
@@ -719,7 +749,8 @@ impl Client {
     }
 
     /// Gives a leased connection back. It is idle again, unless it was evicted meanwhile
-    /// (then it is closed) or is found broken (a read or write through it hit the end, or
+    /// (then it is closed; if its server was removed, with [`ClientEvent::Removed`]) or is
+    /// found broken (a read or write through it hit the end, or
     /// the server closed it or sent bytes: then it is removed, with
     /// [`ClientEvent::Removed`]).
     ///
@@ -748,7 +779,22 @@ impl Client {
                     // no new event comes for bytes already there.
                     self.probe_idle(lease.index);
                 }
-                Ok(Checkin::Close(index)) => self.close_conn(index),
+                Ok(Checkin::Close(index)) => {
+                    let dropped = self.conns[index as usize]
+                        .live
+                        .as_ref()
+                        .filter(|pooled| pooled.held == Held::ServerDropped)
+                        .map(|pooled| (pooled.server, pooled.addr, pooled.slot));
+                    self.close_conn(index);
+                    if let Some((server, addr, slot)) = dropped {
+                        self.events.push_back(ClientEvent::Removed {
+                            server,
+                            addr,
+                            slot,
+                            cause: RemoveCause::ServerDropped,
+                        });
+                    }
+                }
                 // Not a current lease of this client's pool (a lease of another client that
                 // happens to match): nothing of ours to return.
                 Err(_) => {}
@@ -829,6 +875,14 @@ impl Client {
             .filter(|entry| entry.generation == lease.generation)
             .and_then(|entry| entry.live.as_mut())
             .filter(|pooled| pooled.id == lease.id)
+    }
+
+    /// The pooled connection the pool knows as `id`.
+    fn pooled_with_id(&mut self, id: pool::ConnId) -> Option<&mut Pooled> {
+        self.conns
+            .iter_mut()
+            .filter_map(|entry| entry.live.as_mut())
+            .find(|pooled| pooled.id == id)
     }
 
     fn addr_of(&self, server: ServerId) -> Option<SocketAddr> {
@@ -1035,12 +1089,7 @@ impl Client {
                 (server, slot, addr)
             }
             Evicted::Leased { id, server, slot } => {
-                let pooled = self
-                    .conns
-                    .iter_mut()
-                    .filter_map(|entry| entry.live.as_mut())
-                    .find(|pooled| pooled.id == id);
-                let addr = pooled.map(|pooled| {
+                let addr = self.pooled_with_id(id).map(|pooled| {
                     pooled.held = Held::Evicted;
                     pooled.addr
                 });
@@ -1156,7 +1205,7 @@ impl Client {
                     self.drive(self.clock.now());
                 }
             }
-            Held::Leased | Held::Evicted => {
+            Held::Leased | Held::Evicted | Held::ServerDropped => {
                 let lease = LeaseId(pooled.id);
                 if readable {
                     self.events.push_back(ClientEvent::Readable { lease });

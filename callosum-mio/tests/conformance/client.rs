@@ -530,3 +530,53 @@ fn a_returned_connection_that_receives_a_byte_is_removed_without_a_panic() {
     assert_eq!(h.client().status().pool.held, 0);
     h.until("slot 0 freed", |h| h.freed() == [0]);
 }
+
+#[test]
+fn removing_a_server_closes_its_idle_connections_now_and_its_leased_ones_on_checkin() {
+    let config = ClientConfig {
+        pool: PoolConfig { max_slots: 2 },
+        rover: RoverConfig {
+            interval: Duration::from_secs(60),
+            jitter: Duration::ZERO,
+            max_in_flight: 1,
+            ..RoverConfig::default()
+        },
+    };
+    let mut h = Harness::new()
+        .with_server(ServerConfig::default())
+        .with_client(config, 6);
+    let addr = h.server_addr();
+    let server = h.client().add_server(addr);
+    h.client().start();
+    h.until("a full pool", |h| h.client().status().pool.held == 2);
+    let lease = h.client().checkout().unwrap();
+    assert_eq!(lease.slot(), 0);
+    assert!(h.client().remove_server(server));
+    h.drain();
+    let dropped = |slot| ClientEvent::Removed {
+        server,
+        addr,
+        slot,
+        cause: RemoveCause::ServerDropped,
+    };
+    assert_eq!(h.client_log.last(), Some(&dropped(1)), "{:?}", h.client_log);
+    let status = h.client().status().pool;
+    assert_eq!(
+        (status.held, status.idle, status.evicted_awaiting_return),
+        (0, 0, 1)
+    );
+    h.until("slot 1 freed", |h| h.freed() == [1]);
+    // The leased one stays usable until it comes back.
+    assert!(!h.freed().contains(&0));
+    h.client()
+        .conn_mut(&lease)
+        .unwrap()
+        .write_all(b"last\n")
+        .unwrap();
+    h.client().checkin(lease);
+    h.drain();
+    assert_eq!(h.client_log.last(), Some(&dropped(0)), "{:?}", h.client_log);
+    h.until("slot 0 freed", |h| h.freed() == [1, 0]);
+    assert_eq!(h.client().status().pool.evicted_awaiting_return, 0);
+    assert!(h.client().checkout().is_none());
+}
