@@ -16,6 +16,7 @@ use callosum_proto::pool::{
     self, Checkin, Evicted, Offer, PoolConfigError, PoolStats, PoolStatus, Removed,
 };
 use callosum_proto::rover::{self, Action, AttemptId, ConnectFailure, HandshakeFailure};
+use callosum_proto::slot_line::MAX_LINE_LEN;
 use callosum_proto::{Instant as CoreInstant, ServerId};
 use callosum_proto::{Pool, PoolConfig, Rover, RoverConfig, RoverConfigError};
 use mio::event::Event;
@@ -362,6 +363,8 @@ struct AttemptSocket {
     attempt: AttemptId,
     stream: TcpStream,
     connected: bool,
+    /// Bytes read so far, at most [`MAX_LINE_LEN`].
+    received: usize,
     /// Bytes read after the slot line, for the application.
     rest: Vec<u8>,
 }
@@ -953,6 +956,7 @@ impl Client {
                     attempt,
                     stream,
                     connected: false,
+                    received: 0,
                     rest: Vec::new(),
                 });
             }
@@ -1157,9 +1161,12 @@ impl Client {
     }
 
     /// Reads until the slot line is complete, the attempt ends, or the socket would block;
-    /// never past the read that completes the line.
+    /// never past the read that completes the line, and never more than [`MAX_LINE_LEN`]
+    /// bytes in all (the longest line: by then the decoder has decided), so a hostile
+    /// server's stream is cut short. What follows the line in its read goes to the
+    /// application; anything later is the connection's, found unsolicited once it is idle.
     fn read_slot_line(&mut self, index: usize, attempt: AttemptId, now: CoreInstant) {
-        let mut buf = [0u8; 4096];
+        let mut buf = [0u8; MAX_LINE_LEN];
         loop {
             let Some(socket) = self.attempts[index]
                 .as_mut()
@@ -1167,13 +1174,18 @@ impl Client {
             else {
                 return;
             };
-            match socket.stream.read(&mut buf) {
+            let room = MAX_LINE_LEN - socket.received;
+            if room == 0 {
+                return;
+            }
+            match socket.stream.read(&mut buf[..room]) {
                 Ok(0) => {
                     let _ = self.rover.handle_closed(attempt, now);
                     return;
                 }
                 Ok(n) => match self.rover.handle_received(attempt, &buf[..n], now) {
                     Ok(consumed) => {
+                        socket.received += n;
                         socket.rest.extend_from_slice(&buf[consumed..n]);
                         if !self.rover.attempts().any(|info| info.attempt == attempt) {
                             return; // the line is complete, or failed

@@ -402,6 +402,45 @@ fn bytes_after_the_slot_line_are_given_to_the_application() {
 }
 
 #[test]
+fn the_handshake_reads_no_more_than_the_longest_line_and_later_bytes_are_unsolicited() {
+    let (mut h, listener) = with_listener(one_attempt(4));
+    let addr = listener.local_addr().unwrap();
+    let server = h.client().add_server(addr);
+    h.client().start();
+    let mut peer = accept_from(&mut h, &listener);
+    // One write: the line and 16 bytes more. 12 bytes are read with the line (the line and
+    // 9 bytes for the application); the 7 after them arrive unasked on an idle connection.
+    peer.write_all(b"7\r\n0123456789abcdef").unwrap();
+    h.until("the removal", |h| {
+        h.client_log
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Removed { .. }))
+    });
+    assert_eq!(
+        outcomes(&h),
+        [
+            ClientEvent::Kept {
+                server,
+                addr,
+                slot: 7
+            },
+            ClientEvent::Removed {
+                server,
+                addr,
+                slot: 7,
+                cause: RemoveCause::UnsolicitedBytes
+            }
+        ]
+    );
+    // Closed with bytes unread: a reset, or an end of stream.
+    let mut rest = Vec::new();
+    match peer.read_to_end(&mut rest) {
+        Ok(_) => assert_eq!(rest, b""),
+        Err(error) => assert_eq!(error.kind(), ErrorKind::ConnectionReset),
+    }
+}
+
+#[test]
 fn a_leased_connection_carries_a_request_and_its_reply() {
     let (mut h, _) = one_pooled();
     h.echo = true;
