@@ -753,9 +753,9 @@ impl Client {
 
     /// Gives a leased connection back. It is idle again, unless it was evicted meanwhile
     /// (then it is closed; if its server was removed, with [`ClientEvent::Removed`]) or is
-    /// found broken (a read or write through it hit the end, or
-    /// the server closed it or sent bytes: then it is removed, with
-    /// [`ClientEvent::Removed`]).
+    /// found broken (a read or write through it hit the end, the server closed it or sent
+    /// bytes, or bytes that came with the slot line are still unread, [`Conn::buffered`]:
+    /// then it is removed, with [`ClientEvent::Removed`]).
     ///
     /// ```no_run
     /// # fn demo(client: &mut callosum_mio::Client) {
@@ -770,6 +770,9 @@ impl Client {
         };
         if let Some(ended) = pooled.conn.ended() {
             self.remove_broken(lease.index, ended.into());
+        } else if !pooled.conn.buffered().is_empty() {
+            // The next lessee would read them as the start of its own reply.
+            self.remove_broken(lease.index, RemoveCause::UnsolicitedBytes);
         } else {
             match self.pool.checkin(lease.id, lease.index) {
                 Ok(Checkin::Idle(idle_id)) => {

@@ -402,6 +402,35 @@ fn bytes_after_the_slot_line_are_given_to_the_application() {
 }
 
 #[test]
+fn a_connection_checked_in_with_bytes_unread_from_the_slot_lines_read_is_removed() {
+    let (mut h, listener) = with_listener(one_attempt(4));
+    let addr = listener.local_addr().unwrap();
+    h.client().add_server(addr);
+    h.client().start();
+    let mut server = accept_from(&mut h, &listener);
+    server.write_all(b"7\r\nhello").unwrap();
+    h.until("a kept connection", |h| h.client().status().pool.held == 1);
+    let lease = h.client().checkout().unwrap();
+    assert_eq!(h.client().conn_mut(&lease).unwrap().buffered(), b"hello");
+    h.client().checkin(lease);
+    h.drain();
+    assert!(
+        matches!(
+            h.client_log.last(),
+            Some(ClientEvent::Removed {
+                slot: 7,
+                cause: RemoveCause::UnsolicitedBytes,
+                ..
+            })
+        ),
+        "{:?}",
+        h.client_log
+    );
+    assert_eq!(h.client().status().pool.held, 0);
+    assert_eq!(read_to_end(&mut server), b"", "the client closed it");
+}
+
+#[test]
 fn the_handshake_reads_no_more_than_the_longest_line_and_later_bytes_are_unsolicited() {
     let (mut h, listener) = with_listener(one_attempt(4));
     let addr = listener.local_addr().unwrap();
