@@ -453,8 +453,6 @@ pub struct Client {
     conns: Vec<Entry>,
     free: Vec<u32>,
     events: VecDeque<ClientEvent>,
-    /// The demand last told to the rover.
-    demand_told: Option<usize>,
 }
 
 impl Client {
@@ -484,7 +482,6 @@ impl Client {
             conns: Vec::new(),
             free: Vec::new(),
             events: VecDeque::new(),
-            demand_told: None,
         })
     }
 
@@ -609,9 +606,7 @@ impl Client {
     /// ```
     pub fn start(&mut self) {
         let now = self.clock.now();
-        let wanted = self.pool.wanted();
-        self.rover.set_demand(wanted, now);
-        self.demand_told = Some(wanted);
+        self.rover.set_demand(self.pool.wanted(), now);
         self.rover.start(now);
         self.drive(now);
     }
@@ -904,6 +899,11 @@ impl Client {
             return;
         };
         loop {
+            // After every input and every drain, not only when the pool's count changed: a
+            // delivered connection may never reach the pool (no token, a failed
+            // re-register), and the rover counted it against the demand. The rover takes
+            // the connections it still queues off `wanted`, so this launches nothing extra.
+            self.rover.set_demand(self.pool.wanted(), now);
             let mut progressed = false;
             // Events first: an attempt that just read its line left its index free, and the
             // rover may already have queued a new attempt there; the finished attempt's
@@ -924,12 +924,6 @@ impl Client {
                         }
                     }
                 }
-            }
-            let wanted = self.pool.wanted();
-            if self.demand_told != Some(wanted) {
-                progressed = true;
-                self.demand_told = Some(wanted);
-                self.rover.set_demand(wanted, now);
             }
             if !progressed {
                 break;

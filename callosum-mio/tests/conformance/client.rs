@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use callosum_mio::callosum_proto::slot_line::decode;
 use callosum_mio::{
     ClientConfig, ClientEvent, ConnectFailure, HandshakeFailure, PoolConfig, RemoveCause,
-    RoverConfig, ServerConfig, ServerEvent,
+    RoverConfig, ServerConfig, ServerEvent, TokenRange,
 };
 
 use crate::harness::{DEADLINE, Harness, connect, read_once, read_to_end};
@@ -647,4 +647,47 @@ fn removing_a_server_closes_its_idle_connections_now_and_its_leased_ones_on_chec
     h.until("slot 0 freed", |h| h.freed() == [1, 0]);
     assert_eq!(h.client().status().pool.evicted_awaiting_return, 0);
     assert!(h.client().checkout().is_none());
+}
+
+#[test]
+fn fill_goes_on_after_a_delivered_connection_found_no_token() {
+    let config = ClientConfig {
+        pool: PoolConfig { max_slots: 1 },
+        rover: RoverConfig {
+            interval: Duration::from_secs(60),
+            jitter: Duration::ZERO,
+            max_in_flight: 1,
+            ..RoverConfig::default()
+        },
+    };
+    // One token for the attempt, one for a pooled connection.
+    let mut h = Harness::new()
+        .with_server(ServerConfig::default())
+        .with_client_tokens(config, 8, TokenRange::new(1000..1002));
+    let addr = h.server_addr();
+    let first = h.client().add_server(addr);
+    h.client().start();
+    h.until("a kept connection", |h| h.client().status().pool.held == 1);
+    let lease = h.client().checkout().unwrap();
+    // Its place in the pool is free now, but the lease keeps the only token until it is
+    // checked in: the next connection delivered finds none.
+    assert!(h.client().remove_server(first));
+    h.client().add_server(addr);
+    h.until("a connection with no token", |h| {
+        h.client_log.iter().any(|e| {
+            matches!(
+                e,
+                ClientEvent::Removed {
+                    cause: RemoveCause::OutOfTokens,
+                    ..
+                }
+            )
+        })
+    });
+    // Closing the lease frees the token and leaves the pool's count as it was: fill must
+    // go on by itself, not wait for the interval.
+    h.client().checkin(lease);
+    h.until("a new connection in the pool", |h| {
+        h.client().status().pool.held == 1
+    });
 }
