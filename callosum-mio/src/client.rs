@@ -160,7 +160,7 @@ impl fmt::Display for LeaseId {
 /// # }
 /// ```
 #[derive(Debug, PartialEq, Eq)]
-#[must_use = "a lease must be checked in"]
+#[must_use = "a lease must be checked in: a dropped one leaks its socket and its place in the pool"]
 pub struct Lease {
     id: pool::ConnId,
     index: u32,
@@ -715,6 +715,18 @@ impl Client {
     /// assert!(client.checkout().is_none());
     /// assert_eq!(client.stats().empty_checkouts, 1);
     /// ```
+    ///
+    /// A lease must be checked in: one dropped leaks its socket and its place in the pool,
+    /// so ignoring the result is flagged (`let _ = client.checkout()` silences any
+    /// `#[must_use]`, by Rust's rules: do not write it).
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// fn demo(client: &mut callosum_mio::Client) {
+    ///     client.checkout();
+    /// }
+    /// ```
+    #[must_use = "a lease must be checked in: a dropped one leaks its socket and its place in the pool"]
     pub fn checkout(&mut self) -> Option<Lease> {
         let lease = self.pool.checkout()?;
         let entry = &mut self.conns[lease.conn as usize];
