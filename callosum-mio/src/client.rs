@@ -16,6 +16,7 @@ use callosum_proto::pool::{
     self, Checkin, Evicted, Offer, PoolConfigError, PoolStats, PoolStatus, Removed,
 };
 use callosum_proto::rover::{self, Action, AttemptId, ConnectFailure, HandshakeFailure};
+use callosum_proto::slot_line::MAX_LINE_LEN;
 use callosum_proto::{Instant as CoreInstant, ServerId};
 use callosum_proto::{Pool, PoolConfig, Rover, RoverConfig, RoverConfigError};
 use mio::event::Event;
@@ -99,6 +100,10 @@ pub enum RemoveCause {
     UnsolicitedBytes,
     /// Every token of the client's [`TokenRange`] was in use: it was never offered.
     OutOfTokens,
+    /// The application gave it back broken, with [`Client::checkin_broken`].
+    Broken,
+    /// Its server was removed with [`Client::remove_server`].
+    ServerDropped,
 }
 
 impl fmt::Display for RemoveCause {
@@ -108,6 +113,8 @@ impl fmt::Display for RemoveCause {
             RemoveCause::Failed(kind) => write!(f, "failed: {kind}"),
             RemoveCause::UnsolicitedBytes => f.write_str("bytes received while idle"),
             RemoveCause::OutOfTokens => f.write_str("no token left"),
+            RemoveCause::Broken => f.write_str("returned broken"),
+            RemoveCause::ServerDropped => f.write_str("its server was removed"),
         }
     }
 }
@@ -153,7 +160,7 @@ impl fmt::Display for LeaseId {
 /// # }
 /// ```
 #[derive(Debug, PartialEq, Eq)]
-#[must_use = "a lease must be checked in"]
+#[must_use = "a lease must be checked in: a dropped one leaks its socket and its place in the pool"]
 pub struct Lease {
     id: pool::ConnId,
     index: u32,
@@ -293,7 +300,8 @@ pub enum ClientEvent {
     /// An attempt was due but no server could be tried (none added, or all backing off).
     NoServers,
     /// An idle connection broke (closed by its server, failed, or sent bytes unasked) and
-    /// was taken out of the pool and closed; or a checked-in one was found broken.
+    /// was taken out of the pool and closed; or a checked-in one was found or declared
+    /// broken; or its server was removed.
     Removed {
         /// Its server.
         server: ServerId,
@@ -355,6 +363,8 @@ struct AttemptSocket {
     attempt: AttemptId,
     stream: TcpStream,
     connected: bool,
+    /// Bytes read so far, at most [`MAX_LINE_LEN`].
+    received: usize,
     /// Bytes read after the slot line, for the application.
     rest: Vec<u8>,
 }
@@ -366,6 +376,9 @@ enum Held {
     Leased,
     /// Evicted while leased: closed when it comes back.
     Evicted,
+    /// Its server was removed while it was leased: closed when it comes back, and
+    /// reported then.
+    ServerDropped,
 }
 
 #[derive(Debug)]
@@ -440,8 +453,6 @@ pub struct Client {
     conns: Vec<Entry>,
     free: Vec<u32>,
     events: VecDeque<ClientEvent>,
-    /// The demand last told to the rover.
-    demand_told: Option<usize>,
 }
 
 impl Client {
@@ -471,7 +482,6 @@ impl Client {
             conns: Vec::new(),
             free: Vec::new(),
             events: VecDeque::new(),
-            demand_told: None,
         })
     }
 
@@ -499,7 +509,10 @@ impl Client {
     }
 
     /// Drops a server from the set: its attempts in flight are closed and nothing of them
-    /// is delivered. Connections already pooled stay. `false` if it was not in the set.
+    /// is delivered; its idle connections are closed now and its leased ones when they are
+    /// checked in, each reported with [`ClientEvent::Removed`] (cause
+    /// [`RemoveCause::ServerDropped`]). Their places in the pool are free at once. `false`
+    /// if it was not in the set.
     ///
     /// ```
     /// # use callosum_mio::Client;
@@ -513,6 +526,27 @@ impl Client {
             return false;
         }
         self.servers.retain(|(id, _)| *id != server);
+        for evicted in self.pool.remove_server(server) {
+            match evicted {
+                Evicted::Idle { slot, conn, .. } => {
+                    let addr = self.conns[conn as usize].live.as_ref().map(|p| p.addr);
+                    self.close_conn(conn);
+                    if let Some(addr) = addr {
+                        self.events.push_back(ClientEvent::Removed {
+                            server,
+                            addr,
+                            slot,
+                            cause: RemoveCause::ServerDropped,
+                        });
+                    }
+                }
+                Evicted::Leased { id, .. } => {
+                    if let Some(pooled) = self.pooled_with_id(id) {
+                        pooled.held = Held::ServerDropped;
+                    }
+                }
+            }
+        }
         self.drive(self.clock.now());
         true
     }
@@ -572,9 +606,7 @@ impl Client {
     /// ```
     pub fn start(&mut self) {
         let now = self.clock.now();
-        let wanted = self.pool.wanted();
-        self.rover.set_demand(wanted, now);
-        self.demand_told = Some(wanted);
+        self.rover.set_demand(self.pool.wanted(), now);
         self.rover.start(now);
         self.drive(now);
     }
@@ -683,6 +715,18 @@ impl Client {
     /// assert!(client.checkout().is_none());
     /// assert_eq!(client.stats().empty_checkouts, 1);
     /// ```
+    ///
+    /// A lease must be checked in: one dropped leaks its socket and its place in the pool,
+    /// so ignoring the result is flagged (`let _ = client.checkout()` silences any
+    /// `#[must_use]`, by Rust's rules: do not write it).
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// fn demo(client: &mut callosum_mio::Client) {
+    ///     client.checkout();
+    /// }
+    /// ```
+    #[must_use = "a lease must be checked in: a dropped one leaks its socket and its place in the pool"]
     pub fn checkout(&mut self) -> Option<Lease> {
         let lease = self.pool.checkout()?;
         let entry = &mut self.conns[lease.conn as usize];
@@ -715,9 +759,10 @@ impl Client {
     }
 
     /// Gives a leased connection back. It is idle again, unless it was evicted meanwhile
-    /// (then it is closed) or is found broken (a read or write through it hit the end, or
-    /// the server closed it or sent bytes: then it is removed, with
-    /// [`ClientEvent::Removed`]).
+    /// (then it is closed; if its server was removed, with [`ClientEvent::Removed`]) or is
+    /// found broken (a read or write through it hit the end, the server closed it or sent
+    /// bytes, or bytes that came with the slot line are still unread, [`Conn::buffered`]:
+    /// then it is removed, with [`ClientEvent::Removed`]).
     ///
     /// ```no_run
     /// # fn demo(client: &mut callosum_mio::Client) {
@@ -732,6 +777,9 @@ impl Client {
         };
         if let Some(ended) = pooled.conn.ended() {
             self.remove_broken(lease.index, ended.into());
+        } else if !pooled.conn.buffered().is_empty() {
+            // The next lessee would read them as the start of its own reply.
+            self.remove_broken(lease.index, RemoveCause::UnsolicitedBytes);
         } else {
             match self.pool.checkin(lease.id, lease.index) {
                 Ok(Checkin::Idle(idle_id)) => {
@@ -744,7 +792,22 @@ impl Client {
                     // no new event comes for bytes already there.
                     self.probe_idle(lease.index);
                 }
-                Ok(Checkin::Close(index)) => self.close_conn(index),
+                Ok(Checkin::Close(index)) => {
+                    let dropped = self.conns[index as usize]
+                        .live
+                        .as_ref()
+                        .filter(|pooled| pooled.held == Held::ServerDropped)
+                        .map(|pooled| (pooled.server, pooled.addr, pooled.slot));
+                    self.close_conn(index);
+                    if let Some((server, addr, slot)) = dropped {
+                        self.events.push_back(ClientEvent::Removed {
+                            server,
+                            addr,
+                            slot,
+                            cause: RemoveCause::ServerDropped,
+                        });
+                    }
+                }
                 // Not a current lease of this client's pool (a lease of another client that
                 // happens to match): nothing of ours to return.
                 Err(_) => {}
@@ -754,7 +817,8 @@ impl Client {
     }
 
     /// Gives back a leased connection that the application found broken: it is removed
-    /// from the pool and closed.
+    /// from the pool and closed, with [`ClientEvent::Removed`] (cause
+    /// [`RemoveCause::Broken`]).
     ///
     /// ```no_run
     /// # fn demo(client: &mut callosum_mio::Client) {
@@ -767,9 +831,7 @@ impl Client {
         if self.pooled_mut(&lease).is_none() {
             return;
         }
-        if self.pool.remove(lease.id).is_ok() {
-            self.close_conn(lease.index);
-        }
+        self.remove_broken(lease.index, RemoveCause::Broken);
         self.drive(self.clock.now());
     }
 
@@ -828,6 +890,14 @@ impl Client {
             .filter(|pooled| pooled.id == lease.id)
     }
 
+    /// The pooled connection the pool knows as `id`.
+    fn pooled_with_id(&mut self, id: pool::ConnId) -> Option<&mut Pooled> {
+        self.conns
+            .iter_mut()
+            .filter_map(|entry| entry.live.as_mut())
+            .find(|pooled| pooled.id == id)
+    }
+
     fn addr_of(&self, server: ServerId) -> Option<SocketAddr> {
         self.servers
             .iter()
@@ -841,6 +911,11 @@ impl Client {
             return;
         };
         loop {
+            // After every input and every drain, not only when the pool's count changed: a
+            // delivered connection may never reach the pool (no token, a failed
+            // re-register), and the rover counted it against the demand. The rover takes
+            // the connections it still queues off `wanted`, so this launches nothing extra.
+            self.rover.set_demand(self.pool.wanted(), now);
             let mut progressed = false;
             // Events first: an attempt that just read its line left its index free, and the
             // rover may already have queued a new attempt there; the finished attempt's
@@ -861,12 +936,6 @@ impl Client {
                         }
                     }
                 }
-            }
-            let wanted = self.pool.wanted();
-            if self.demand_told != Some(wanted) {
-                progressed = true;
-                self.demand_told = Some(wanted);
-                self.rover.set_demand(wanted, now);
             }
             if !progressed {
                 break;
@@ -896,6 +965,7 @@ impl Client {
                     attempt,
                     stream,
                     connected: false,
+                    received: 0,
                     rest: Vec::new(),
                 });
             }
@@ -1032,12 +1102,7 @@ impl Client {
                 (server, slot, addr)
             }
             Evicted::Leased { id, server, slot } => {
-                let pooled = self
-                    .conns
-                    .iter_mut()
-                    .filter_map(|entry| entry.live.as_mut())
-                    .find(|pooled| pooled.id == id);
-                let addr = pooled.map(|pooled| {
+                let addr = self.pooled_with_id(id).map(|pooled| {
                     pooled.held = Held::Evicted;
                     pooled.addr
                 });
@@ -1105,9 +1170,12 @@ impl Client {
     }
 
     /// Reads until the slot line is complete, the attempt ends, or the socket would block;
-    /// never past the read that completes the line.
+    /// never past the read that completes the line, and never more than [`MAX_LINE_LEN`]
+    /// bytes in all (the longest line: by then the decoder has decided), so a hostile
+    /// server's stream is cut short. What follows the line in its read goes to the
+    /// application; anything later is the connection's, found unsolicited once it is idle.
     fn read_slot_line(&mut self, index: usize, attempt: AttemptId, now: CoreInstant) {
-        let mut buf = [0u8; 4096];
+        let mut buf = [0u8; MAX_LINE_LEN];
         loop {
             let Some(socket) = self.attempts[index]
                 .as_mut()
@@ -1115,13 +1183,18 @@ impl Client {
             else {
                 return;
             };
-            match socket.stream.read(&mut buf) {
+            let room = MAX_LINE_LEN - socket.received;
+            if room == 0 {
+                return;
+            }
+            match socket.stream.read(&mut buf[..room]) {
                 Ok(0) => {
                     let _ = self.rover.handle_closed(attempt, now);
                     return;
                 }
                 Ok(n) => match self.rover.handle_received(attempt, &buf[..n], now) {
                     Ok(consumed) => {
+                        socket.received += n;
                         socket.rest.extend_from_slice(&buf[consumed..n]);
                         if !self.rover.attempts().any(|info| info.attempt == attempt) {
                             return; // the line is complete, or failed
@@ -1153,7 +1226,7 @@ impl Client {
                     self.drive(self.clock.now());
                 }
             }
-            Held::Leased | Held::Evicted => {
+            Held::Leased | Held::Evicted | Held::ServerDropped => {
                 let lease = LeaseId(pooled.id);
                 if readable {
                     self.events.push_back(ClientEvent::Readable { lease });
@@ -1185,6 +1258,11 @@ impl Client {
     }
 
     /// Takes a broken connection out of the pool, closes it and reports it.
+    ///
+    /// If the pool does not know the id on record (a bookkeeping slip, never the peer's
+    /// doing), the connection is left as it is: closing it would leave the pool lending a
+    /// record that is gone. A lessee that finds it broken returns it with
+    /// [`Client::checkin_broken`], which removes it under its lease's fresh id.
     fn remove_broken(&mut self, index: u32, cause: RemoveCause) {
         let Some(pooled) = self.conns[index as usize].live.as_ref() else {
             return;
@@ -1200,7 +1278,10 @@ impl Client {
                     cause,
                 });
             }
-            Err(_) => unreachable!("a live pooled connection is in the pool"),
+            Err(_error) => {
+                #[cfg(feature = "log")]
+                log::error!("client: slot {slot} from {addr} not removed ({cause}): {_error}");
+            }
         }
     }
 
@@ -1245,6 +1326,44 @@ fn connect_failure(error: &io::Error) -> ConnectFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_a_connection_under_a_stale_id_does_not_panic() {
+        let poll = mio::Poll::new().unwrap();
+        let mut client = Client::new(ClientConfig::default(), 1).unwrap();
+        client
+            .register(poll.registry(), TokenRange::new(0..200))
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        let server = client.add_server(addr);
+        let Offer::Kept(id) = client.pool.offer(server, 0, 0) else {
+            panic!("an empty pool keeps")
+        };
+        client.conns.push(Entry {
+            generation: 0,
+            live: Some(Pooled {
+                conn: Conn::new(stream, Vec::new(), Vec::new()),
+                id,
+                server,
+                addr,
+                slot: 0,
+                held: Held::Idle,
+            }),
+        });
+        // The id on record goes stale, as it did when checkin did not record the new one.
+        let lease = client.pool.checkout().unwrap();
+        assert!(matches!(
+            client.pool.checkin(lease.id, lease.conn),
+            Ok(Checkin::Idle(_))
+        ));
+        client.conns[0].live.as_mut().unwrap().id = lease.id;
+        client.remove_broken(0, RemoveCause::PeerClosed);
+        assert_eq!(client.status().pool.idle, 1);
+        assert!(client.conns[0].live.is_some());
+        assert_eq!(client.poll_event(), None);
+    }
 
     #[test]
     fn connect_errors_map_to_the_rover_failures() {

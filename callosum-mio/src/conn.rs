@@ -87,7 +87,9 @@ impl Conn {
     }
 
     /// Bytes already received and not yet read by the application: on a pool's connection,
-    /// what followed the slot line in the same read. [`Read::read`] returns them first.
+    /// what followed the slot line in the same read. [`Read::read`] returns them first. A
+    /// lease checked in with some still unread is removed rather than lent again (they would
+    /// reach the next lessee): see [`Client::checkin`](crate::Client::checkin).
     ///
     /// ```no_run
     /// # fn demo(client: &mut callosum_mio::Client, lease: &callosum_mio::Lease) {

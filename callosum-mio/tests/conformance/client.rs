@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use callosum_mio::callosum_proto::slot_line::decode;
 use callosum_mio::{
     ClientConfig, ClientEvent, ConnectFailure, HandshakeFailure, PoolConfig, RemoveCause,
-    RoverConfig, ServerConfig, ServerEvent,
+    RoverConfig, ServerConfig, ServerEvent, TokenRange,
 };
 
 use crate::harness::{DEADLINE, Harness, connect, read_once, read_to_end};
@@ -402,6 +402,74 @@ fn bytes_after_the_slot_line_are_given_to_the_application() {
 }
 
 #[test]
+fn a_connection_checked_in_with_bytes_unread_from_the_slot_lines_read_is_removed() {
+    let (mut h, listener) = with_listener(one_attempt(4));
+    let addr = listener.local_addr().unwrap();
+    h.client().add_server(addr);
+    h.client().start();
+    let mut server = accept_from(&mut h, &listener);
+    server.write_all(b"7\r\nhello").unwrap();
+    h.until("a kept connection", |h| h.client().status().pool.held == 1);
+    let lease = h.client().checkout().unwrap();
+    assert_eq!(h.client().conn_mut(&lease).unwrap().buffered(), b"hello");
+    h.client().checkin(lease);
+    h.drain();
+    assert!(
+        matches!(
+            h.client_log.last(),
+            Some(ClientEvent::Removed {
+                slot: 7,
+                cause: RemoveCause::UnsolicitedBytes,
+                ..
+            })
+        ),
+        "{:?}",
+        h.client_log
+    );
+    assert_eq!(h.client().status().pool.held, 0);
+    assert_eq!(read_to_end(&mut server), b"", "the client closed it");
+}
+
+#[test]
+fn the_handshake_reads_no_more_than_the_longest_line_and_later_bytes_are_unsolicited() {
+    let (mut h, listener) = with_listener(one_attempt(4));
+    let addr = listener.local_addr().unwrap();
+    let server = h.client().add_server(addr);
+    h.client().start();
+    let mut peer = accept_from(&mut h, &listener);
+    // One write: the line and 16 bytes more. 12 bytes are read with the line (the line and
+    // 9 bytes for the application); the 7 after them arrive unasked on an idle connection.
+    peer.write_all(b"7\r\n0123456789abcdef").unwrap();
+    h.until("the removal", |h| {
+        h.client_log
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Removed { .. }))
+    });
+    assert_eq!(
+        outcomes(&h),
+        [
+            ClientEvent::Kept {
+                server,
+                addr,
+                slot: 7
+            },
+            ClientEvent::Removed {
+                server,
+                addr,
+                slot: 7,
+                cause: RemoveCause::UnsolicitedBytes
+            }
+        ]
+    );
+    // Closed with bytes unread: a reset, or an end of stream.
+    let mut rest = Vec::new();
+    match peer.read_to_end(&mut rest) {
+        Ok(_) => assert_eq!(rest, b""),
+        Err(error) => assert_eq!(error.kind(), ErrorKind::ConnectionReset),
+    }
+}
+
+#[test]
 fn a_leased_connection_carries_a_request_and_its_reply() {
     let (mut h, _) = one_pooled();
     h.echo = true;
@@ -440,6 +508,27 @@ fn a_connection_returned_broken_is_removed_and_frees_its_place() {
 }
 
 #[test]
+fn a_connection_returned_broken_is_reported_removed() {
+    let (mut h, _) = one_pooled();
+    let lease = h.client().checkout().unwrap();
+    h.client().checkin_broken(lease);
+    h.drain();
+    assert!(
+        matches!(
+            h.client_log.last(),
+            Some(ClientEvent::Removed {
+                slot: 0,
+                cause: RemoveCause::Broken,
+                ..
+            })
+        ),
+        "{:?}",
+        h.client_log
+    );
+    assert_eq!(h.client().stats().removed_broken, 1);
+}
+
+#[test]
 fn components_share_one_poll_without_token_collisions() {
     // The harness fails on any event outside the components' ranges; here a user's own
     // source shares the poll under a token of its own.
@@ -466,4 +555,139 @@ fn read_once_served(h: &mut Harness, peer: &mut TcpStream) -> Vec<u8> {
         Some(ServerEvent::Accepted { .. }) | Some(_)
     ));
     read_once(peer)
+}
+
+/// Checks a connection out and back in, so that its pool id is the one checkin gave it.
+fn returned_once(h: &mut Harness) {
+    let lease = h.client().checkout().unwrap();
+    h.client().checkin(lease);
+    h.drain();
+    assert_eq!(h.client().status().pool.idle, 1, "{:?}", h.client_log);
+}
+
+/// Runs the client until a connection is removed, and returns why.
+fn removal(h: &mut Harness) -> RemoveCause {
+    h.until("the removal", |h| {
+        h.client_log
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Removed { .. }))
+    });
+    let cause = h.client_log.iter().find_map(|e| match e {
+        ClientEvent::Removed { cause, .. } => Some(*cause),
+        _ => None,
+    });
+    cause.unwrap()
+}
+
+#[test]
+fn a_returned_connection_the_server_closes_is_removed_without_a_panic() {
+    let (mut h, conn) = one_pooled();
+    returned_once(&mut h);
+    assert!(h.server().close(conn));
+    assert_eq!(removal(&mut h), RemoveCause::PeerClosed);
+    assert_eq!(h.client().status().pool.held, 0);
+    assert_eq!(h.client().stats().removed_broken, 1);
+}
+
+#[test]
+fn a_returned_connection_that_receives_a_byte_is_removed_without_a_panic() {
+    let (mut h, conn) = one_pooled();
+    returned_once(&mut h);
+    h.server().write(conn, b"!").unwrap();
+    assert_eq!(removal(&mut h), RemoveCause::UnsolicitedBytes);
+    assert_eq!(h.client().status().pool.held, 0);
+    h.until("slot 0 freed", |h| h.freed() == [0]);
+}
+
+#[test]
+fn removing_a_server_closes_its_idle_connections_now_and_its_leased_ones_on_checkin() {
+    let config = ClientConfig {
+        pool: PoolConfig { max_slots: 2 },
+        rover: RoverConfig {
+            interval: Duration::from_secs(60),
+            jitter: Duration::ZERO,
+            max_in_flight: 1,
+            ..RoverConfig::default()
+        },
+    };
+    let mut h = Harness::new()
+        .with_server(ServerConfig::default())
+        .with_client(config, 6);
+    let addr = h.server_addr();
+    let server = h.client().add_server(addr);
+    h.client().start();
+    h.until("a full pool", |h| h.client().status().pool.held == 2);
+    let lease = h.client().checkout().unwrap();
+    assert_eq!(lease.slot(), 0);
+    assert!(h.client().remove_server(server));
+    h.drain();
+    let dropped = |slot| ClientEvent::Removed {
+        server,
+        addr,
+        slot,
+        cause: RemoveCause::ServerDropped,
+    };
+    assert_eq!(h.client_log.last(), Some(&dropped(1)), "{:?}", h.client_log);
+    let status = h.client().status().pool;
+    assert_eq!(
+        (status.held, status.idle, status.evicted_awaiting_return),
+        (0, 0, 1)
+    );
+    h.until("slot 1 freed", |h| h.freed() == [1]);
+    // The leased one stays usable until it comes back.
+    assert!(!h.freed().contains(&0));
+    h.client()
+        .conn_mut(&lease)
+        .unwrap()
+        .write_all(b"last\n")
+        .unwrap();
+    h.client().checkin(lease);
+    h.drain();
+    assert_eq!(h.client_log.last(), Some(&dropped(0)), "{:?}", h.client_log);
+    h.until("slot 0 freed", |h| h.freed() == [1, 0]);
+    assert_eq!(h.client().status().pool.evicted_awaiting_return, 0);
+    assert!(h.client().checkout().is_none());
+}
+
+#[test]
+fn fill_goes_on_after_a_delivered_connection_found_no_token() {
+    let config = ClientConfig {
+        pool: PoolConfig { max_slots: 1 },
+        rover: RoverConfig {
+            interval: Duration::from_secs(60),
+            jitter: Duration::ZERO,
+            max_in_flight: 1,
+            ..RoverConfig::default()
+        },
+    };
+    // One token for the attempt, one for a pooled connection.
+    let mut h = Harness::new()
+        .with_server(ServerConfig::default())
+        .with_client_tokens(config, 8, TokenRange::new(1000..1002));
+    let addr = h.server_addr();
+    let first = h.client().add_server(addr);
+    h.client().start();
+    h.until("a kept connection", |h| h.client().status().pool.held == 1);
+    let lease = h.client().checkout().unwrap();
+    // Its place in the pool is free now, but the lease keeps the only token until it is
+    // checked in: the next connection delivered finds none.
+    assert!(h.client().remove_server(first));
+    h.client().add_server(addr);
+    h.until("a connection with no token", |h| {
+        h.client_log.iter().any(|e| {
+            matches!(
+                e,
+                ClientEvent::Removed {
+                    cause: RemoveCause::OutOfTokens,
+                    ..
+                }
+            )
+        })
+    });
+    // Closing the lease frees the token and leaves the pool's count as it was: fill must
+    // go on by itself, not wait for the interval.
+    h.client().checkin(lease);
+    h.until("a new connection in the pool", |h| {
+        h.client().status().pool.held == 1
+    });
 }

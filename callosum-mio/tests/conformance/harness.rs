@@ -55,12 +55,20 @@ impl Harness {
     }
 
     /// Adds a client with tokens 1000..2000 (not started).
-    pub fn with_client(mut self, config: ClientConfig, seed: u64) -> Harness {
+    pub fn with_client(self, config: ClientConfig, seed: u64) -> Harness {
+        self.with_client_tokens(config, seed, TokenRange::new(1000..2000))
+    }
+
+    /// Adds a client with `tokens`, a range inside 1000..2000 (not started).
+    pub fn with_client_tokens(
+        mut self,
+        config: ClientConfig,
+        seed: u64,
+        tokens: TokenRange,
+    ) -> Harness {
         self.max_slots = config.pool.max_slots;
         let mut client = Client::new(config, seed).unwrap();
-        client
-            .register(self.poll.registry(), TokenRange::new(1000..2000))
-            .unwrap();
+        client.register(self.poll.registry(), tokens).unwrap();
         self.client = Some(client);
         self
     }
