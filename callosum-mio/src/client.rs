@@ -735,7 +735,15 @@ impl Client {
         } else {
             match self.pool.checkin(lease.id, lease.index) {
                 Ok(Checkin::Idle) => {
-                    if let Some(pooled) = self.pooled_mut(&lease) {
+                    // The pool gives an idle connection a new id (the lease's is stale);
+                    // removing it when it breaks while idle needs that one.
+                    let renewed = self
+                        .pool
+                        .idle_mut()
+                        .find(|(_, index)| **index == lease.index)
+                        .map(|(id, _)| id);
+                    if let (Some(pooled), Some(id)) = (self.pooled_mut(&lease), renewed) {
+                        pooled.id = id;
                         pooled.held = Held::Idle;
                     }
                     // Anything that arrived and was not read would otherwise go unnoticed:
