@@ -74,6 +74,8 @@ each_client!(
     silent_server_fails_the_handshake_and_is_closed,
     malformed_line_fails_the_handshake,
     idle_connection_closed_by_its_server_is_removed,
+    bytes_after_the_slot_line_reach_the_application,
+    returned_connection_closed_by_its_server_is_removed,
 );
 
 fn round_trip_on_the_lowest_idle_connection(client: Adapter, server: Adapter) {
@@ -274,5 +276,41 @@ fn idle_connection_closed_by_its_server_is_removed(client: Adapter) {
     };
     assert_eq!((server, slot), (addr, 0));
     assert!(cause.contains("closed by the server"), "{cause}");
+    assert_eq!(client.held(), 0);
+}
+
+fn bytes_after_the_slot_line_reach_the_application(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    accepted.write_all(b"0\r\nhello\n").unwrap();
+    let kept = client.event_where("kept", |e| matches!(e, Outcome::Kept { .. }));
+    assert_eq!(
+        kept,
+        Outcome::Kept {
+            server: addr,
+            slot: 0
+        }
+    );
+    // The listener never answers: the line read back is the one that followed the slot line.
+    let reply = client.round_trip("request").unwrap();
+    assert_eq!((reply.server, reply.slot), (addr, 0));
+    assert_eq!(reply.line, "hello");
+}
+
+fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    accepted.write_all(b"0\r\nhello\n").unwrap();
+    client.event_where("kept", |e| matches!(e, Outcome::Kept { .. }));
+    // Lent and returned (the greeting stands in for an answer): idle again, under a new id.
+    assert_eq!(client.round_trip("request").unwrap().line, "hello");
+    drop(accepted);
+    let removed = client.event_where("removed", |e| matches!(e, Outcome::Removed { .. }));
+    let Outcome::Removed { server, slot, .. } = removed else {
+        unreachable!("matched above");
+    };
+    assert_eq!((server, slot), (addr, 0));
     assert_eq!(client.held(), 0);
 }

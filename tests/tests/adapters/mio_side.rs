@@ -201,7 +201,8 @@ fn status(client: &Client) -> Vec<Held> {
         .collect()
 }
 
-/// Writes the request on the lowest idle connection; the answer comes with `Readable`.
+/// Writes the request on the lowest idle connection and reads what is there; the rest of
+/// the answer comes with `Readable`.
 fn send_request(
     client: &mut Client,
     line: &str,
@@ -219,11 +220,14 @@ fn send_request(
         client.checkin_broken(lease);
         return None;
     }
-    Some(Trip {
+    let trip = Trip {
         lease,
         answer: Vec::new(),
         reply,
-    })
+    };
+    // Bytes that came with the slot line are buffered already: no event announces them.
+    let ready = trip.lease.id();
+    read_answer(client, trip, ready)
 }
 
 /// Reads what arrived for `trip`; answers and returns the connection once a whole line is
