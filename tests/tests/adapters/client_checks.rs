@@ -76,6 +76,8 @@ each_client!(
     idle_connection_closed_by_its_server_is_removed,
     bytes_after_the_slot_line_reach_the_application,
     returned_connection_closed_by_its_server_is_removed,
+    unsolicited_bytes_while_idle_remove_the_connection,
+    no_servers_is_an_event,
 );
 
 fn round_trip_on_the_lowest_idle_connection(client: Adapter, server: Adapter) {
@@ -313,4 +315,38 @@ fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
     };
     assert_eq!((server, slot), (addr, 0));
     assert_eq!(client.held(), 0);
+}
+
+fn unsolicited_bytes_while_idle_remove_the_connection(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    accepted.write_all(b"0\r\n").unwrap();
+    client.event_where("kept", |e| matches!(e, Outcome::Kept { .. }));
+    accepted.write_all(b"unasked").unwrap();
+    let removed = client.event_where("removed", |e| matches!(e, Outcome::Removed { .. }));
+    let Outcome::Removed {
+        server,
+        slot,
+        cause,
+    } = removed
+    else {
+        unreachable!("matched above");
+    };
+    assert_eq!((server, slot), (addr, 0));
+    assert!(cause.contains("while idle"), "{cause}");
+    assert_eq!(
+        read_to_end(&mut accepted),
+        b"",
+        "the client closed its socket"
+    );
+    assert_eq!(client.held(), 0);
+}
+
+fn no_servers_is_an_event(client: Adapter) {
+    let addr = closed_port();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, quick_rover()));
+    assert!(client.remove_server(addr));
+    assert!(!client.remove_server(addr), "removed already");
+    client.event_where("no servers", |e| *e == Outcome::NoServers);
 }

@@ -182,6 +182,8 @@ pub enum Command {
     /// Check out the lowest idle connection (never waiting for one), write the line and a
     /// newline, read one line back, return the connection.
     RoundTrip(String, mpsc::Sender<Result<Reply, String>>),
+    /// Drop a server from the client's set; answers whether it was in it.
+    RemoveServer(SocketAddr, mpsc::Sender<bool>),
     Stop,
 }
 
@@ -223,6 +225,12 @@ impl ClientUnderTest {
     /// Connections held, over all servers.
     pub fn held(&self) -> usize {
         self.status().iter().map(|held| held.slots.len()).sum()
+    }
+
+    pub fn remove_server(&self, server: SocketAddr) -> bool {
+        let (reply, answer) = mpsc::channel();
+        (self.send)(Command::RemoveServer(server, reply));
+        answer.recv_timeout(DEADLINE).expect("the server removed")
     }
 
     pub fn round_trip(&self, line: &str) -> Result<Reply, String> {

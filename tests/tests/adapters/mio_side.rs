@@ -138,6 +138,13 @@ pub fn client(spec: ClientSpec) -> ClientUnderTest {
                             Command::RoundTrip(line, reply) => {
                                 trip = send_request(client, &line, reply);
                             }
+                            Command::RemoveServer(server, reply) => {
+                                let known = client.status().servers;
+                                let id = known.iter().find(|held| held.addr == server);
+                                let removed =
+                                    id.is_some_and(|held| client.remove_server(held.server));
+                                let _ = reply.send(removed);
+                            }
                             Command::Stop => return ControlFlow::Break(()),
                         }
                     }

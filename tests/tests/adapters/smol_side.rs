@@ -89,6 +89,9 @@ pub fn client(spec: ClientSpec) -> ClientUnderTest {
                         };
                         let _ = reply.send(future::or(round_trip(&client, &line), timed_out).await);
                     }
+                    Command::RemoveServer(server, reply) => {
+                        let _ = reply.send(client.remove_server(server));
+                    }
                     Command::Stop => return,
                 }
             }
