@@ -1,0 +1,352 @@
+//! PROTOCOL.md sections 3 and 4, written once and run against each adapter's client: with a
+//! real server of either adapter (every client x server pair, which is the interop), or
+//! with a plain listener playing a faulty server.
+
+use std::io::Write;
+use std::time::Instant;
+
+use callosum_proto::DecodeError;
+use callosum_proto::RoverConfig;
+use callosum_proto::rover::{ConnectFailure, HandshakeFailure};
+
+use crate::harness::{
+    Adapter, ClientSpec, ClientUnderTest, DEADLINE, Held, Outcome, ServerUnderTest, accept_within,
+    closed_port, connect, one_attempt, quick_rover, raw_listener, read_once, read_to_end,
+};
+
+/// Runs a check once per client x server pair, as `<check>::<client>_to_<server>`.
+macro_rules! each_pair {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use crate::harness::Adapter::{Mio, Smol};
+
+            #[test]
+            fn smol_to_smol() {
+                super::$check(Smol, Smol);
+            }
+
+            #[test]
+            fn smol_to_mio() {
+                super::$check(Smol, Mio);
+            }
+
+            #[test]
+            fn mio_to_smol() {
+                super::$check(Mio, Smol);
+            }
+
+            #[test]
+            fn mio_to_mio() {
+                super::$check(Mio, Mio);
+            }
+        }
+    )*};
+}
+
+/// Runs a check once per client adapter, as `<check>::smol` and `<check>::mio`.
+macro_rules! each_client {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use crate::harness::Adapter;
+
+            #[test]
+            fn smol() {
+                super::$check(Adapter::Smol);
+            }
+
+            #[test]
+            fn mio() {
+                super::$check(Adapter::Mio);
+            }
+        }
+    )*};
+}
+
+each_pair!(
+    round_trip_on_the_lowest_idle_connection,
+    keeps_low_slots_and_evicts_the_highest,
+    held_never_exceeds_max_slots,
+    fill_mode_fills_a_pool_of_20_quickly,
+);
+
+each_client!(
+    refused_port_is_unreachable,
+    silent_server_fails_the_handshake_and_is_closed,
+    malformed_line_fails_the_handshake,
+    idle_connection_closed_by_its_server_is_removed,
+    bytes_after_the_slot_line_reach_the_application,
+    returned_connection_closed_by_its_server_is_removed,
+    unsolicited_bytes_while_idle_remove_the_connection,
+    no_servers_is_an_event,
+);
+
+fn round_trip_on_the_lowest_idle_connection(client: Adapter, server: Adapter) {
+    let server = ServerUnderTest::start(server, None);
+    let addr = server.addr;
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 2, quick_rover()));
+    for slot in [0, 1] {
+        let kept = client.event_where("kept", |e| matches!(e, Outcome::Kept { .. }));
+        assert_eq!(kept, Outcome::Kept { server: addr, slot });
+    }
+    for request in ["ping", "pong"] {
+        let reply = client.round_trip(request).unwrap();
+        assert_eq!(reply.line, request, "echoed");
+        assert_eq!(
+            (reply.server, reply.slot),
+            (addr, 0),
+            "the lowest idle slot"
+        );
+    }
+}
+
+/// Also returns the `Kept` and `Evicted` events the client reported, in order, up to the
+/// eviction, for the check that the examples agree.
+pub fn keeps_low_slots_and_evicts_the_highest(client: Adapter, server: Adapter) -> Vec<Outcome> {
+    let server = ServerUnderTest::start(server, None);
+    let addr = server.addr;
+    // Raw connections hold slots 0, 1 and 2, so the client's first slot is 3.
+    let mut raw: Vec<_> = (0..3).map(|_| connect(addr)).collect();
+    for (slot, stream) in raw.iter_mut().enumerate() {
+        assert_eq!(read_once(stream), format!("{slot}\r\n"));
+    }
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, quick_rover()));
+    let pool_changes = |e: &Outcome| matches!(e, Outcome::Kept { .. } | Outcome::Evicted { .. });
+    let mut seen = vec![client.event_where("first kept", pool_changes)];
+    assert_eq!(
+        seen[0],
+        Outcome::Kept {
+            server: addr,
+            slot: 3
+        }
+    );
+    assert_eq!(
+        client.status(),
+        [Held {
+            server: addr,
+            slots: vec![3]
+        }]
+    );
+
+    drop(raw.remove(0)); // slot 0 frees on the server
+    while !matches!(seen.last(), Some(Outcome::Evicted { .. })) {
+        seen.push(client.event_where("slot 3 evicted", pool_changes));
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&Outcome::Evicted {
+            server: addr,
+            slot: 3
+        })
+    );
+    assert_eq!(
+        client.status(),
+        [Held {
+            server: addr,
+            slots: vec![0]
+        }]
+    );
+    seen
+}
+
+fn held_never_exceeds_max_slots(client: Adapter, server: Adapter) {
+    let servers = [
+        ServerUnderTest::start(server, None),
+        ServerUnderTest::start(server, None),
+    ];
+    let addrs = [servers[0].addr, servers[1].addr];
+    let client = ClientUnderTest::start(client, ClientSpec::new(&addrs, 3, quick_rover()));
+    // Until each server's slot 0 is held, the pool never holds more than three.
+    let started = Instant::now();
+    loop {
+        client.event_where("a pool change", |e| {
+            matches!(
+                e,
+                Outcome::Kept { .. } | Outcome::Rejected { .. } | Outcome::Evicted { .. }
+            )
+        });
+        let status = client.status();
+        let held: usize = status.iter().map(|held| held.slots.len()).sum();
+        assert!(held <= 3, "{status:?}");
+        if status.iter().all(|held| held.slots.first() == Some(&0)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "slot 0 of both servers: {status:?}"
+        );
+    }
+}
+
+fn fill_mode_fills_a_pool_of_20_quickly(client: Adapter, server: Adapter) {
+    let server = ServerUnderTest::start(server, None);
+    let addr = server.addr;
+    let started = Instant::now();
+    // The default interval is one second: without fill mode, 20 s.
+    let client =
+        ClientUnderTest::start(client, ClientSpec::new(&[addr], 20, RoverConfig::default()));
+    for _ in 0..20 {
+        client.event_where("a pool of 20", |e| matches!(e, Outcome::Kept { .. }));
+    }
+    let took = started.elapsed();
+    eprintln!("fill mode: 20 connections in {took:?}");
+    assert_eq!(client.held(), 20);
+    server.wait_live(20, "20 connections on the server");
+}
+
+fn refused_port_is_unreachable(client: Adapter) {
+    let addr = closed_port();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let event = client.event_where("unreachable", |e| matches!(e, Outcome::Unreachable { .. }));
+    assert_eq!(
+        event,
+        Outcome::Unreachable {
+            server: addr,
+            reason: ConnectFailure::Refused
+        }
+    );
+}
+
+fn silent_server_fails_the_handshake_and_is_closed(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    let event = client.event_where("handshake failed", |e| {
+        matches!(e, Outcome::HandshakeFailed { .. })
+    });
+    assert_eq!(
+        event,
+        Outcome::HandshakeFailed {
+            server: addr,
+            reason: HandshakeFailure::TimedOut
+        }
+    );
+    assert_eq!(
+        read_to_end(&mut accepted),
+        b"",
+        "the client closed its socket"
+    );
+}
+
+fn malformed_line_fails_the_handshake(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    accepted.write_all(b"-1\r\n").unwrap();
+    let event = client.event_where("handshake failed", |e| {
+        matches!(e, Outcome::HandshakeFailed { .. })
+    });
+    let invalid = DecodeError::InvalidByte {
+        byte: b'-',
+        offset: 0,
+    };
+    assert_eq!(
+        event,
+        Outcome::HandshakeFailed {
+            server: addr,
+            reason: HandshakeFailure::Decode(invalid)
+        }
+    );
+    assert_eq!(
+        read_to_end(&mut accepted),
+        b"",
+        "the client closed its socket"
+    );
+}
+
+fn idle_connection_closed_by_its_server_is_removed(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    accepted.write_all(b"0\r\n").unwrap();
+    let kept = client.event_where("kept", |e| matches!(e, Outcome::Kept { .. }));
+    assert_eq!(
+        kept,
+        Outcome::Kept {
+            server: addr,
+            slot: 0
+        }
+    );
+    drop(accepted);
+    let removed = client.event_where("removed", |e| matches!(e, Outcome::Removed { .. }));
+    let Outcome::Removed {
+        server,
+        slot,
+        cause,
+    } = removed
+    else {
+        unreachable!("matched above");
+    };
+    assert_eq!((server, slot), (addr, 0));
+    assert!(cause.contains("closed by the server"), "{cause}");
+    assert_eq!(client.held(), 0);
+}
+
+fn bytes_after_the_slot_line_reach_the_application(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    accepted.write_all(b"0\r\nhello\n").unwrap();
+    let kept = client.event_where("kept", |e| matches!(e, Outcome::Kept { .. }));
+    assert_eq!(
+        kept,
+        Outcome::Kept {
+            server: addr,
+            slot: 0
+        }
+    );
+    // The listener never answers: the line read back is the one that followed the slot line.
+    let reply = client.round_trip("request").unwrap();
+    assert_eq!((reply.server, reply.slot), (addr, 0));
+    assert_eq!(reply.line, "hello");
+}
+
+fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    accepted.write_all(b"0\r\nhello\n").unwrap();
+    client.event_where("kept", |e| matches!(e, Outcome::Kept { .. }));
+    // Lent and returned (the greeting stands in for an answer): idle again, under a new id.
+    assert_eq!(client.round_trip("request").unwrap().line, "hello");
+    drop(accepted);
+    let removed = client.event_where("removed", |e| matches!(e, Outcome::Removed { .. }));
+    let Outcome::Removed { server, slot, .. } = removed else {
+        unreachable!("matched above");
+    };
+    assert_eq!((server, slot), (addr, 0));
+    assert_eq!(client.held(), 0);
+}
+
+fn unsolicited_bytes_while_idle_remove_the_connection(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    accepted.write_all(b"0\r\n").unwrap();
+    client.event_where("kept", |e| matches!(e, Outcome::Kept { .. }));
+    accepted.write_all(b"unasked").unwrap();
+    let removed = client.event_where("removed", |e| matches!(e, Outcome::Removed { .. }));
+    let Outcome::Removed {
+        server,
+        slot,
+        cause,
+    } = removed
+    else {
+        unreachable!("matched above");
+    };
+    assert_eq!((server, slot), (addr, 0));
+    assert!(cause.contains("while idle"), "{cause}");
+    assert_eq!(
+        read_to_end(&mut accepted),
+        b"",
+        "the client closed its socket"
+    );
+    assert_eq!(client.held(), 0);
+}
+
+fn no_servers_is_an_event(client: Adapter) {
+    let addr = closed_port();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, quick_rover()));
+    assert!(client.remove_server(addr));
+    assert!(!client.remove_server(addr), "removed already");
+    client.event_where("no servers", |e| *e == Outcome::NoServers);
+}

@@ -1,0 +1,331 @@
+//! One API over both adapters: a server under test and a client under test, each running on
+//! a thread of its own (the smol one on a local executor, the mio one on its own `Poll`),
+//! plus raw std sockets to play the other side by hand.
+//!
+//! Every wait is bounded by [`DEADLINE`] and driven by an event or a published value; the
+//! only polling is [`accept_within`], for a plain listener that has no event to wait on.
+
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use callosum_proto::rover::{ConnectFailure, HandshakeFailure};
+use callosum_proto::{PoolConfig, RoverConfig};
+
+use crate::{mio_side, smol_side};
+
+/// How long any one wait may take before the test fails; generous for a busy machine.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Which adapter a component under test comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adapter {
+    Smol,
+    Mio,
+}
+
+/// A number published by a background thread that the test waits on.
+#[derive(Default)]
+pub struct Watch {
+    value: Mutex<u32>,
+    changed: Condvar,
+}
+
+impl Watch {
+    pub fn set(&self, value: u32) {
+        *self.value.lock().unwrap() = value;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `wanted` holds for the value; fails the test after [`DEADLINE`].
+    fn wait_for(&self, what: &str, wanted: impl Fn(u32) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        let mut value = self.value.lock().unwrap();
+        while !wanted(*value) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                panic!("{what}: not within {DEADLINE:?} (value {})", *value);
+            };
+            value = self.changed.wait_timeout(value, left).unwrap().0;
+        }
+    }
+}
+
+/// A background thread and how to ask it to stop; on drop, asks and joins.
+pub struct Background {
+    stop: Option<Box<dyn FnOnce() + Send>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn spawn(
+        stop: impl FnOnce() + Send + 'static,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Self {
+        Background {
+            stop: Some(Box::new(stop)),
+            thread: Some(thread::spawn(body)),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+        if let Some(thread) = self.thread.take() {
+            let joined = thread.join();
+            // A failing test is already unwinding; do not turn it into an abort.
+            assert!(
+                joined.is_ok() || thread::panicking(),
+                "a background thread panicked"
+            );
+        }
+    }
+}
+
+/// An adapter's server on 127.0.0.1 whose application echoes every byte it reads until the
+/// connection ends. Stopped and joined on drop.
+pub struct ServerUnderTest {
+    pub addr: SocketAddr,
+    /// Connections holding a slot, published by the server's thread after every change.
+    pub live: Arc<Watch>,
+    pub _background: Background,
+}
+
+impl ServerUnderTest {
+    pub fn start(adapter: Adapter, max_slots: Option<u32>) -> ServerUnderTest {
+        match adapter {
+            Adapter::Smol => smol_side::server(max_slots),
+            Adapter::Mio => mio_side::server(max_slots),
+        }
+    }
+
+    /// Waits until exactly `live` connections hold a slot.
+    pub fn wait_live(&self, live: u32, what: &str) {
+        self.live.wait_for(what, |now| now == live);
+    }
+}
+
+/// What a client under test is built with.
+pub struct ClientSpec {
+    pub servers: Vec<SocketAddr>,
+    pub pool: PoolConfig,
+    pub rover: RoverConfig,
+    pub seed: u64,
+}
+
+impl ClientSpec {
+    pub fn new(servers: &[SocketAddr], max_slots: usize, rover: RoverConfig) -> ClientSpec {
+        ClientSpec {
+            servers: servers.to_vec(),
+            pool: PoolConfig { max_slots },
+            rover,
+            seed: 11,
+        }
+    }
+}
+
+/// A client event, the same for both adapters: each adapter's event maps to one of these,
+/// one for one (readiness events of leased connections are not forwarded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Kept {
+        server: SocketAddr,
+        slot: u32,
+    },
+    Rejected {
+        server: SocketAddr,
+        slot: u32,
+    },
+    Evicted {
+        server: SocketAddr,
+        slot: u32,
+    },
+    Unreachable {
+        server: SocketAddr,
+        reason: ConnectFailure,
+    },
+    HandshakeFailed {
+        server: SocketAddr,
+        reason: HandshakeFailure,
+    },
+    NoServers,
+    Removed {
+        server: SocketAddr,
+        slot: u32,
+        /// The adapter's own text for the cause (the two adapters word it differently).
+        cause: String,
+    },
+}
+
+/// The slots a client holds on one server, lowest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub server: SocketAddr,
+    pub slots: Vec<u32>,
+}
+
+/// The answer to one request on a pooled connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub server: SocketAddr,
+    pub slot: u32,
+    pub line: String,
+}
+
+/// What the test asks of the client's thread.
+pub enum Command {
+    Status(mpsc::Sender<Vec<Held>>),
+    /// Check out the lowest idle connection (never waiting for one), write the line and a
+    /// newline, read one line back, return the connection.
+    RoundTrip(String, mpsc::Sender<Result<Reply, String>>),
+    /// Drop a server from the client's set; answers whether it was in it.
+    RemoveServer(SocketAddr, mpsc::Sender<bool>),
+    Stop,
+}
+
+/// An adapter's client (rover and pool) running against `ClientSpec::servers`. Stopped and
+/// joined on drop.
+pub struct ClientUnderTest {
+    pub events: mpsc::Receiver<Outcome>,
+    pub send: Box<dyn Fn(Command) + Send>,
+    pub _background: Background,
+}
+
+impl ClientUnderTest {
+    pub fn start(adapter: Adapter, spec: ClientSpec) -> ClientUnderTest {
+        match adapter {
+            Adapter::Smol => smol_side::client(spec),
+            Adapter::Mio => mio_side::client(spec),
+        }
+    }
+
+    /// The next event that `wanted` accepts, skipping the others.
+    pub fn event_where(&self, what: &str, wanted: impl Fn(&Outcome) -> bool) -> Outcome {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) if wanted(&event) => return event,
+                Ok(_) => {}
+                Err(error) => panic!("{what}: no such event within {DEADLINE:?} ({error})"),
+            }
+        }
+    }
+
+    pub fn status(&self) -> Vec<Held> {
+        let (reply, answer) = mpsc::channel();
+        (self.send)(Command::Status(reply));
+        answer.recv_timeout(DEADLINE).expect("the client's status")
+    }
+
+    /// Connections held, over all servers.
+    pub fn held(&self) -> usize {
+        self.status().iter().map(|held| held.slots.len()).sum()
+    }
+
+    pub fn remove_server(&self, server: SocketAddr) -> bool {
+        let (reply, answer) = mpsc::channel();
+        (self.send)(Command::RemoveServer(server, reply));
+        answer.recv_timeout(DEADLINE).expect("the server removed")
+    }
+
+    pub fn round_trip(&self, line: &str) -> Result<Reply, String> {
+        let (reply, answer) = mpsc::channel();
+        (self.send)(Command::RoundTrip(line.to_owned(), reply));
+        answer
+            .recv_timeout(DEADLINE)
+            .expect("a round trip's answer")
+    }
+}
+
+/// A rover that tries every 20 ms (one attempt at a time, so slots arrive in order) and
+/// backs off little after a failure.
+pub fn quick_rover() -> RoverConfig {
+    RoverConfig {
+        interval: Duration::from_millis(20),
+        jitter: Duration::ZERO,
+        max_in_flight: 1,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        ..RoverConfig::default()
+    }
+}
+
+/// A rover that makes only its first attempt (at start) within any test's time.
+pub fn one_attempt() -> RoverConfig {
+    RoverConfig {
+        interval: Duration::from_secs(600),
+        jitter: Duration::ZERO,
+        max_in_flight: 1,
+        fill: false,
+        handshake_timeout: Duration::from_millis(300),
+        ..RoverConfig::default()
+    }
+}
+
+/// A blocking socket whose reads give up after [`DEADLINE`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream
+}
+
+/// What one read call returns, as the original client reads its slot line.
+pub fn read_once(stream: &mut TcpStream) -> String {
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf).unwrap();
+    String::from_utf8(buf[..n].to_vec()).unwrap()
+}
+
+/// Everything until the peer closes; a reset (a close with bytes unread) counts as closing.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    match stream.read_to_end(&mut all) {
+        Ok(_) => all,
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => all,
+        Err(error) => panic!("reading until the peer closes: {error}"),
+    }
+}
+
+/// An address where nothing listens: bound, then released.
+pub fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A plain listener standing in for a server, and its address.
+pub fn raw_listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// Accepts one connection on a nonblocking `listener`: a plain listener has no event to
+/// wait on, so it looks every few milliseconds until [`DEADLINE`].
+pub fn accept_within(listener: &TcpListener) -> TcpStream {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                stream.set_read_timeout(Some(DEADLINE)).unwrap();
+                return stream;
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no connection within {DEADLINE:?}"
+                );
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(error) => panic!("accept failed: {error}"),
+        }
+    }
+}
