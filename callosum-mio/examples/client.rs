@@ -139,11 +139,11 @@ fn rove(options: Options) -> io::Result<bool> {
             let Some(line) = outcome(&event) else {
                 return ControlFlow::Continue(());
             };
-            kept_any |= matches!(
-                event,
-                ClientEvent::Kept { .. } | ClientEvent::Evicted { .. }
-            );
-            counted += 1;
+            kept_any |= matches!(event, ClientEvent::Kept { .. });
+            // An eviction is the other half of the `Kept` just before it, not an outcome.
+            if !matches!(event, ClientEvent::Evicted { .. }) {
+                counted += 1;
+            }
             if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
                 failure = Some(error);
                 return ControlFlow::Break(());

@@ -263,8 +263,8 @@ pub enum ClientEvent {
         /// Its slot.
         slot: u32,
     },
-    /// A new connection (`kept_*`) joined the full pool in place of the one with the highest
-    /// slot (`server`, `addr`, `slot`), which is closed now if idle, or when checked in.
+    /// The connection with the highest slot left the full pool to make room for a better
+    /// one (reported just before as `Kept`); it is closed now if idle, or when checked in.
     Evicted {
         /// The evicted connection's server.
         server: ServerId,
@@ -272,12 +272,6 @@ pub enum ClientEvent {
         addr: SocketAddr,
         /// The evicted connection's slot.
         slot: u32,
-        /// The new connection's server.
-        kept_server: ServerId,
-        /// The new connection's server address.
-        kept_addr: SocketAddr,
-        /// The new connection's slot.
-        kept_slot: u32,
     },
     /// An attempt could not connect.
     Unreachable {
@@ -1074,11 +1068,10 @@ impl Client {
             slot,
             held: Held::Idle,
         });
-        match evicted {
-            None => self
-                .events
-                .push_back(ClientEvent::Kept { server, addr, slot }),
-            Some(evicted) => self.evict(evicted, server, addr, slot),
+        self.events
+            .push_back(ClientEvent::Kept { server, addr, slot });
+        if let Some(evicted) = evicted {
+            self.evict(evicted);
         }
         if let Err(error) = moved {
             self.remove_broken(index, RemoveCause::Failed(error.kind()));
@@ -1086,13 +1079,7 @@ impl Client {
     }
 
     /// Reports an eviction, closing the evicted connection now if it was idle.
-    fn evict(
-        &mut self,
-        evicted: Evicted<u32>,
-        kept_server: ServerId,
-        kept_addr: SocketAddr,
-        kept_slot: u32,
-    ) {
+    fn evict(&mut self, evicted: Evicted<u32>) {
         let (server, slot, addr) = match evicted {
             Evicted::Idle {
                 server, slot, conn, ..
@@ -1110,14 +1097,8 @@ impl Client {
             }
         };
         if let Some(addr) = addr {
-            self.events.push_back(ClientEvent::Evicted {
-                server,
-                addr,
-                slot,
-                kept_server,
-                kept_addr,
-                kept_slot,
-            });
+            self.events
+                .push_back(ClientEvent::Evicted { server, addr, slot });
         }
     }
 

@@ -26,10 +26,7 @@ fn components() -> TokenRange {
 pub fn server(max_slots: Option<u32>) -> ServerUnderTest {
     let mut poll = Poll::new().unwrap();
     let waker = Arc::new(Waker::new(poll.registry(), WAKE).unwrap());
-    let config = ServerConfig {
-        max_slots,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { max_slots };
     let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
     server.register(poll.registry(), components()).unwrap();
     let addr = server.local_addr().unwrap();
