@@ -33,4 +33,5 @@ mod mio_side;
 #[path = "../adapters/smol_side.rs"]
 mod smol_side;
 
+mod death;
 mod hostile;
