@@ -33,5 +33,6 @@ mod mio_side;
 #[path = "../adapters/smol_side.rs"]
 mod smol_side;
 
+mod churn;
 mod death;
 mod hostile;
