@@ -3,7 +3,8 @@
 //!
 //! 1. servers A and B, a pool of four: it settles on slots 0 and 1 of each;
 //! 2. the two slot-0 connections are leased, so A holds one leased and one idle;
-//! 3. A stops: its idle connection leaves the pool, the leased one answers a request with an
+//! 3. A stops, closing its connections (the adapter's server shut down) or resetting them
+//!    (a raw server): its idle connection leaves the pool, the leased one answers a request with an
 //!    error or the end of the stream (never a hang) and leaves the pool when returned, the
 //!    lease on B still works, and the rover refills the pool from B;
 //! 4. with every connection leased, asking for one fails at once (mio) or when its timeout
@@ -19,6 +20,62 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{LocalExecutor, Timer, future};
 
 use crate::harness::{Adapter, DEADLINE, ServerUnderTest, quick_rover};
+use crate::resetting::ResettingServer;
+
+/// Runs the story for each adapter and each way to die, as `death::<adapter>_<death>`.
+macro_rules! each_death {
+    ($($test:ident: $run:ident($adapter:ident, $death:ident),)*) => {$(
+        #[test]
+        fn $test() {
+            $run(Dying::start(Adapter::$adapter, Death::$death));
+        }
+    )*};
+}
+
+each_death!(
+    smol_shutdown: smol(Smol, Shutdown),
+    smol_reset: smol(Smol, Reset),
+    mio_shutdown: mio(Mio, Shutdown),
+    mio_reset: mio(Mio, Reset),
+);
+
+/// How server A dies.
+#[derive(Clone, Copy)]
+enum Death {
+    /// The adapter's own server shuts down: its connections close.
+    Shutdown,
+    /// A raw server resets every connection.
+    Reset,
+}
+
+/// Server A, until it dies.
+enum Dying {
+    Shutdown(ServerUnderTest),
+    Reset(ResettingServer),
+}
+
+impl Dying {
+    fn start(adapter: Adapter, death: Death) -> Dying {
+        match death {
+            Death::Shutdown => Dying::Shutdown(ServerUnderTest::start(adapter, None)),
+            Death::Reset => Dying::Reset(ResettingServer::start()),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Dying::Shutdown(server) => server.addr,
+            Dying::Reset(server) => server.addr,
+        }
+    }
+
+    fn kill(self) {
+        match self {
+            Dying::Shutdown(server) => drop(server),
+            Dying::Reset(server) => server.kill(),
+        }
+    }
+}
 
 const MAX_SLOTS: usize = 4;
 
@@ -36,11 +93,9 @@ fn held_on(status: &[(SocketAddr, Vec<u32>)], servers: &[SocketAddr]) -> Vec<Vec
     servers.iter().map(|&server| slots(server)).collect()
 }
 
-#[test]
-fn smol() {
-    let mut dying = Some(ServerUnderTest::start(Adapter::Smol, None));
+fn smol(dying: Dying) {
     let survivor = ServerUnderTest::start(Adapter::Smol, None);
-    let (a, b) = (dying.as_ref().unwrap().addr, survivor.addr);
+    let (a, b) = (dying.addr(), survivor.addr);
     let config = callosum_smol::ClientConfig {
         pool: PoolConfig {
             max_slots: MAX_SLOTS,
@@ -87,15 +142,15 @@ fn smol() {
         assert_eq!((on_a.server(), on_a.slot()), (a, 0));
         assert_eq!((on_b.server(), on_b.slot()), (b, 0));
 
-        drop(dying.take());
+        dying.kill();
         // A's idle slot 1 leaves the pool, and the rover fills its place from B.
         let seen = settle([vec![0], vec![0, 1, 2]]).await;
-        let removed = callosum_smol::ClientEvent::Removed {
-            server: a,
-            slot: 1,
-            cause: callosum_smol::RemoveCause::ClosedByServer,
+        // Closed by the server, or an error for a reset.
+        let removed = |event: &callosum_smol::ClientEvent| {
+            matches!(event, callosum_smol::ClientEvent::Removed { server, slot: 1, .. }
+                if *server == a)
         };
-        assert!(seen.contains(&removed), "{seen:?}");
+        assert!(seen.iter().any(removed), "{seen:?}");
 
         // The lease on A fails instead of hanging, and leaves the pool when dropped.
         let request = async {
@@ -236,11 +291,9 @@ impl MioClient {
     }
 }
 
-#[test]
-fn mio() {
-    let mut dying = Some(ServerUnderTest::start(Adapter::Mio, None));
+fn mio(dying: Dying) {
     let survivor = ServerUnderTest::start(Adapter::Mio, None);
-    let servers = [dying.as_ref().unwrap().addr, survivor.addr];
+    let servers = [dying.addr(), survivor.addr];
     let [a, b] = servers;
     let mut client = MioClient::start(&servers);
     client.settle(&servers, [vec![0, 1], vec![0, 1]]);
@@ -253,7 +306,7 @@ fn mio() {
     assert_eq!((on_a.addr(), on_a.slot()), (a, 0));
     assert_eq!((on_b.addr(), on_b.slot()), (b, 0));
 
-    drop(dying.take());
+    dying.kill();
     client.settle(&servers, [vec![0], vec![0, 1, 2]]);
     assert!(client.removed(a, 1), "{:?}", client.seen);
 

@@ -36,3 +36,4 @@ mod smol_side;
 mod churn;
 mod death;
 mod hostile;
+mod resetting;
