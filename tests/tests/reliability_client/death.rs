@@ -40,7 +40,6 @@ each_death!(
 );
 
 /// How server A dies.
-#[derive(Clone, Copy)]
 enum Death {
     /// The adapter's own server shuts down: its connections close.
     Shutdown,
