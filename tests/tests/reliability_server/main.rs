@@ -7,22 +7,13 @@
 //! a child process of its own, this binary run again for that one test ([`in_child`]).
 #![cfg(target_os = "linux")]
 
-#[allow(
-    dead_code,
-    reason = "shared with the adapters binary, which uses all of it"
-)]
+#[allow(dead_code, reason = "the adapters binary uses the rest")]
 #[path = "../adapters/harness.rs"]
 mod harness;
-#[allow(
-    dead_code,
-    reason = "shared with the adapters binary, which uses all of it"
-)]
+#[allow(dead_code, reason = "the adapters binary uses the rest")]
 #[path = "../adapters/mio_side.rs"]
 mod mio_side;
-#[allow(
-    dead_code,
-    reason = "shared with the adapters binary, which uses all of it"
-)]
+#[allow(dead_code, reason = "the adapters binary uses the rest")]
 #[path = "../adapters/smol_side.rs"]
 mod smol_side;
 
