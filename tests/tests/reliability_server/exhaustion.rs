@@ -106,10 +106,11 @@ pub fn exhaustion(adapter: Adapter) {
 
     let freed_at = Instant::now();
     drop(fillers);
-    for (i, socket) in waiting.into_iter().enumerate() {
-        let mut stream = TcpStream::from(socket);
+    // Kept open until the count is checked: a closed one would free its slot again.
+    let mut accepted: Vec<TcpStream> = waiting.into_iter().map(TcpStream::from).collect();
+    for (i, stream) in accepted.iter_mut().enumerate() {
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        assert_eq!(read_once(&mut stream), format!("{}\r\n", HELD + i));
+        assert_eq!(read_once(stream), format!("{}\r\n", HELD + i));
     }
     server.wait_live((HELD + WAITING) as u32, "the waiting connections got slots");
     println!(
