@@ -233,7 +233,7 @@ impl SoakServer {
             }
             Control::Mio { waker } => {
                 self.shared.stop.store(true, Ordering::Relaxed);
-                // A waker that fails leaves the thread to its next timeout.
+                // An eventfd write, which does not fail while the thread and its poll live.
                 let _ = waker.wake();
             }
         }
