@@ -11,7 +11,8 @@ use callosum_proto::rover::{ConnectFailure, HandshakeFailure};
 
 use crate::harness::{
     Adapter, ClientSpec, ClientUnderTest, DEADLINE, Held, Outcome, ServerUnderTest, accept_within,
-    closed_port, connect, one_attempt, quick_rover, raw_listener, read_once, read_to_end,
+    closed_port, connect, each_adapter, one_attempt, quick_rover, raw_listener, read_once,
+    read_to_end,
 };
 
 /// Runs a check once per client x server pair, as `<check>::<client>_to_<server>`.
@@ -43,25 +44,6 @@ macro_rules! each_pair {
     )*};
 }
 
-/// Runs a check once per client adapter, as `<check>::smol` and `<check>::mio`.
-macro_rules! each_client {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            use crate::harness::Adapter;
-
-            #[test]
-            fn smol() {
-                super::$check(Adapter::Smol);
-            }
-
-            #[test]
-            fn mio() {
-                super::$check(Adapter::Mio);
-            }
-        }
-    )*};
-}
-
 each_pair!(
     round_trip_on_the_lowest_idle_connection,
     keeps_low_slots_and_evicts_the_highest,
@@ -69,7 +51,7 @@ each_pair!(
     fill_mode_fills_a_pool_of_20_quickly,
 );
 
-each_client!(
+each_adapter!(
     refused_port_is_unreachable,
     silent_server_fails_the_handshake_and_is_closed,
     malformed_line_fails_the_handshake,

@@ -16,6 +16,27 @@ use callosum_proto::{PoolConfig, RoverConfig};
 
 use crate::{mio_side, smol_side};
 
+/// Runs each check once per adapter, as `<check>::smol` and `<check>::mio`: a module per
+/// check, with one test per adapter calling `check(Adapter)`.
+macro_rules! each_adapter {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use crate::harness::Adapter;
+
+            #[test]
+            fn smol() {
+                super::$check(Adapter::Smol);
+            }
+
+            #[test]
+            fn mio() {
+                super::$check(Adapter::Mio);
+            }
+        }
+    )*};
+}
+pub(crate) use each_adapter;
+
 /// How long any one wait may take before the test fails; generous for a busy machine.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 

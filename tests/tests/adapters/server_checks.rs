@@ -5,28 +5,9 @@ use std::time::Duration;
 
 use socket2::SockRef;
 
-use crate::harness::{Adapter, ServerUnderTest, connect, read_once, read_to_end};
+use crate::harness::{Adapter, ServerUnderTest, connect, each_adapter, read_once, read_to_end};
 
-/// Runs a check once per server adapter, as `<check>::smol` and `<check>::mio`.
-macro_rules! each_server {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            use crate::harness::Adapter;
-
-            #[test]
-            fn smol() {
-                super::$check(Adapter::Smol);
-            }
-
-            #[test]
-            fn mio() {
-                super::$check(Adapter::Mio);
-            }
-        }
-    )*};
-}
-
-each_server!(
+each_adapter!(
     lowest_free_slot_each_line_in_one_read_and_reuse,
     slot_freed_on_fin,
     slot_freed_on_rst,

@@ -14,11 +14,11 @@ use callosum_proto::slot_line::MAX_LINE_LEN;
 use socket2::SockRef;
 
 use crate::harness::{
-    Adapter, ClientSpec, ClientUnderTest, DEADLINE, Outcome, accept_within, one_attempt,
-    raw_listener, read_to_end,
+    Adapter, ClientSpec, ClientUnderTest, DEADLINE, Outcome, accept_within, each_adapter,
+    one_attempt, raw_listener, read_to_end,
 };
 
-each_client!(
+each_adapter!(
     every_bad_line_fails_the_handshake,
     silent_server_times_out,
     dripping_server_times_out,

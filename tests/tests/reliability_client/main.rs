@@ -3,25 +3,6 @@
 //!
 //! Built on the cross-adapter harness, unchanged; every wait is bounded by its deadline.
 
-/// Runs a check once per client adapter, as `<check>::smol` and `<check>::mio`.
-macro_rules! each_client {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
-            use crate::harness::Adapter;
-
-            #[test]
-            fn smol() {
-                super::$check(Adapter::Smol);
-            }
-
-            #[test]
-            fn mio() {
-                super::$check(Adapter::Mio);
-            }
-        }
-    )*};
-}
-
 // The harness is the adapters suite's; this binary uses part of it.
 #[allow(dead_code)]
 #[path = "../adapters/harness.rs"]

@@ -7,7 +7,12 @@
 //! a child process of its own, this binary run again for that one test ([`in_child`]).
 #![cfg(target_os = "linux")]
 
-#[allow(dead_code, reason = "the adapters binary uses the rest")]
+#[allow(
+    dead_code,
+    unused_imports,
+    unused_macros,
+    reason = "the adapters binary uses the rest"
+)]
 #[path = "../adapters/harness.rs"]
 mod harness;
 #[allow(dead_code, reason = "the adapters binary uses the rest")]
