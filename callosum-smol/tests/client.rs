@@ -12,7 +12,8 @@ use futures_lite::io::BufReader;
 use futures_lite::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use support::{
-    client, event_where, quick_rover, raw_listener, raw_slot, read_to_close, reading_server, within,
+    client, event_where, live_reaches, quick_rover, raw_listener, raw_slot, read_to_close,
+    reading_server, until, within,
 };
 
 /// A client (pool of one, quick rover) of a raw server, and the server's side of the first
@@ -342,16 +343,11 @@ fn a_removed_server_gives_up_its_connections_even_if_it_is_added_again() {
         assert_eq!(status.pool.evicted_awaiting_return, 1);
         assert!(client.add_server(addr));
         drop(leased); // closed on return, not pooled under the re-added server
-        within("every old connection closed", async {
-            loop {
-                let status = client.status();
-                let old_gone = server.status().live as usize == status.pool.held
-                    && status.pool.evicted_awaiting_return == 0;
-                if old_gone && status.servers[0].slots.len() == status.pool.held {
-                    break;
-                }
-                async_io::Timer::after(Duration::from_millis(5)).await;
-            }
+        until("every old connection closed", || {
+            let status = client.status();
+            server.status().live as usize == status.pool.held
+                && status.pool.evicted_awaiting_return == 0
+                && status.servers[0].slots.len() == status.pool.held
         })
         .await;
     });
@@ -369,12 +365,7 @@ fn a_connection_returned_after_the_client_is_dropped_is_closed() {
         let returned = within("get", client.get()).await.unwrap();
         drop(client);
         drop(returned); // `kept_out` still holds the client's state alive
-        within("the returned one closed", async {
-            while server.status().live != 1 {
-                async_io::Timer::after(Duration::from_millis(5)).await;
-            }
-        })
-        .await;
+        live_reaches(&server, 1, "the returned one closed").await;
         drop(kept_out);
     });
 }
@@ -418,12 +409,7 @@ fn an_evicted_lease_is_closed_on_return_and_detach_frees_its_place() {
         })
         .await;
         drop(leased);
-        within("slot 1 closed", async {
-            while server.status().live != 1 {
-                async_io::Timer::after(Duration::from_millis(5)).await;
-            }
-        })
-        .await;
+        live_reaches(&server, 1, "slot 1 closed").await;
         let conn = within("get slot 0", client.get()).await.unwrap();
         assert_eq!(conn.slot(), 0);
         let (stream, unread) = conn.detach();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use callosum_smol::{Server, ServerConfig, ShutDown};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use socket2::SockRef;
-use support::{DEADLINE, raw_slot, reading_server, within};
+use support::{DEADLINE, live_reaches, raw_slot, reading_server, until, within};
 
 #[test]
 fn connections_get_the_lowest_free_slot_and_freed_slots_are_reused() {
@@ -19,30 +19,11 @@ fn connections_get_the_lowest_free_slot_and_freed_slots_are_reused() {
         let (_c, two) = raw_slot(addr).await;
         assert_eq!([zero, one, two], ["0\r\n", "1\r\n", "2\r\n"]);
         drop(b);
-        within("slot 1 freed", async {
-            while server.status().live != 2 {
-                server_changed().await;
-            }
-        })
-        .await;
+        live_reaches(&server, 2, "slot 1 freed").await;
         let (_b_again, reused) = raw_slot(addr).await;
         assert_eq!(reused, "1\r\n");
         assert_eq!(raw_slot(addr).await.1, "3\r\n");
     });
-}
-
-/// Gives the server's tasks a moment; callers loop on a condition under a deadline.
-async fn server_changed() {
-    async_io::Timer::after(Duration::from_millis(5)).await;
-}
-
-async fn live_drops_to(server: &Server, live: u32, what: &str) {
-    within(what, async {
-        while server.status().live != live {
-            server_changed().await;
-        }
-    })
-    .await;
 }
 
 #[test]
@@ -51,7 +32,7 @@ fn a_slot_is_freed_when_the_client_closes() {
         let (server, addr) = reading_server(ServerConfig::default());
         let (stream, _) = raw_slot(addr).await;
         drop(stream); // FIN
-        live_drops_to(&server, 0, "slot freed on FIN").await;
+        live_reaches(&server, 0, "slot freed on FIN").await;
         assert_eq!(server.status().stats.closed, 1);
         assert_eq!(raw_slot(addr).await.1, "0\r\n");
     });
@@ -66,7 +47,7 @@ fn a_slot_is_freed_when_the_client_resets() {
             .set_linger(Some(Duration::ZERO))
             .unwrap();
         drop(stream); // RST
-        live_drops_to(&server, 0, "slot freed on RST").await;
+        live_reaches(&server, 0, "slot freed on RST").await;
         assert_eq!(raw_slot(addr).await.1, "0\r\n");
     });
 }
@@ -122,14 +103,9 @@ fn a_client_that_leaves_before_its_line_costs_no_slot() {
                 .unwrap();
             drop(stream); // reset, most likely before the server has even accepted
         }
-        within("every early leaver accounted for", async {
-            loop {
-                let status = server.status();
-                if status.live == 0 && status.stats.accepted == 20 && status.stats.closed == 20 {
-                    break;
-                }
-                server_changed().await;
-            }
+        until("every early leaver accounted for", || {
+            let status = server.status();
+            status.live == 0 && status.stats.accepted == 20 && status.stats.closed == 20
         })
         .await;
         assert_eq!(raw_slot(addr).await.1, "0\r\n");
@@ -162,7 +138,7 @@ fn a_full_server_closes_new_connections_without_a_line() {
         assert_eq!(received, b"", "no line for a connection beyond max_slots");
         assert_eq!(server.status().stats.refused_full, 1);
         drop(first);
-        live_drops_to(&server, 0, "slot freed").await;
+        live_reaches(&server, 0, "slot freed").await;
         assert_eq!(raw_slot(addr).await.1, "0\r\n");
     });
 }
@@ -218,7 +194,7 @@ fn a_half_close_ends_the_connection_and_frees_its_slot() {
         let (mut stream, line) = raw_slot(addr).await;
         assert_eq!(line, "0\r\n");
         stream.shutdown(std::net::Shutdown::Write).unwrap();
-        live_drops_to(&server, 0, "slot freed on half-close").await;
+        live_reaches(&server, 0, "slot freed on half-close").await;
         // The server shut its side down too: the old connection cannot act any more.
         assert_eq!(
             within("end", support::read_to_close(&mut stream)).await,

@@ -25,6 +25,22 @@ pub async fn within<T>(what: &str, step: impl Future<Output = T>) -> T {
     .await
 }
 
+/// Waits until `done` holds, checking every few milliseconds, failing after [`DEADLINE`].
+/// For states that change on other threads with no event to wait on.
+pub async fn until(what: &str, done: impl Fn() -> bool) {
+    within(what, async {
+        while !done() {
+            Timer::after(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// Waits until `server` has exactly `live` connections.
+pub async fn live_reaches(server: &Server, live: u32, what: &str) {
+    until(what, || server.status().live == live).await;
+}
+
 /// A server on loopback whose every connection is read until it ends, then dropped.
 pub fn reading_server(config: ServerConfig) -> (std::sync::Arc<Server>, SocketAddr) {
     let server = std::sync::Arc::new(Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap());
