@@ -26,6 +26,22 @@ async fn client_of_a_raw_server() -> (Client, SocketAddr, TcpStream) {
     (client, addr, accepted)
 }
 
+/// Waits for the client to report its slot-0 connection to `server` removed, for `cause`.
+async fn assert_removed(client: &Client, server: SocketAddr, cause: RemoveCause) {
+    let removed = event_where(client, "removed", |event| {
+        matches!(event, ClientEvent::Removed { .. })
+    })
+    .await;
+    assert_eq!(
+        removed,
+        ClientEvent::Removed {
+            server,
+            slot: 0,
+            cause
+        }
+    );
+}
+
 fn kept(event: &ClientEvent) -> bool {
     matches!(event, ClientEvent::Kept { .. })
 }
@@ -256,18 +272,7 @@ fn an_idle_connection_the_server_closes_is_removed_at_once() {
         accepted.write_all(b"0\r\n").await.unwrap();
         event_where(&client, "kept", kept).await;
         drop(accepted);
-        let removed = event_where(&client, "removed", |event| {
-            matches!(event, ClientEvent::Removed { .. })
-        })
-        .await;
-        assert_eq!(
-            removed,
-            ClientEvent::Removed {
-                server: addr,
-                slot: 0,
-                cause: RemoveCause::ClosedByServer
-            }
-        );
+        assert_removed(&client, addr, RemoveCause::ClosedByServer).await;
     });
 }
 
@@ -280,18 +285,7 @@ fn an_idle_connection_that_receives_bytes_is_removed_and_closed() {
         // A checkout and return first, so the connection is idle under a renewed id.
         drop(within("get", client.get()).await.unwrap());
         accepted.write_all(b"unsolicited").await.unwrap();
-        let removed = event_where(&client, "removed", |event| {
-            matches!(event, ClientEvent::Removed { .. })
-        })
-        .await;
-        assert_eq!(
-            removed,
-            ClientEvent::Removed {
-                server: addr,
-                slot: 0,
-                cause: RemoveCause::UnsolicitedData
-            }
-        );
+        assert_removed(&client, addr, RemoveCause::UnsolicitedData).await;
         within("client closes", read_to_close(&mut accepted)).await;
     });
 }
@@ -377,18 +371,7 @@ fn bytes_left_unread_at_return_remove_the_connection() {
         accepted.write_all(b"0\r\nbanner").await.unwrap();
         let conn = within("get", client.get()).await.unwrap();
         drop(conn); // the banner was never read
-        let removed = event_where(&client, "removed", |event| {
-            matches!(event, ClientEvent::Removed { .. })
-        })
-        .await;
-        assert_eq!(
-            removed,
-            ClientEvent::Removed {
-                server: addr,
-                slot: 0,
-                cause: RemoveCause::UnsolicitedData
-            }
-        );
+        assert_removed(&client, addr, RemoveCause::UnsolicitedData).await;
         within("client closes", read_to_close(&mut accepted)).await;
     });
 }
