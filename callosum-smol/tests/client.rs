@@ -422,3 +422,32 @@ fn events_capacity_zero_keeps_no_event() {
         assert!(client.status().events_dropped > 0);
     });
 }
+
+#[test]
+fn waiting_gets_are_served_first_and_in_order() {
+    smol::block_on(async {
+        let (_server, addr) = reading_server(ServerConfig::default());
+        let client = client(1, quick_rover());
+        client.add_server(addr);
+        event_where(&client, "kept", kept).await;
+        let held = within("get", client.get()).await.unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let client = client.clone();
+                smol::spawn(async move {
+                    let conn = client.get_timeout(Duration::from_secs(10)).await.unwrap();
+                    drop(conn);
+                })
+            })
+            .collect();
+        until("both are waiting", || client.status().waiting_gets == 2).await;
+        drop(held);
+        // The caller that just returned the connection does not get it back ahead of them.
+        assert!(client.try_get().is_none());
+        for waiter in waiters {
+            within("a waiter is served", waiter).await;
+        }
+        assert_eq!(client.status().waiting_gets, 0);
+        assert!(client.try_get().is_some());
+    });
+}

@@ -231,7 +231,7 @@ impl Drop for PooledConn {
             }
             None => match state.pool.checkin(self.id, conn) {
                 Ok(Checkin::Idle(_)) => {
-                    self.shared.idle_available.notify_additional(1);
+                    self.shared.idle_available.notify(usize::MAX);
                     state.wake_watcher();
                 }
                 // Evicted while leased, or its server was removed: dropping it closes it.

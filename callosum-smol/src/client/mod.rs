@@ -297,6 +297,36 @@ pub struct ClientStatus {
     pub attempts_in_flight: usize,
     /// Events dropped because nobody took them in time.
     pub events_dropped: u64,
+    /// `get` calls waiting for an idle connection.
+    pub waiting_gets: usize,
+}
+
+/// A place in the line of waiting `get` calls, given up when dropped (served, timed out or
+/// cancelled).
+struct Ticket<'a> {
+    shared: &'a Arc<Shared>,
+    number: u64,
+}
+
+impl Ticket<'_> {
+    fn take(shared: &Arc<Shared>) -> Ticket<'_> {
+        let mut state = shared.lock();
+        let number = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push_back(number);
+        Ticket { shared, number }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .lock()
+            .waiting
+            .retain(|&waiting| waiting != self.number);
+        // The next in line may be able to take an idle connection now.
+        self.shared.idle_available.notify(usize::MAX);
+    }
 }
 
 /// The client's handle; the last one dropped closes the client.
@@ -372,6 +402,8 @@ impl Client {
                 attempts: HashMap::new(),
                 events: VecDeque::new(),
                 events_dropped: 0,
+                waiting: VecDeque::new(),
+                next_ticket: 0,
                 watcher: None,
                 closed: false,
             }),
@@ -463,7 +495,8 @@ impl Client {
     }
 
     /// Takes the idle connection with the lowest slot, waiting up to the configured
-    /// `checkout_timeout` for one to become idle.
+    /// `checkout_timeout` for one to become idle. Waiting callers are served in the order
+    /// they came.
     ///
     /// ```no_run
     /// # use callosum_smol::{Client, ClientConfig};
@@ -490,10 +523,14 @@ impl Client {
     /// assert!(smol::block_on(client.get_timeout(Duration::ZERO)).is_err());
     /// ```
     pub async fn get_timeout(&self, timeout: Duration) -> Result<PooledConn, GetError> {
+        if let Some(conn) = self.try_get() {
+            return Ok(conn);
+        }
         let deadline = StdInstant::now() + timeout;
+        let ticket = Ticket::take(self.shared());
         loop {
             let idle = self.shared().idle_available.listen();
-            if let Some(conn) = self.try_get() {
+            if let Some(conn) = self.lend(Some(ticket.number)) {
                 return Ok(conn);
             }
             let timed_out = future::or(
@@ -508,12 +545,16 @@ impl Client {
             )
             .await;
             if timed_out {
-                return self.try_get().ok_or(GetError::TimedOut { waited: timeout });
+                return self
+                    .lend(Some(ticket.number))
+                    .ok_or(GetError::TimedOut { waited: timeout });
             }
         }
     }
 
-    /// Takes the idle connection with the lowest slot if there is one; never waits.
+    /// Takes the idle connection with the lowest slot if there is one and no [`Client::get`]
+    /// call is already waiting (those are served first, in the order they came); never
+    /// waits.
     ///
     /// ```
     /// use callosum_smol::{Client, ClientConfig};
@@ -522,7 +563,11 @@ impl Client {
     /// assert!(client.try_get().is_none());
     /// ```
     pub fn try_get(&self) -> Option<PooledConn> {
-        let lease = self.shared().lock().pool.checkout()?;
+        self.lend(None)
+    }
+
+    fn lend(&self, ticket: Option<u64>) -> Option<PooledConn> {
+        let lease = self.shared().lock().lend(ticket)?;
         Some(PooledConn::new(Arc::clone(self.shared()), lease))
     }
 
@@ -594,6 +639,7 @@ impl Client {
             stats: state.pool.stats().clone(),
             attempts_in_flight: state.rover.in_flight(),
             events_dropped: state.events_dropped,
+            waiting_gets: state.waiting.len(),
         }
     }
 }

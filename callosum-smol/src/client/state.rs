@@ -8,7 +8,7 @@ use std::task::Waker;
 
 use async_executor::{Executor, Task};
 use async_io::Async;
-use callosum_proto::pool::{Evicted, Offer, Pool};
+use callosum_proto::pool::{Evicted, Lease, Offer, Pool};
 use callosum_proto::rover::{Action, AttemptId, Event};
 use callosum_proto::{Rover, ServerId};
 use event_listener::Event as Notify;
@@ -36,6 +36,10 @@ pub(crate) struct State {
     pub(crate) attempts: HashMap<AttemptId, Task<()>>,
     pub(crate) events: VecDeque<ClientEvent>,
     pub(crate) events_dropped: u64,
+    /// Tickets of the `get` calls waiting for an idle connection, oldest first: they are
+    /// served in that order, and nobody takes an idle connection ahead of them.
+    pub(crate) waiting: VecDeque<u64>,
+    pub(crate) next_ticket: u64,
     /// The idle watcher's waker: woken when the set of idle connections changes.
     pub(crate) watcher: Option<Waker>,
     /// Set when the last `Client` handle is dropped: the driver ends.
@@ -60,6 +64,15 @@ impl State {
         self.events.push_back(event);
     }
 
+    /// Lends the lowest idle connection to the holder of `ticket` (`None`: a caller who is
+    /// not waiting), unless an earlier waiter comes first.
+    pub(crate) fn lend(&mut self, ticket: Option<u64>) -> Option<Lease<PooledStream>> {
+        match self.waiting.front() {
+            Some(&first) if ticket != Some(first) => None,
+            _ => self.pool.checkout(),
+        }
+    }
+
     pub(crate) fn wake_watcher(&mut self) {
         if let Some(waker) = self.watcher.take() {
             waker.wake();
@@ -72,7 +85,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     /// Runs the attempt tasks; driven by the [`Driver`](super::Driver) future.
     pub(crate) executor: Executor<'static>,
-    /// Notified when a connection becomes idle, for waiting `get` calls.
+    /// Notified when a connection becomes idle or the first waiter changes, for waiting
+    /// `get` calls (each checks whether it is first in line).
     pub(crate) idle_available: Notify,
     /// Notified when the rover's next timeout may have changed.
     pub(crate) driver_wake: Notify,
@@ -205,7 +219,7 @@ impl Shared {
             Offer::Rejected(_closed) => events.push(ClientEvent::Rejected { server: addr, slot }),
         }
         if !matches!(events[0], ClientEvent::Rejected { .. }) {
-            self.idle_available.notify_additional(1);
+            self.idle_available.notify(usize::MAX);
             state.wake_watcher();
         }
         for event in events {
