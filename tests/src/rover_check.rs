@@ -209,6 +209,37 @@ struct Checker {
     launched: usize,
 }
 
+/// Every action and event the rover has queued, in order.
+///
+/// ```
+/// use callosum_proto::rover::{Rover, RoverConfig};
+/// use callosum_proto::{Instant, ServerId};
+/// use callosum_tests::rover_check::{connects, drain};
+///
+/// let mut rover = Rover::new(RoverConfig::default(), 1).unwrap();
+/// rover.add_server(ServerId(7));
+/// rover.start(Instant::ZERO);
+/// let (actions, events) = drain(&mut rover);
+/// assert_eq!(connects(&actions)[0].1, ServerId(7));
+/// assert!(events.is_empty());
+/// ```
+pub fn drain(rover: &mut Rover) -> (Vec<Action>, Vec<Event>) {
+    let actions = std::iter::from_fn(|| rover.poll_action()).collect();
+    let events = std::iter::from_fn(|| rover.poll_event()).collect();
+    (actions, events)
+}
+
+/// The connect attempts among `actions`: (attempt, server). See [`drain`] for an example.
+pub fn connects(actions: &[Action]) -> Vec<(AttemptId, ServerId)> {
+    actions
+        .iter()
+        .filter_map(|action| match *action {
+            Action::Connect { attempt, server } => Some((attempt, server)),
+            Action::Close { .. } => None,
+        })
+        .collect()
+}
+
 /// Runs `ops` against a rover built from `config` and `seed`, checking after every step:
 ///
 /// - a `Connect` names a server in the set (never one dropped and not re-added), only while
@@ -469,8 +500,7 @@ impl Checker {
 
     /// Drains the outputs of one step and checks them against what the step allows.
     fn settle(&mut self, expect: &Expect, label: &str) {
-        let actions: Vec<Action> = std::iter::from_fn(|| self.rover.poll_action()).collect();
-        let events: Vec<Event> = std::iter::from_fn(|| self.rover.poll_event()).collect();
+        let (actions, events) = drain(&mut self.rover);
         let closed: HashSet<AttemptId> = actions
             .iter()
             .filter_map(|action| match *action {

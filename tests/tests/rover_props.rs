@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use callosum_proto::rover::{Action, AttemptId, ConnectFailure, Event, Rover, RoverConfig};
+use callosum_proto::rover::{Action, AttemptId, ConnectFailure, Rover, RoverConfig};
 use callosum_proto::{Instant, ServerId};
-use callosum_tests::rover_check::{RoverOp, check_rover_ops, config_from_bytes, ops_from_bytes};
+use callosum_tests::rover_check::{
+    RoverOp, check_rover_ops, config_from_bytes, connects, drain, ops_from_bytes,
+};
 use proptest::prelude::*;
 
 fn connect_failure() -> impl Strategy<Value = ConnectFailure> {
@@ -108,22 +110,6 @@ proptest! {
     ) {
         check_rover_ops(config_from_bytes(config), seed, &ops_from_bytes(&bytes));
     }
-}
-
-fn drain(rover: &mut Rover) -> (Vec<Action>, Vec<Event>) {
-    let actions = std::iter::from_fn(|| rover.poll_action()).collect();
-    let events = std::iter::from_fn(|| rover.poll_event()).collect();
-    (actions, events)
-}
-
-fn connects(actions: &[Action]) -> Vec<(AttemptId, ServerId)> {
-    actions
-        .iter()
-        .filter_map(|action| match *action {
-            Action::Connect { attempt, server } => Some((attempt, server)),
-            Action::Close { .. } => None,
-        })
-        .collect()
 }
 
 #[test]
