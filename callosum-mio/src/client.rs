@@ -12,9 +12,7 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use callosum_proto::pool::{
-    self, Checkin, Evicted, Offer, PoolConfigError, PoolStats, PoolStatus, Removed,
-};
+use callosum_proto::pool::{self, Checkin, Evicted, Offer, PoolConfigError, PoolStats, PoolStatus};
 use callosum_proto::rover::{self, Action, AttemptId, ConnectFailure, HandshakeFailure};
 use callosum_proto::slot_line::MAX_LINE_LEN;
 use callosum_proto::{Instant as CoreInstant, ServerId};
@@ -140,7 +138,7 @@ impl From<Ended> for RemoveCause {
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LeaseId(pool::ConnId);
+pub struct LeaseId(pool::PooledId);
 
 impl fmt::Display for LeaseId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,7 +160,7 @@ impl fmt::Display for LeaseId {
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a lease must be checked in: a dropped one leaks its socket and its place in the pool"]
 pub struct Lease {
-    id: pool::ConnId,
+    id: pool::PooledId,
     index: u32,
     generation: u32,
     server: ServerId,
@@ -379,7 +377,7 @@ enum Held {
 struct Pooled {
     conn: Conn,
     /// The pool's current id: the idle id, or the lease's.
-    id: pool::ConnId,
+    id: pool::PooledId,
     server: ServerId,
     addr: SocketAddr,
     slot: u32,
@@ -885,7 +883,7 @@ impl Client {
     }
 
     /// The pooled connection the pool knows as `id`.
-    fn pooled_with_id(&mut self, id: pool::ConnId) -> Option<&mut Pooled> {
+    fn pooled_with_id(&mut self, id: pool::PooledId) -> Option<&mut Pooled> {
         self.conns
             .iter_mut()
             .filter_map(|entry| entry.live.as_mut())
@@ -1250,7 +1248,7 @@ impl Client {
         };
         let (id, server, addr, slot) = (pooled.id, pooled.server, pooled.addr, pooled.slot);
         match self.pool.remove(id) {
-            Ok(Removed::Idle(_) | Removed::Leased | Removed::Evicted) => {
+            Ok(_) => {
                 self.close_conn(index);
                 self.events.push_back(ClientEvent::Removed {
                     server,

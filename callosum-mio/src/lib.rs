@@ -109,7 +109,7 @@ pub use client::{
 pub use conn::Conn;
 pub use run::{Happened, Parts, run, timeout_until};
 pub use server::{
-    CloseCause, ConnId, RefuseReason, Server, ServerConfig, ServerEvent, ServerStatus,
+    CloseCause, RefuseReason, Server, ServerConfig, ServerConnId, ServerEvent, ServerStatus,
 };
 pub use token::TokenRange;
 

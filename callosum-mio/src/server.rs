@@ -53,12 +53,12 @@ pub struct ServerConfig {
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnId {
+pub struct ServerConnId {
     index: u32,
     generation: u32,
 }
 
-impl fmt::Display for ConnId {
+impl fmt::Display for ServerConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "conn {}#{}", self.index, self.generation)
     }
@@ -137,7 +137,7 @@ pub enum ServerEvent {
     /// A connection got `slot`; its slot line is written (or being written).
     Accepted {
         /// The connection.
-        conn: ConnId,
+        conn: ServerConnId,
         /// Its slot.
         slot: u32,
         /// Who connected.
@@ -146,17 +146,17 @@ pub enum ServerEvent {
     /// `conn` may have bytes (or its end) to read: call [`Server::read`] until `WouldBlock`.
     Readable {
         /// The connection.
-        conn: ConnId,
+        conn: ServerConnId,
     },
     /// `conn` can take writes again (its slot line is written).
     Writable {
         /// The connection.
-        conn: ConnId,
+        conn: ServerConnId,
     },
     /// `conn` ended and `slot` is free again. Reported exactly once per connection.
     Closed {
         /// The connection, stale from now on.
-        conn: ConnId,
+        conn: ServerConnId,
         /// The slot freed.
         slot: u32,
         /// Why it ended.
@@ -206,7 +206,7 @@ struct Entry {
 #[derive(Debug)]
 struct Live {
     conn: Conn,
-    core: core::ConnId,
+    core: core::AcceptId,
 }
 
 /// A Callosum server on a `mio` loop: see the [crate docs](crate) for the call order.
@@ -425,7 +425,7 @@ impl Server {
     /// A stale id gives [`io::ErrorKind::NotConnected`].
     ///
     /// ```no_run
-    /// # fn demo(server: &mut callosum_mio::Server, conn: callosum_mio::ConnId) {
+    /// # fn demo(server: &mut callosum_mio::Server, conn: callosum_mio::ServerConnId) {
     /// let mut buf = [0u8; 4096];
     /// loop {
     ///     match server.read(conn, &mut buf) {
@@ -437,7 +437,7 @@ impl Server {
     /// }
     /// # }
     /// ```
-    pub fn read(&mut self, conn: ConnId, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn read(&mut self, conn: ServerConnId, buf: &mut [u8]) -> io::Result<usize> {
         let live = self.live_mut(conn)?;
         let result = io::Read::read(&mut live.conn, buf);
         self.close_if_ended(conn);
@@ -449,11 +449,11 @@ impl Server {
     /// ends the connection as for [`Server::read`].
     ///
     /// ```no_run
-    /// # fn demo(server: &mut callosum_mio::Server, conn: callosum_mio::ConnId) -> std::io::Result<()> {
+    /// # fn demo(server: &mut callosum_mio::Server, conn: callosum_mio::ServerConnId) -> std::io::Result<()> {
     /// let written = server.write(conn, b"PONG\n")?;
     /// # let _ = written; Ok(()) }
     /// ```
-    pub fn write(&mut self, conn: ConnId, buf: &[u8]) -> io::Result<usize> {
+    pub fn write(&mut self, conn: ServerConnId, buf: &[u8]) -> io::Result<usize> {
         let live = self.live_mut(conn)?;
         let result = live.conn.write(buf);
         self.close_if_ended(conn);
@@ -464,12 +464,12 @@ impl Server {
     /// [`CloseCause::Closed`]); `false` for a stale id, which changes nothing.
     ///
     /// ```no_run
-    /// # fn demo(server: &mut callosum_mio::Server, conn: callosum_mio::ConnId) {
+    /// # fn demo(server: &mut callosum_mio::Server, conn: callosum_mio::ServerConnId) {
     /// assert!(server.close(conn));
     /// assert!(!server.close(conn));
     /// # }
     /// ```
-    pub fn close(&mut self, conn: ConnId) -> bool {
+    pub fn close(&mut self, conn: ServerConnId) -> bool {
         if self.live_mut(conn).is_err() {
             return false;
         }
@@ -480,13 +480,13 @@ impl Server {
     /// The connection `conn`, for its addresses and socket options; `None` if stale.
     ///
     /// ```no_run
-    /// # fn demo(server: &callosum_mio::Server, conn: callosum_mio::ConnId) {
+    /// # fn demo(server: &callosum_mio::Server, conn: callosum_mio::ServerConnId) {
     /// if let Some(c) = server.conn(conn) {
     ///     let _ = c.stream().set_nodelay(true);
     /// }
     /// # }
     /// ```
-    pub fn conn(&self, conn: ConnId) -> Option<&Conn> {
+    pub fn conn(&self, conn: ServerConnId) -> Option<&Conn> {
         self.conns
             .get(conn.index as usize)
             .filter(|entry| entry.generation == conn.generation)
@@ -497,11 +497,11 @@ impl Server {
     /// The slot `conn` holds; `None` if stale.
     ///
     /// ```no_run
-    /// # fn demo(server: &callosum_mio::Server, conn: callosum_mio::ConnId) {
+    /// # fn demo(server: &callosum_mio::Server, conn: callosum_mio::ServerConnId) {
     /// println!("{:?}", server.slot(conn));
     /// # }
     /// ```
-    pub fn slot(&self, conn: ConnId) -> Option<u32> {
+    pub fn slot(&self, conn: ServerConnId) -> Option<u32> {
         self.conns
             .get(conn.index as usize)
             .filter(|entry| entry.generation == conn.generation)
@@ -535,7 +535,7 @@ impl Server {
         self.core.stats()
     }
 
-    fn live_mut(&mut self, conn: ConnId) -> io::Result<&mut Live> {
+    fn live_mut(&mut self, conn: ServerConnId) -> io::Result<&mut Live> {
         self.conns
             .get_mut(conn.index as usize)
             .filter(|entry| entry.generation == conn.generation)
@@ -543,7 +543,7 @@ impl Server {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "stale connection id"))
     }
 
-    fn close_if_ended(&mut self, conn: ConnId) {
+    fn close_if_ended(&mut self, conn: ServerConnId) {
         let ended = self.live_mut(conn).ok().and_then(|live| live.conn.ended());
         if let Some(ended) = ended {
             self.end(conn.index, ended.into());
@@ -602,7 +602,7 @@ impl Server {
             return;
         }
         let entry = &mut self.conns[index as usize];
-        let id = ConnId {
+        let id = ServerConnId {
             index,
             generation: entry.generation,
         };
@@ -629,7 +629,7 @@ impl Server {
         let Some(entry) = self.conns.get_mut(index) else {
             return;
         };
-        let id = ConnId {
+        let id = ServerConnId {
             index: index as u32,
             generation: entry.generation,
         };
@@ -672,7 +672,7 @@ impl Server {
         let Some(mut live) = entry.live.take() else {
             return;
         };
-        let id = ConnId {
+        let id = ServerConnId {
             index,
             generation: entry.generation,
         };
@@ -729,7 +729,7 @@ mod tests {
 
     #[test]
     fn conn_ids_display_index_and_generation() {
-        let id = ConnId {
+        let id = ServerConnId {
             index: 3,
             generation: 9,
         };

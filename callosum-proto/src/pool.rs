@@ -149,12 +149,12 @@ impl core::error::Error for PoolConfigError {}
 /// # pool.checkin(lease.id, lease.conn).unwrap();
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnId {
+pub struct PooledId {
     index: u32,
     generation: u32,
 }
 
-impl fmt::Display for ConnId {
+impl fmt::Display for PooledId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "conn {} gen {}", self.index, self.generation)
     }
@@ -175,11 +175,11 @@ impl fmt::Display for ConnId {
 #[must_use = "a rejected or evicted connection must be closed"]
 pub enum Offer<K> {
     /// Kept: the pool had room.
-    Kept(ConnId),
+    Kept(PooledId),
     /// Kept in place of the connection with the highest slot held, which is evicted.
     Replaced {
         /// The new connection's id.
-        kept: ConnId,
+        kept: PooledId,
         /// The connection it displaced.
         evicted: Evicted<K>,
     },
@@ -208,7 +208,7 @@ pub enum Evicted<K> {
     /// It was idle: it has left the pool, close it now.
     Idle {
         /// The id it had; now stale.
-        id: ConnId,
+        id: PooledId,
         /// Its server.
         server: ServerId,
         /// Its slot.
@@ -220,7 +220,7 @@ pub enum Evicted<K> {
     /// `max_slots`. [`Pool::checkin`] answers [`Checkin::Close`] when it comes back.
     Leased {
         /// The lease's id, still valid for `checkin` and `remove`.
-        id: ConnId,
+        id: PooledId,
         /// Its server.
         server: ServerId,
         /// Its slot.
@@ -265,7 +265,7 @@ impl<K> Evicted<K> {
 #[must_use = "a leased connection must be checked in or removed"]
 pub struct Lease<K> {
     /// This lease's id, for `checkin` or `remove`.
-    pub id: ConnId,
+    pub id: PooledId,
     /// The connection's server.
     pub server: ServerId,
     /// The connection's slot on that server.
@@ -290,7 +290,7 @@ pub struct Lease<K> {
 #[must_use = "a connection evicted while leased must be closed"]
 pub enum Checkin<K> {
     /// Back in the pool, idle, under this new id; the lease's id is stale.
-    Idle(ConnId),
+    Idle(PooledId),
     /// It had been evicted while leased: it has left the pool, close it.
     Close(K),
 }
@@ -315,7 +315,7 @@ pub enum CheckinError<K> {
     /// The id names no current lease: stale, already returned, or idle. The pool is unchanged.
     NotLeased {
         /// The id given.
-        id: ConnId,
+        id: PooledId,
         /// The connection given, handed back, never lost.
         conn: K,
     },
@@ -357,18 +357,65 @@ impl<K: fmt::Debug> core::error::Error for CheckinError<K> {}
 ///
 /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
 /// let Offer::Kept(id) = pool.offer(ServerId(0), 0, 'a') else { panic!() };
-/// assert_eq!(pool.remove(id), Ok(Removed::Idle('a')));
+/// let removed = pool.remove(id).unwrap();
+/// assert_eq!((removed.server(), removed.slot()), (ServerId(0), 0));
+/// assert_eq!(removed.into_conn(), Some('a'));
 /// ```
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "the removed connection must be closed"]
 pub enum Removed<K> {
     /// It was idle: here it is, close it.
-    Idle(K),
+    Idle {
+        /// The server it came from.
+        server: ServerId,
+        /// Its slot there.
+        slot: u32,
+        /// The connection, to close.
+        conn: K,
+    },
     /// It was leased: the caller holds it, close it.
-    Leased,
+    Leased {
+        /// The server it came from.
+        server: ServerId,
+        /// Its slot there.
+        slot: u32,
+    },
     /// It had been evicted while leased (its place was already given back): the caller holds
     /// it, close it.
-    Evicted,
+    Evicted {
+        /// The server it came from.
+        server: ServerId,
+        /// Its slot there.
+        slot: u32,
+    },
+}
+
+impl<K> Removed<K> {
+    /// The server the removed connection came from.
+    pub fn server(&self) -> ServerId {
+        match *self {
+            Removed::Idle { server, .. }
+            | Removed::Leased { server, .. }
+            | Removed::Evicted { server, .. } => server,
+        }
+    }
+
+    /// The removed connection's slot on its server.
+    pub fn slot(&self) -> u32 {
+        match *self {
+            Removed::Idle { slot, .. }
+            | Removed::Leased { slot, .. }
+            | Removed::Evicted { slot, .. } => slot,
+        }
+    }
+
+    /// The connection, if the pool held it (it was idle); a leased one is the caller's.
+    pub fn into_conn(self) -> Option<K> {
+        match self {
+            Removed::Idle { conn, .. } => Some(conn),
+            Removed::Leased { .. } | Removed::Evicted { .. } => None,
+        }
+    }
 }
 
 /// [`Pool::remove`] was given an id that names no connection in the pool.
@@ -387,7 +434,7 @@ pub enum Removed<K> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct UnknownConn {
     /// The id given.
-    pub id: ConnId,
+    pub id: PooledId,
 }
 
 impl fmt::Display for UnknownConn {
@@ -481,7 +528,7 @@ pub enum ConnState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnInfo {
     /// Its current id.
-    pub id: ConnId,
+    pub id: PooledId,
     /// Its server.
     pub server: ServerId,
     /// Its slot on that server.
@@ -672,7 +719,7 @@ impl<K> Pool<K> {
         entry.generation = entry.generation.wrapping_add(1);
         self.stats.checkouts += 1;
         Some(Lease {
-            id: ConnId {
+            id: PooledId {
                 index,
                 generation: entry.generation,
             },
@@ -703,7 +750,7 @@ impl<K> Pool<K> {
     /// assert_eq!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Close('a')));
     /// ```
     #[must_use = "a connection evicted while leased, or refused, is handed back to be closed"]
-    pub fn checkin(&mut self, id: ConnId, conn: K) -> Result<Checkin<K>, CheckinError<K>> {
+    pub fn checkin(&mut self, id: PooledId, conn: K) -> Result<Checkin<K>, CheckinError<K>> {
         let Some(entry) = self.entry_mut(id) else {
             return Err(CheckinError::NotLeased { id, conn });
         };
@@ -714,7 +761,7 @@ impl<K> Pool<K> {
                 // The lease's id retires: kept by its caller, it must not name the idle
                 // connection (a `remove` with it would close a healthy one).
                 entry.generation = entry.generation.wrapping_add(1);
-                let idle_id = ConnId {
+                let idle_id = PooledId {
                     index: id.index,
                     generation: entry.generation,
                 };
@@ -741,27 +788,28 @@ impl<K> Pool<K> {
     /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
     /// let _ = pool.offer(ServerId(1), 5, 'a');
     /// let lease = pool.checkout().unwrap();
-    /// assert_eq!(pool.remove(lease.id), Ok(Removed::Leased)); // now close lease.conn
+    /// assert!(matches!(pool.remove(lease.id), Ok(Removed::Leased { .. }))); // now close lease.conn
     /// assert_eq!(pool.status().held, 0);
     /// ```
     #[must_use = "the removed connection must be closed"]
-    pub fn remove(&mut self, id: ConnId) -> Result<Removed<K>, UnknownConn> {
+    pub fn remove(&mut self, id: PooledId) -> Result<Removed<K>, UnknownConn> {
         let Some(entry) = self.entry_mut(id) else {
             return Err(UnknownConn { id });
         };
+        let (server, slot) = (entry.server, entry.slot);
         let removed = match mem::replace(&mut entry.state, State::Leased) {
             State::Idle(conn) => {
                 self.idle.remove(id.index);
                 self.held.remove(id.index);
-                Removed::Idle(conn)
+                Removed::Idle { server, slot, conn }
             }
             State::Leased => {
                 self.held.remove(id.index);
-                Removed::Leased
+                Removed::Leased { server, slot }
             }
             State::Evicted => {
                 self.evicted -= 1;
-                Removed::Evicted
+                Removed::Evicted { server, slot }
             }
             free @ State::Free { .. } => {
                 entry.state = free;
@@ -789,17 +837,17 @@ impl<K> Pool<K> {
     ///     .map(|(id, _)| id)
     ///     .collect();
     /// for id in broken {
-    ///     assert!(matches!(pool.remove(id), Ok(Removed::Idle(_))));
+    ///     assert!(matches!(pool.remove(id), Ok(Removed::Idle { .. })));
     /// }
     /// assert_eq!(pool.status().idle, 1);
     /// ```
-    pub fn idle_mut(&mut self) -> impl Iterator<Item = (ConnId, &mut K)> + '_ {
+    pub fn idle_mut(&mut self) -> impl Iterator<Item = (PooledId, &mut K)> + '_ {
         self.entries
             .iter_mut()
             .zip(0u32..)
             .filter_map(|(entry, index)| match &mut entry.state {
                 State::Idle(conn) => Some((
-                    ConnId {
+                    PooledId {
                         index,
                         generation: entry.generation,
                     },
@@ -936,7 +984,7 @@ impl<K> Pool<K> {
                     State::Evicted => ConnState::Evicted,
                 };
                 Some(ConnInfo {
-                    id: ConnId {
+                    id: PooledId {
                         index,
                         generation: entry.generation,
                     },
@@ -975,7 +1023,7 @@ impl<K> Pool<K> {
     }
 
     /// The record `id` names, if it is current.
-    fn entry_mut(&mut self, id: ConnId) -> Option<&mut Entry<K>> {
+    fn entry_mut(&mut self, id: PooledId) -> Option<&mut Entry<K>> {
         self.entries
             .get_mut(id.index as usize)
             .filter(|entry| entry.generation == id.generation)
@@ -983,7 +1031,7 @@ impl<K> Pool<K> {
 
     /// Puts a new idle connection in a free record, or a new one at the end. The caller has
     /// checked that a free record exists or the slab is below [`RECORD_LIMIT`].
-    fn occupy(&mut self, server: ServerId, slot: u32, conn: K) -> ConnId {
+    fn occupy(&mut self, server: ServerId, slot: u32, conn: K) -> PooledId {
         let (index, generation) = match self.free_head {
             Some(index) => {
                 let entry = &mut self.entries[index as usize];
@@ -1009,14 +1057,14 @@ impl<K> Pool<K> {
         };
         self.idle.push(index, slot);
         self.held.push(index, Reverse(slot));
-        ConnId { index, generation }
+        PooledId { index, generation }
     }
 
     /// Evicts held record `victim`: idle, it leaves the pool; leased, it is marked evicted.
     fn evict(&mut self, victim: u32) -> Evicted<K> {
         self.held.remove(victim);
         let entry = &mut self.entries[victim as usize];
-        let id = ConnId {
+        let id = PooledId {
             index: victim,
             generation: entry.generation,
         };
@@ -1059,7 +1107,7 @@ mod tests {
         Pool::new(PoolConfig { max_slots }, 3).unwrap()
     }
 
-    fn kept(offer: Offer<u32>) -> ConnId {
+    fn kept(offer: Offer<u32>) -> PooledId {
         match offer {
             Offer::Kept(id) => id,
             other => panic!("expected Kept, got {other:?}"),
@@ -1205,7 +1253,7 @@ mod tests {
         let (idle_id, _) = pool.idle_mut().next().unwrap();
         assert_ne!(idle_id, lease.id);
         assert_eq!(pool.connections().next().unwrap().id, idle_id);
-        assert_eq!(pool.remove(idle_id), Ok(Removed::Idle(10)));
+        assert_eq!(pool.remove(idle_id).map(Removed::into_conn), Ok(Some(10)));
         assert_consistent(&pool);
     }
 
@@ -1243,14 +1291,17 @@ mod tests {
         let mut pool = pool(2);
         let idle = kept(pool.offer(ServerId(1), 1, 10));
         kept(pool.offer(ServerId(1), 5, 50));
-        assert_eq!(pool.remove(idle), Ok(Removed::Idle(10)));
+        assert_eq!(pool.remove(idle).map(Removed::into_conn), Ok(Some(10)));
         let leased = pool.checkout().unwrap();
         kept(pool.offer(ServerId(2), 3, 30));
         let _ = pool.offer(ServerId(2), 2, 20); // evicts the leased 5
         assert_eq!(pool.status().evicted_awaiting_return, 1);
-        assert_eq!(pool.remove(leased.id), Ok(Removed::Evicted));
+        assert!(matches!(
+            pool.remove(leased.id),
+            Ok(Removed::Evicted { .. })
+        ));
         let other = pool.checkout().unwrap();
-        assert_eq!(pool.remove(other.id), Ok(Removed::Leased));
+        assert!(matches!(pool.remove(other.id), Ok(Removed::Leased { .. })));
         assert_consistent(&pool);
         assert_eq!(pool.stats().removed_broken, 3);
         assert_eq!(pool.status().held, 1);
@@ -1260,7 +1311,7 @@ mod tests {
     #[test]
     fn an_id_naming_no_record_is_refused() {
         let mut pool = pool(1);
-        let far = ConnId {
+        let far = PooledId {
             index: u32::MAX,
             generation: 0,
         };
@@ -1289,7 +1340,7 @@ mod tests {
     fn errors_display_what_went_wrong() {
         extern crate std;
         use std::string::ToString;
-        let id = ConnId {
+        let id = PooledId {
             index: 2,
             generation: 5,
         };

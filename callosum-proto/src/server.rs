@@ -56,9 +56,9 @@ use crate::allocator::GrowableStorage;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "dropping a connection id leaks its slot: report the end with handle_closed"]
-pub struct ConnId(SlotHandle);
+pub struct AcceptId(SlotHandle);
 
-impl ConnId {
+impl AcceptId {
     /// The slot this connection holds.
     ///
     /// ```
@@ -73,7 +73,7 @@ impl ConnId {
     }
 }
 
-impl fmt::Display for ConnId {
+impl fmt::Display for AcceptId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "connection on {}", self.0)
     }
@@ -94,7 +94,7 @@ pub enum Accept {
     /// Write `line` in a single write call, then hand the connection to the application.
     Assigned {
         /// The connection's handle: report its end with [`ServerCore::handle_closed`].
-        conn: ConnId,
+        conn: AcceptId,
         /// The bytes to write first.
         line: SlotLine,
     },
@@ -225,7 +225,7 @@ impl<S: SlotStorage> ServerCore<S> {
             Ok(handle) => {
                 self.stats.accepted += 1;
                 Accept::Assigned {
-                    conn: ConnId(handle),
+                    conn: AcceptId(handle),
                     line: SlotLine::new(handle.slot()),
                 }
             }
@@ -246,7 +246,7 @@ impl<S: SlotStorage> ServerCore<S> {
     /// assert_eq!(server.handle_closed(conn), Ok(0));
     /// assert_eq!(server.handle_closed(conn), Err(ReleaseError::NotInUse { slot: 0 }));
     /// ```
-    pub fn handle_closed(&mut self, conn: ConnId) -> Result<u32, ReleaseError> {
+    pub fn handle_closed(&mut self, conn: AcceptId) -> Result<u32, ReleaseError> {
         match self.slots.release(conn.0) {
             Ok(()) => {
                 self.stats.closed += 1;
@@ -365,7 +365,7 @@ impl<S: SlotStorage> ServerCore<S> {
 mod tests {
     use super::*;
 
-    fn assigned(accept: Accept) -> (ConnId, SlotLine) {
+    fn assigned(accept: Accept) -> (AcceptId, SlotLine) {
         match accept {
             Accept::Assigned { conn, line } => (conn, line),
             Accept::Full => panic!("expected a slot, got Full"),
@@ -400,8 +400,8 @@ mod tests {
     #[test]
     fn a_fixed_server_without_a_limit_is_full_at_its_capacity() {
         let mut server = FixedServerCore::<3>::new(None).unwrap();
-        let conns: [ConnId; 3] = core::array::from_fn(|_| assigned(server.handle_accept()).0);
-        assert_eq!(conns.map(ConnId::slot), [0, 1, 2]);
+        let conns: [AcceptId; 3] = core::array::from_fn(|_| assigned(server.handle_accept()).0);
+        assert_eq!(conns.map(AcceptId::slot), [0, 1, 2]);
         assert_eq!(server.handle_accept(), Accept::Full);
         assert_eq!(server.handle_closed(conns[1]), Ok(1));
         assert_eq!(assigned(server.handle_accept()).0.slot(), 1);
@@ -505,7 +505,7 @@ mod growable_tests {
     #[test]
     fn a_growable_server_gives_the_lowest_free_slot_beyond_any_fixed_size() {
         let mut server = GrowableServerCore::new(None).unwrap();
-        let conns: alloc::vec::Vec<ConnId> = (0..1_000)
+        let conns: alloc::vec::Vec<AcceptId> = (0..1_000)
             .map(|_| match server.handle_accept() {
                 Accept::Assigned { conn, .. } => conn,
                 Accept::Full => panic!("unlimited by default"),

@@ -8,9 +8,9 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 
-use callosum_proto::pool::{Checkin, ConnId as PoolConnId, ConnState, Evicted, Offer, Removed};
+use callosum_proto::pool::{Checkin, ConnState, Evicted, Offer, PooledId as PoolConnId, Removed};
 use callosum_proto::rover::{Action, AttemptId, ConnectFailure, Event};
-use callosum_proto::server::{Accept, ConnId as ServerConnId, GrowableServerCore};
+use callosum_proto::server::{Accept, AcceptId as ServerConnId, GrowableServerCore};
 use callosum_proto::{Instant, Pool, PoolConfig, Rng, Rover, RoverConfig, ServerId};
 
 use crate::scenario::{Params, Strategy};
@@ -826,7 +826,10 @@ impl<'a> Sim<'a> {
             }
             if let Some((id, _)) = r.lease {
                 let removed = self.callosum(r.client).pool.remove(id);
-                debug_assert!(matches!(removed, Ok(Removed::Leased | Removed::Evicted)));
+                debug_assert!(matches!(
+                    removed,
+                    Ok(Removed::Leased { .. } | Removed::Evicted { .. })
+                ));
                 self.requests[req as usize].broken = true;
             }
             if r.stage == Stage::AtServer {
@@ -845,7 +848,7 @@ impl<'a> Sim<'a> {
                 );
                 for id in idle.drain(..) {
                     let removed = cc.pool.remove(id);
-                    debug_assert!(matches!(removed, Ok(Removed::Idle(_))));
+                    debug_assert!(matches!(removed, Ok(Removed::Idle { .. })));
                 }
                 self.scratch = idle;
             }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use async_io::{Async, Timer};
 use callosum_proto::allocator::SlotLimitError;
-use callosum_proto::server::{Accept, ConnId, GrowableServerCore, ServerStats};
+use callosum_proto::server::{Accept, AcceptId, GrowableServerCore, ServerStats};
 use event_listener::Event;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, future};
 
@@ -133,7 +133,7 @@ impl Shared {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn release(&self, conn: ConnId) {
+    fn release(&self, conn: AcceptId) {
         if let Err(error) = self.core().handle_closed(conn) {
             // Unreachable through this crate's API, which releases each slot once; logged
             // rather than panicking, because the core has refused it and is unharmed.
@@ -424,7 +424,7 @@ impl fmt::Debug for Server {
 /// A slot held by a connection, freed exactly once: when the connection ends or is dropped.
 struct SlotHold {
     shared: Arc<Shared>,
-    conn: ConnId,
+    conn: AcceptId,
 }
 
 impl Drop for SlotHold {

@@ -22,8 +22,8 @@ use std::collections::{HashMap, HashSet};
 
 use callosum_proto::ServerId;
 use callosum_proto::pool::{
-    Checkin, CheckinError, ConnId, ConnState, Evicted, Offer, Pool, PoolConfig, PoolConfigError,
-    PoolStats, PoolStatus, Removed, UnknownConn,
+    Checkin, CheckinError, ConnState, Evicted, Offer, Pool, PoolConfig, PoolConfigError, PoolStats,
+    PoolStatus, PooledId as ConnId, Removed, UnknownConn,
 };
 
 /// One operation on the pool, as the property test and the fuzz target generate them.
@@ -464,15 +464,15 @@ impl Checker {
         let record = self.records.swap_remove(which % self.records.len());
         let ctx = &self.context;
         match (self.pool.remove(record.id), record.state) {
-            (Ok(Removed::Idle(conn)), ConnState::Idle) => {
+            (Ok(Removed::Idle { conn, .. }), ConnState::Idle) => {
                 assert_eq!(
                     conn, record.token,
                     "{ctx}: remove: wrong connection handed back"
                 );
                 self.close(conn, Token::InPool);
             }
-            (Ok(Removed::Leased), ConnState::Leased)
-            | (Ok(Removed::Evicted), ConnState::Evicted) => {
+            (Ok(Removed::Leased { .. }), ConnState::Leased)
+            | (Ok(Removed::Evicted { .. }), ConnState::Evicted) => {
                 let at = self.leases.iter().position(|&(id, _)| id == record.id);
                 let at = at.unwrap_or_else(|| panic!("{ctx}: remove: the test had no such lease"));
                 self.leases.swap_remove(at);

@@ -104,7 +104,7 @@ fn evicted_while_leased_that_breaks_frees_one_place_only() {
     assert_eq!(pool.status().evicted_awaiting_return, 1);
     // The evicted connection breaks (the peer closes it): removed, but its place was
     // given back at eviction, so no second place opens.
-    assert_eq!(pool.remove(high.id), Ok(Removed::Evicted));
+    assert!(matches!(pool.remove(high.id), Ok(Removed::Evicted { .. })));
     assert_eq!(pool.status().held, 2);
     assert_eq!(pool.wanted(), 0);
     assert_eq!(pool.offer(ServerId(4), 4, "d4"), Offer::Rejected("d4"));
@@ -150,7 +150,10 @@ fn lease_return_cycles_do_not_grow_memory() {
             .filter(|lease| matches!(pool.checkin(lease.id, lease.conn), Ok(Checkin::Close(_))))
             .count();
         assert_eq!(closed, 1);
-        assert_eq!(pool.remove(kept), Ok(Removed::Idle(round + 100)));
+        assert_eq!(
+            pool.remove(kept).map(Removed::into_conn),
+            Ok(Some(round + 100))
+        );
         assert!(matches!(pool.offer(ServerId(3), 3, round), Offer::Kept(_)));
         assert!(pool.footprint() <= 5, "round {round}: {}", pool.footprint());
     }
@@ -180,7 +183,10 @@ fn idle_connection_with_unsolicited_data_is_removed() {
     };
     let _ = pool.offer(ServerId(2), 1, "quiet");
     // The adapter sees bytes arrive on the idle connection and reports it broken.
-    assert_eq!(pool.remove(chatty), Ok(Removed::Idle("chatty")));
+    assert_eq!(
+        pool.remove(chatty).map(Removed::into_conn),
+        Ok(Some("chatty"))
+    );
     assert_eq!(pool.stats().removed_broken, 1);
     assert_eq!(pool.status().held, 1);
     assert_eq!(pool.wanted(), 2);
@@ -213,7 +219,10 @@ fn idle_connection_with_unsolicited_data_is_removed() {
         .collect();
     assert_eq!(talking.len(), 1);
     assert_ne!(talking[0], lease.id);
-    assert_eq!(pool.remove(talking[0]), Ok(Removed::Idle("quiet")));
+    assert_eq!(
+        pool.remove(talking[0]).map(Removed::into_conn),
+        Ok(Some("quiet"))
+    );
     assert_eq!(pool.stats().removed_broken, 2);
     assert_eq!(pool.status().held, 0);
     assert!(pool.checkout().is_none());

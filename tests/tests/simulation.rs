@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use callosum_proto::pool::{Checkin, Evicted, Offer};
 use callosum_proto::rover::{Action, AttemptId, Event};
-use callosum_proto::server::{Accept, ConnId as ServerConnId, GrowableServerCore};
+use callosum_proto::server::{Accept, AcceptId as ServerConnId, GrowableServerCore};
 use callosum_proto::{Instant, Pool, PoolConfig, Rng, Rover, RoverConfig, ServerId};
 
 const SERVERS: usize = 10;
@@ -62,7 +62,7 @@ enum Happening {
     /// A response arrives; the client returns the connection.
     Response {
         client: usize,
-        id: callosum_proto::pool::ConnId,
+        id: callosum_proto::pool::PooledId,
         conn: ConnKey,
     },
 }

@@ -324,7 +324,7 @@ fn a_dropped_servers_attempt_is_not_delivered() {
 }
 
 /// A client holding one connection to a harness server, and that connection's server id.
-fn one_pooled() -> (Harness, callosum_mio::ConnId) {
+fn one_pooled() -> (Harness, callosum_mio::ServerConnId) {
     let mut h = Harness::new()
         .with_server(ServerConfig::default())
         .with_client(one_attempt(1), 2);

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use callosum_mio::{
-    Client, ClientConfig, ClientEvent, ConnId, Server, ServerConfig, ServerEvent, TokenRange,
+    Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerConnId, ServerEvent, TokenRange,
     timeout_until,
 };
 use mio::{Events, Poll};
@@ -26,7 +26,7 @@ pub struct Harness {
     pub echo: bool,
     pub server_log: Vec<ServerEvent>,
     pub client_log: Vec<ClientEvent>,
-    pub received: HashMap<ConnId, Vec<u8>>,
+    pub received: HashMap<ServerConnId, Vec<u8>>,
 }
 
 impl Harness {
@@ -133,7 +133,7 @@ impl Harness {
         }
     }
 
-    fn read_all(&mut self, conn: ConnId) {
+    fn read_all(&mut self, conn: ServerConnId) {
         let server = self.server.as_mut().unwrap();
         let mut buf = [0u8; 4096];
         loop {
@@ -167,7 +167,7 @@ impl Harness {
     }
 
     /// The connections accepted so far, with their slots.
-    pub fn accepted(&self) -> Vec<(ConnId, u32)> {
+    pub fn accepted(&self) -> Vec<(ServerConnId, u32)> {
         self.server_log
             .iter()
             .filter_map(|event| match *event {
@@ -189,7 +189,7 @@ impl Harness {
     }
 
     /// Runs turns until the `n`th connection is accepted, and returns it.
-    pub fn accept_nth(&mut self, n: usize) -> (ConnId, u32) {
+    pub fn accept_nth(&mut self, n: usize) -> (ServerConnId, u32) {
         self.until("a connection to be accepted", |h| h.accepted().len() > n);
         self.accepted()[n]
     }

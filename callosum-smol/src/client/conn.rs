@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_io::Async;
-use callosum_proto::pool::{Checkin, ConnId, Lease, Removed};
+use callosum_proto::pool::{Checkin, Lease, PooledId as ConnId, Removed};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::state::{PooledStream, Shared};
@@ -219,7 +219,7 @@ impl Drop for PooledConn {
         match cause {
             Some(cause) => {
                 // The stream is dropped (closed) at the end of this function.
-                if let Ok(Removed::Leased) = state.pool.remove(self.id) {
+                if let Ok(Removed::Leased { .. }) = state.pool.remove(self.id) {
                     let event = ClientEvent::Removed {
                         server,
                         slot: self.slot,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_io::Timer;
-use callosum_proto::pool::{ConnId, Removed};
+use callosum_proto::pool::{PooledId as ConnId, Removed};
 use futures_lite::future;
 
 use super::state::Shared;
@@ -118,7 +118,8 @@ async fn watch_idle(shared: &Arc<Shared>) {
                     .connections()
                     .find(|info| info.id == id)
                     .map(|info| info.slot);
-                if let (Some(slot), Ok(Removed::Idle(conn))) = (slot, state.pool.remove(id)) {
+                if let (Some(slot), Ok(Removed::Idle { conn, .. })) = (slot, state.pool.remove(id))
+                {
                     let event = ClientEvent::Removed {
                         server: conn.server,
                         slot,

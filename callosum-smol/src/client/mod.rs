@@ -343,7 +343,7 @@ impl Drop for Handle {
         let idle: Vec<_> = state.pool.idle_mut().map(|(id, _)| id).collect();
         for id in idle {
             // Dropping each idle stream closes it now rather than when the driver ends.
-            if let Ok(Removed::Idle(conn)) = state.pool.remove(id) {
+            if let Ok(Removed::Idle { conn, .. }) = state.pool.remove(id) {
                 drop(conn);
             }
         }

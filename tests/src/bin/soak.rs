@@ -362,9 +362,9 @@ async fn echo_smol(mut conn: callosum_smol::ServerConn, shared: &ServerShared) {
 
 /// Serves until told to stop, then closes every connection and returns the live count.
 fn serve_mio(mut poll: Poll, mut server: callosum_mio::Server, shared: &ServerShared) -> u32 {
-    let mut lines: HashMap<callosum_mio::ConnId, Vec<u8>> = HashMap::new();
+    let mut lines: HashMap<callosum_mio::ServerConnId, Vec<u8>> = HashMap::new();
     // Replies waiting for their service time to pass.
-    let mut replies: Vec<(Instant, callosum_mio::ConnId, Vec<u8>)> = Vec::new();
+    let mut replies: Vec<(Instant, callosum_mio::ServerConnId, Vec<u8>)> = Vec::new();
     let ran = callosum_mio::run(&mut poll, Some(&mut server), None, |parts, happened| {
         let Some(server) = parts.server.as_deref_mut() else {
             return ControlFlow::Break(());

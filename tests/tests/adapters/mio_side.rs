@@ -7,8 +7,8 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, mpsc};
 
 use callosum_mio::{
-    Client, ClientConfig, ClientEvent, ConnId, Happened, Lease, LeaseId, Server, ServerConfig,
-    ServerEvent, TokenRange, run,
+    Client, ClientConfig, ClientEvent, Happened, Lease, LeaseId, Server, ServerConfig,
+    ServerConnId, ServerEvent, TokenRange, run,
 };
 use mio::{Poll, Token, Waker};
 
@@ -37,7 +37,7 @@ pub fn server(max_slots: Option<u32>) -> ServerUnderTest {
         // The loop owns a waker too: one closed before its event is polled loses the event.
         let _waker = keep_waker;
         // Echoed bytes the socket did not take yet, per connection.
-        let mut unsent: HashMap<ConnId, Vec<u8>> = HashMap::new();
+        let mut unsent: HashMap<ServerConnId, Vec<u8>> = HashMap::new();
         run(&mut poll, Some(&mut server), None, |parts, happened| {
             let server = parts.server.as_deref_mut().expect("run drives the server");
             match happened {
@@ -71,7 +71,7 @@ pub fn server(max_slots: Option<u32>) -> ServerUnderTest {
 }
 
 /// Writes what `conn` has to echo, as far as its socket takes it.
-fn flush(server: &mut Server, conn: ConnId, unsent: &mut HashMap<ConnId, Vec<u8>>) {
+fn flush(server: &mut Server, conn: ServerConnId, unsent: &mut HashMap<ServerConnId, Vec<u8>>) {
     let Some(bytes) = unsent.get_mut(&conn) else {
         return;
     };

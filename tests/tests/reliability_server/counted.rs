@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use callosum_mio::{ConnId, Happened, ServerEvent, TokenRange, run};
+use callosum_mio::{Happened, ServerConnId, ServerEvent, TokenRange, run};
 use mio::{Poll, Token, Waker};
 use smol::LocalExecutor;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,7 +117,7 @@ fn mio_server() -> Counted {
 
 /// Echoes what `conn` has to read. The checks send a few bytes at a time, which a socket
 /// always takes whole: anything else fails the test rather than losing bytes.
-fn echo(server: &mut callosum_mio::Server, conn: ConnId) {
+fn echo(server: &mut callosum_mio::Server, conn: ServerConnId) {
     let mut buf = [0u8; 256];
     // Until `WouldBlock`, or the end (then `Closed` is queued).
     while let Ok(n @ 1..) = server.read(conn, &mut buf) {

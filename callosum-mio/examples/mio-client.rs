@@ -1,7 +1,7 @@
 //! A Callosum client on `mio`: runs a rover and a pool and reports each outcome.
 //!
 //! ```text
-//! cargo run -p callosum-mio --example client -- --servers ADDR[,ADDR...] [--max-slots N] [--connections K] [--interval-ms MS]
+//! cargo run -p callosum-mio --example mio-client -- --servers ADDR[,ADDR...] [--max-slots N] [--connections K] [--interval-ms MS]
 //! ```
 //!
 //! Prints one line per rover outcome (`kept slot S from ADDR`, `rejected slot S from ADDR`,

@@ -1,7 +1,7 @@
 //! A Callosum line-echo server on `mio`.
 //!
 //! ```text
-//! cargo run -p callosum-mio --example server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS]
+//! cargo run -p callosum-mio --example mio-server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS]
 //! ```
 //!
 //! Prints `listening on ADDR` first, then for each line a client sends waits MS milliseconds
@@ -15,7 +15,9 @@ use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use callosum_mio::{ConnId, Happened, Parts, Server, ServerConfig, ServerEvent, TokenRange, run};
+use callosum_mio::{
+    Happened, Parts, Server, ServerConfig, ServerConnId, ServerEvent, TokenRange, run,
+};
 use mio::{Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -66,7 +68,7 @@ struct Session {
 
 struct App {
     service: Duration,
-    sessions: HashMap<ConnId, Session>,
+    sessions: HashMap<ServerConnId, Session>,
 }
 
 impl App {
@@ -93,7 +95,7 @@ impl App {
             Happened::Foreign(_) => return ControlFlow::Break(()),
             Happened::Woke => {
                 let now = Instant::now();
-                let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
+                let conns: Vec<ServerConnId> = self.sessions.keys().copied().collect();
                 for conn in conns {
                     if let Some(session) = self.sessions.get_mut(&conn) {
                         while session.due.front().is_some_and(|(at, _)| *at <= now) {
@@ -117,7 +119,7 @@ impl App {
         ControlFlow::Continue(())
     }
 
-    fn read(&mut self, server: &mut Server, conn: ConnId) {
+    fn read(&mut self, server: &mut Server, conn: ServerConnId) {
         let mut buf = [0u8; 4096];
         loop {
             match server.read(conn, &mut buf) {
@@ -144,7 +146,7 @@ impl App {
         }
     }
 
-    fn flush(&mut self, server: &mut Server, conn: ConnId) {
+    fn flush(&mut self, server: &mut Server, conn: ServerConnId) {
         let Some(session) = self.sessions.get_mut(&conn) else {
             return;
         };

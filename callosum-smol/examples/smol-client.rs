@@ -1,6 +1,6 @@
 //! A Callosum client that reports what its rover finds.
 //!
-//! `cargo run -p callosum-smol --example client -- --servers ADDR[,ADDR...] [--max-slots N] [--connections K] [--interval-ms MS]`
+//! `cargo run -p callosum-smol --example smol-client -- --servers ADDR[,ADDR...] [--max-slots N] [--connections K] [--interval-ms MS]`
 //!
 //! Prints one line per rover outcome (`kept slot S from ADDR`, `rejected slot S from ADDR`,
 //! `evicted slot S from ADDR`, `unreachable ADDR: REASON`, `handshake failed ADDR: REASON`),

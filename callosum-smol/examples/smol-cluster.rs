@@ -1,7 +1,7 @@
 //! The demo: four servers on loopback, one of them five times slower, and one client whose
 //! request tasks all go through one Callosum pool.
 //!
-//! `cargo run --release -p callosum-smol --example cluster`
+//! `cargo run --release -p callosum-smol --example smol-cluster`
 //!
 //! Every second it prints, per server, its share of the requests and the connections the
 //! pool holds there; at the end, a summary. The pool holds about as many connections on the

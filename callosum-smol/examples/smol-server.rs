@@ -1,6 +1,6 @@
 //! A Callosum server for the line protocol.
 //!
-//! `cargo run -p callosum-smol --example server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS]`
+//! `cargo run -p callosum-smol --example smol-server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS]`
 //!
 //! Prints `listening on ADDR` first, then answers each line a client sends with the same line
 //! after MS milliseconds. Logs every slot assigned and freed to stderr. SIGINT or SIGTERM
