@@ -97,8 +97,14 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
+#[cfg(feature = "std")]
+pub mod adapter;
 pub mod allocator;
+#[cfg(feature = "alloc")]
+pub mod client;
 #[cfg(feature = "alloc")]
 pub mod pool;
 mod rng;
@@ -109,6 +115,8 @@ mod server_id;
 pub mod slot_line;
 mod time;
 
+#[cfg(feature = "alloc")]
+pub use client::{ClientConfig, ClientCore};
 #[cfg(feature = "alloc")]
 pub use pool::{Lease, Offer, Pool, PoolConfig};
 pub use rng::Rng;

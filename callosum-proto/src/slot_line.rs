@@ -368,6 +368,19 @@ impl Decoder {
         self.state == State::Done
     }
 
+    /// How many bytes of the line it has taken so far. A reader that asks for at most
+    /// `MAX_LINE_LEN - received()` more bytes never reads past the longest possible line.
+    ///
+    /// ```
+    /// # use callosum_proto::Decoder;
+    /// let mut decoder = Decoder::new();
+    /// let _ = decoder.feed(b"12");
+    /// assert_eq!(decoder.received(), 2);
+    /// ```
+    pub fn received(&self) -> usize {
+        usize::from(self.received)
+    }
+
     /// Takes the digits at the start of `input` in a tight loop, the value kept in a local:
     /// the common case of a line that arrives whole. Stops at the first byte that is not a
     /// digit, and before a digit that [`Decoder::step`] must turn into an error (an 11th

@@ -886,6 +886,13 @@ impl Rover {
         Ok(())
     }
 
+    /// How many more bytes the attempt's slot line can take (`None` for an attempt not in
+    /// flight): what a reader may ask for without reading past the longest line.
+    pub(crate) fn line_room(&mut self, attempt: AttemptId) -> Option<usize> {
+        let current = self.attempts.get_mut(attempt)?;
+        Some(crate::slot_line::MAX_LINE_LEN - current.decoder.received())
+    }
+
     /// How many attempts are in flight (at most [`RoverConfig::max_in_flight`]).
     ///
     /// ```

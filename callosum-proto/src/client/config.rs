@@ -1,0 +1,115 @@
+//! The client's settings, shared by every adapter, and the ways they can be wrong.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::pool::{PoolConfig, PoolConfigError};
+use crate::rover::{RoverConfig, RoverConfigError};
+
+/// Everything a client can be told, in one place for every adapter.
+///
+/// Fields are public and the struct is `#[non_exhaustive]`: start from
+/// [`ClientConfig::default`] and change what you need.
+///
+/// ```
+/// use callosum_proto::client::ClientConfig;
+/// use core::time::Duration;
+///
+/// let mut config = ClientConfig::default();
+/// config.pool.max_slots = 8;
+/// config.rover.interval = Duration::from_millis(200);
+/// config.seed = Some(7); // the same seed, the same choices
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The pool: how many connections to keep at most.
+    pub pool: PoolConfig,
+    /// The rover: how often and how patiently to look for better slots.
+    pub rover: RoverConfig,
+    /// How long a waiting `get` waits for an idle connection before it fails (default 10 s).
+    /// Used by the adapters whose `get` can wait; the core itself never waits.
+    pub get_timeout: Duration,
+    /// How many [`ClientEvent`](super::ClientEvent)s an adapter keeps for its user before it
+    /// drops the oldest (default 1024; 0 keeps none). Dropped events are counted.
+    pub events_capacity: usize,
+    /// The seed of every random choice the client makes. `None` (the default): the adapter
+    /// draws one from the operating system, so that clients started together do not choose
+    /// in step. A fixed seed makes a client's choices repeatable.
+    pub seed: Option<u64>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            pool: PoolConfig::default(),
+            rover: RoverConfig::default(),
+            get_timeout: Duration::from_secs(10),
+            events_capacity: 1024,
+            seed: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Checks every setting, as [`ClientCore::new`](super::ClientCore::new) does.
+    ///
+    /// ```
+    /// use callosum_proto::client::{ClientConfig, ClientConfigError};
+    ///
+    /// let mut config = ClientConfig::default();
+    /// config.pool.max_slots = 0;
+    /// assert!(matches!(config.validate(), Err(ClientConfigError::Pool(_))));
+    /// ```
+    pub fn validate(&self) -> Result<(), ClientConfigError> {
+        if self.pool.max_slots == 0 {
+            return Err(ClientConfigError::Pool(PoolConfigError::ZeroMaxSlots));
+        }
+        if self.pool.max_slots > PoolConfig::MAX_SLOTS_LIMIT {
+            return Err(ClientConfigError::Pool(PoolConfigError::TooManySlots {
+                max_slots: self.pool.max_slots,
+            }));
+        }
+        self.rover.validate().map_err(ClientConfigError::Rover)
+    }
+}
+
+/// A [`ClientConfig`] that cannot work, and which part of it is wrong.
+///
+/// ```
+/// use callosum_proto::client::ClientConfig;
+///
+/// let mut config = ClientConfig::default();
+/// config.pool.max_slots = 0;
+/// assert_eq!(
+///     config.validate().unwrap_err().to_string(),
+///     "invalid pool configuration: max_slots is 0: a pool must hold at least one connection"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientConfigError {
+    /// The pool settings are wrong.
+    Pool(PoolConfigError),
+    /// The rover settings are wrong.
+    Rover(RoverConfigError),
+}
+
+impl fmt::Display for ClientConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientConfigError::Pool(error) => write!(f, "invalid pool configuration: {error}"),
+            ClientConfigError::Rover(error) => write!(f, "invalid rover configuration: {error}"),
+        }
+    }
+}
+
+impl core::error::Error for ClientConfigError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ClientConfigError::Pool(error) => Some(error),
+            ClientConfigError::Rover(error) => Some(error),
+        }
+    }
+}

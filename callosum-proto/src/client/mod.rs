@@ -1,0 +1,807 @@
+//! The client half of the protocol as one state machine: the rover, the pool, the table of
+//! servers and the leases (PROTOCOL.md sections 3, 4 and 6).
+//!
+//! Every client decision lives in [`ClientCore`]: which idle connection a request gets, who
+//! is next in line for one, when and where to rove, what a connection's end means, and the
+//! words ([`ClientEvent`], [`RemoveCause`], [`ClientStatus`]) in which all of it is reported.
+//! An adapter owns the sockets, the clock and the timers, and decides nothing.
+//!
+//! `K` is the adapter's connection: the stream itself, or a key into the adapter's own table
+//! of sockets. The core holds it while the connection is idle, hands it out in a [`Lease`],
+//! and hands back, in [`Output::Close`], every connection it lets go of. Nothing is dropped
+//! silently.
+//!
+//! # Call order
+//!
+//! 1. **Inputs**, as they happen, each with `now` from the adapter's clock (never going
+//!    back): servers ([`ClientCore::add_server`], [`ClientCore::remove_server`]), attempts
+//!    ([`ClientCore::handle_connected`], [`ClientCore::handle_connect_failed`],
+//!    [`ClientCore::handle_received`], [`ClientCore::handle_closed`],
+//!    [`ClientCore::handle_read_failed`], [`ClientCore::deliver`]), idle connections
+//!    ([`ClientCore::handle_idle_signal`]), requests ([`ClientCore::checkout`],
+//!    [`ClientCore::checkin`]) and [`ClientCore::handle_timeout`].
+//! 2. **Outputs**: after every input, call [`ClientCore::poll_output`] until it returns
+//!    [`Output::Timeout`], acting on each output as it comes. Acting may feed new inputs (a
+//!    connect that fails at once): just keep draining.
+//! 3. **Timer**: sleep until that timeout (or the next input), call
+//!    [`ClientCore::handle_timeout`], and go back to step 2.
+//!
+//! Where a call has one answer it returns it: [`ClientCore::handle_received`] says whether the
+//! line needs more bytes, is complete (hand the socket over with [`ClientCore::deliver`]) or
+//! failed (close the socket). An attempt whose input returned its end gets no
+//! [`Output::Abort`]: outputs are for what the adapter could not know.
+//!
+//! ```
+//! use callosum_proto::client::{ClientConfig, ClientCore, Handshake, LeaseEnd, Output};
+//! use callosum_proto::Instant;
+//!
+//! let mut client = ClientCore::new(ClientConfig::default(), 7).unwrap();
+//! let now = Instant::ZERO;
+//! client.add_server("127.0.0.1:7000".parse().unwrap(), now);
+//! // Step 2: the first output is an attempt to connect (the "socket" is a string here).
+//! let Output::Connect { attempt, server } = client.poll_output() else { panic!() };
+//! assert_eq!(server.port(), 7000);
+//! client.handle_connected(attempt, now).unwrap();
+//! let Ok(Handshake::Complete(ready)) = client.handle_received(attempt, b"0\r\n", now) else {
+//!     panic!()
+//! };
+//! client.deliver(ready, "socket", now);
+//! // A request: lease the connection, use it, return it as finished.
+//! let lease = client.checkout(now).unwrap();
+//! assert_eq!((lease.slot, lease.conn), (0, "socket"));
+//! client.checkin(lease.id, lease.conn, LeaseEnd::Finished, now).unwrap();
+//! assert_eq!(client.status().pool.idle, 1);
+//! // Drain until the timeout: the rover keeps looking for more connections.
+//! loop {
+//!     match client.poll_output() {
+//!         Output::Timeout(next) => break assert!(next.is_some()),
+//!         _other => {} // connect, close, report, wake
+//!     }
+//! }
+//! ```
+
+mod config;
+mod event;
+mod servers;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::SocketAddr;
+
+pub use config::{ClientConfig, ClientConfigError};
+pub use event::{ClientEvent, EventQueue, RemoveCause};
+pub use status::{ClientStats, ClientStatus, RemovedCounts, ServerConnections};
+
+use crate::pool::{Checkin, Evicted, Offer, Pool, PooledId, Removed, UnknownConn};
+use crate::rover::{
+    Action, AttemptId, ConnectFailure, Event, HandshakeFailure, Rover, StaleAttempt,
+};
+use crate::{Instant, Rng, ServerId};
+use servers::ServerTable;
+
+/// What the adapter must do next, drained with [`ClientCore::poll_output`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Output<K> {
+    /// Open a TCP connection to `server` for `attempt`, then feed its progress back.
+    Connect {
+        /// The attempt; its inputs name it.
+        attempt: AttemptId,
+        /// Where to connect.
+        server: SocketAddr,
+    },
+    /// Stop the attempt and close its socket (it timed out, its server was removed, or the
+    /// client closed); feed nothing more for it.
+    Abort(AttemptId),
+    /// Close this connection: the pool let go of it (rejected, evicted, broken, removed).
+    Close(K),
+    /// Tell the user.
+    Event(ClientEvent),
+    /// A connection became idle: a waiting caller may take it now, and an adapter that
+    /// watches idle connections has a new one to watch.
+    Idle,
+    /// Nothing more to do now: wake at this instant (or at the next input) and call
+    /// [`ClientCore::handle_timeout`]. `None`: no timer is needed.
+    Timeout(Option<Instant>),
+}
+
+/// What a chunk of slot-line bytes amounted to, from [`ClientCore::handle_received`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a complete line must be delivered, a failed attempt's socket closed"]
+pub enum Handshake {
+    /// The line is not complete: read again, at most `at_most` bytes (never past the
+    /// longest line, so a hostile server gets at most 12 bytes in).
+    NeedMore {
+        /// The most bytes to read next.
+        at_most: usize,
+    },
+    /// The line is complete: hand the connection over with [`ClientCore::deliver`].
+    Complete(Ready),
+    /// The attempt failed (a bad line, or bytes after the line before any request): close the
+    /// socket. The failure was reported as an event.
+    Failed,
+}
+
+/// A connection whose slot line is complete, to be handed over with [`ClientCore::deliver`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "deliver the connection, or it is never offered to the pool"]
+pub struct Ready {
+    server: ServerId,
+    slot: u32,
+}
+
+impl Ready {
+    /// The slot the server gave.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+}
+
+/// Names one lease: the id a lent connection is returned under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseId(PooledId);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lease of {}", self.0)
+    }
+}
+
+/// A connection lent out by [`ClientCore::checkout`]: return it with
+/// [`ClientCore::checkin`], whatever happened to it.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a lease must be checked in, or its place in the pool is lost"]
+pub struct Lease<K> {
+    /// The id to return it under.
+    pub id: LeaseId,
+    /// The server it is connected to.
+    pub server: SocketAddr,
+    /// Its slot there.
+    pub slot: u32,
+    /// The connection.
+    pub conn: K,
+}
+
+/// How a lease ended, told to [`ClientCore::checkin`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LeaseEnd {
+    /// The exchange finished (the whole reply was read): the connection may serve the next
+    /// caller.
+    Finished,
+    /// The lease ended in the middle of an exchange (dropped by a timeout or a cancellation):
+    /// a reply may still be on its way, so the connection is closed, never reused.
+    Interrupted,
+    /// The caller found the connection broken: it is closed.
+    Broken,
+}
+
+/// What became of a returned lease, from [`ClientCore::checkin`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Returned {
+    /// It is idle again, under this id.
+    Idle(PooledId),
+    /// It was closed (given in [`Output::Close`]): broken, interrupted, evicted while leased,
+    /// its server removed, or the client closed.
+    Closed,
+}
+
+/// [`ClientCore::checkin`] was given an id that is not a current lease of this client (it was
+/// returned already, or belongs to another client). The connection given with it was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NotLeased {
+    /// The id given.
+    pub lease: LeaseId,
+}
+
+impl fmt::Display for NotLeased {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is not a current lease", self.lease)
+    }
+}
+
+impl core::error::Error for NotLeased {}
+
+/// What an idle connection showed, told to [`ClientCore::handle_idle_signal`]. An idle
+/// connection must be silent: any of these removes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdleSignal {
+    /// The server closed it (end of stream).
+    Closed,
+    /// Bytes arrived that nobody asked for.
+    Bytes,
+    /// The socket failed.
+    Failed,
+}
+
+impl IdleSignal {
+    fn cause(self) -> RemoveCause {
+        match self {
+            IdleSignal::Closed => RemoveCause::ClosedByServer,
+            IdleSignal::Bytes => RemoveCause::UnsolicitedData,
+            IdleSignal::Failed => RemoveCause::Error,
+        }
+    }
+}
+
+/// A place in the line for an idle connection, from [`ClientCore::join_line`]: callers that
+/// wait are served first and in order, so a caller that returns a connection and asks again
+/// cannot take it back ahead of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ticket(u64);
+
+/// The last attempt that failed, and how: what a caller that found no connection is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// The server could not be reached.
+    Unreachable {
+        /// The server tried.
+        server: SocketAddr,
+        /// What went wrong.
+        reason: ConnectFailure,
+    },
+    /// The server gave no slot line.
+    HandshakeFailed {
+        /// The server tried.
+        server: SocketAddr,
+        /// What went wrong.
+        reason: HandshakeFailure,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Unreachable { server, reason } => write!(f, "{server} unreachable: {reason}"),
+            Failure::HandshakeFailed { server, reason } => {
+                write!(f, "handshake with {server} failed: {reason}")
+            }
+        }
+    }
+}
+
+/// The client state machine: rover, pool, servers and leases. See the
+/// [module docs](self#call-order) for the call order.
+#[derive(Debug)]
+pub struct ClientCore<K> {
+    pool: Pool<K>,
+    rover: Rover,
+    servers: ServerTable,
+    outputs: VecDeque<Output<K>>,
+    /// The attempt whose input is being handled: its end is that input's direct answer.
+    current: Option<AttemptId>,
+    /// The current attempt's line, when it completed during this input.
+    ready: Option<Ready>,
+    /// Lines completed but not yet delivered: the rover must not rove again for them.
+    undelivered: usize,
+    line: VecDeque<u64>,
+    next_ticket: u64,
+    closed: bool,
+    stats: ClientStats,
+    last_failure: Option<Failure>,
+}
+
+impl<K> ClientCore<K> {
+    /// A client with no servers yet; it starts roving with the first one added. `seed` is the
+    /// adapter's pick when [`ClientConfig::seed`] is `None` (which it overrides otherwise):
+    /// the pool and the rover each draw their own stream from it.
+    ///
+    /// ```
+    /// use callosum_proto::client::{ClientConfig, ClientCore};
+    ///
+    /// let mut config = ClientConfig::default();
+    /// config.pool.max_slots = 0;
+    /// let error = ClientCore::<u32>::new(config, 1).unwrap_err();
+    /// assert!(error.to_string().contains("max_slots is 0"));
+    /// ```
+    pub fn new(config: ClientConfig, seed: u64) -> Result<ClientCore<K>, ClientConfigError> {
+        config.validate()?;
+        let mut seeds = Rng::new(config.seed.unwrap_or(seed));
+        let pool = Pool::new(config.pool, seeds.next_u64()).map_err(ClientConfigError::Pool)?;
+        let rover = Rover::new(config.rover, seeds.next_u64()).map_err(ClientConfigError::Rover)?;
+        Ok(ClientCore {
+            pool,
+            rover,
+            servers: ServerTable::default(),
+            outputs: VecDeque::new(),
+            current: None,
+            ready: None,
+            undelivered: 0,
+            line: VecDeque::new(),
+            next_ticket: 0,
+            closed: false,
+            stats: ClientStats::default(),
+            last_failure: None,
+        })
+    }
+
+    /// Adds a server; `false` if it was known already or the client is closed. The first
+    /// server starts the rover; a later one is tried as soon as fill mode has room.
+    pub fn add_server(&mut self, server: SocketAddr, now: Instant) -> bool {
+        if self.closed {
+            return false;
+        }
+        let Some(id) = self.servers.insert(server) else {
+            return false;
+        };
+        self.rover.add_server(id);
+        if !self.rover.is_running() {
+            self.rover.start(now);
+        }
+        self.settle(now);
+        true
+    }
+
+    /// Removes a server: its attempts are aborted, its idle connections closed, its leased
+    /// ones closed when they come back, each reported as [`RemoveCause::ServerRemoved`].
+    /// `false` if it was not known.
+    pub fn remove_server(&mut self, server: SocketAddr, now: Instant) -> bool {
+        let Some(id) = self.servers.remove(server) else {
+            return false;
+        };
+        self.rover.remove_server(id);
+        for evicted in self.pool.remove_server(id) {
+            let slot = match evicted {
+                Evicted::Idle { slot, conn, .. } => {
+                    self.outputs.push_back(Output::Close(conn));
+                    slot
+                }
+                Evicted::Leased { slot, .. } => slot,
+            };
+            self.removed(server, slot, RemoveCause::ServerRemoved);
+        }
+        self.settle(now);
+        true
+    }
+
+    /// The servers known, in the order they were added.
+    pub fn servers(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.servers.addrs()
+    }
+
+    /// The attempt's TCP connection is established: the slot line is now due within the
+    /// handshake timeout.
+    pub fn handle_connected(
+        &mut self,
+        attempt: AttemptId,
+        now: Instant,
+    ) -> Result<(), StaleAttempt> {
+        let result = self.rover.handle_connected(attempt, now);
+        self.settle(now);
+        result
+    }
+
+    /// The attempt's TCP connection was never established: close its socket.
+    pub fn handle_connect_failed(
+        &mut self,
+        attempt: AttemptId,
+        reason: ConnectFailure,
+        now: Instant,
+    ) -> Result<(), StaleAttempt> {
+        self.current = Some(attempt);
+        let result = self.rover.handle_connect_failed(attempt, reason, now);
+        self.settle(now);
+        self.current = None;
+        result
+    }
+
+    /// Bytes read from the attempt's socket (a read of at most what the last
+    /// [`Handshake::NeedMore`] allowed; at most 12 for the first). Says what they amounted to.
+    pub fn handle_received(
+        &mut self,
+        attempt: AttemptId,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<Handshake, StaleAttempt> {
+        self.current = Some(attempt);
+        let result = self.rover.handle_received(attempt, bytes, now);
+        self.settle(now);
+        self.current = None;
+        let consumed = result?;
+        let Some(ready) = self.ready.take() else {
+            return Ok(match self.rover.line_room(attempt) {
+                Some(at_most) => Handshake::NeedMore { at_most },
+                None => Handshake::Failed,
+            });
+        };
+        if consumed < bytes.len() {
+            // The server spoke before it was asked: whatever the segmentation, such a
+            // connection would hand those bytes to the first caller as its answer.
+            self.undelivered -= 1;
+            if let Some(server) = self.servers.addr(ready.server) {
+                self.removed(server, ready.slot, RemoveCause::UnsolicitedData);
+            }
+            self.settle(now);
+            return Ok(Handshake::Failed);
+        }
+        Ok(Handshake::Complete(ready))
+    }
+
+    /// The attempt's socket reached its end before the line was complete: close it.
+    pub fn handle_closed(&mut self, attempt: AttemptId, now: Instant) -> Result<(), StaleAttempt> {
+        self.current = Some(attempt);
+        let result = self.rover.handle_closed(attempt, now);
+        self.settle(now);
+        self.current = None;
+        result
+    }
+
+    /// Reading the attempt's socket failed (a reset included): close it.
+    pub fn handle_read_failed(
+        &mut self,
+        attempt: AttemptId,
+        now: Instant,
+    ) -> Result<(), StaleAttempt> {
+        self.current = Some(attempt);
+        let result = self.rover.handle_read_failed(attempt, now);
+        self.settle(now);
+        self.current = None;
+        result
+    }
+
+    /// Hands over the connection of a completed line. The pool keeps it (returning its id:
+    /// an adapter that watches idle connections by id keeps it) or lets it go in an
+    /// [`Output::Close`].
+    pub fn deliver(&mut self, ready: Ready, conn: K, now: Instant) -> Option<PooledId> {
+        self.undelivered -= 1;
+        let kept = match self.servers.addr(ready.server) {
+            Some(server) if !self.closed => self.offer(ready, server, conn),
+            _ => {
+                self.outputs.push_back(Output::Close(conn));
+                None
+            }
+        };
+        self.settle(now);
+        kept
+    }
+
+    /// Lends the lowest idle connection, unless none is idle or callers are waiting in line
+    /// (they come first).
+    #[must_use = "a lease must be checked in, or its place in the pool is lost"]
+    pub fn checkout(&mut self, now: Instant) -> Option<Lease<K>> {
+        if !self.line.is_empty() {
+            return None;
+        }
+        self.lend(now)
+    }
+
+    /// Takes a place in the line of callers waiting for an idle connection.
+    pub fn join_line(&mut self) -> Ticket {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.line.push_back(ticket);
+        Ticket(ticket)
+    }
+
+    /// Lends the lowest idle connection to the first caller in line; `None` for a caller
+    /// further back or when none is idle. A caller served leaves the line.
+    #[must_use = "a lease must be checked in, or its place in the pool is lost"]
+    pub fn checkout_in_line(&mut self, ticket: Ticket, now: Instant) -> Option<Lease<K>> {
+        if self.line.front() != Some(&ticket.0) {
+            return None;
+        }
+        let lease = self.lend(now)?;
+        self.line.pop_front();
+        if self.pool.status().idle > 0 {
+            // The next in line may take another one.
+            self.outputs.push_back(Output::Idle);
+        }
+        Some(lease)
+    }
+
+    /// Gives up a place in the line (the caller timed out or was cancelled). Harmless for a
+    /// ticket already served.
+    pub fn leave_line(&mut self, ticket: Ticket) {
+        let was_first = self.line.front() == Some(&ticket.0);
+        self.line.retain(|&waiting| waiting != ticket.0);
+        if was_first && self.pool.status().idle > 0 {
+            self.outputs.push_back(Output::Idle);
+        }
+    }
+
+    /// Returns a lease. Only [`LeaseEnd::Finished`] makes it idle again; anything else, and
+    /// a connection evicted or whose server was removed while it was out, is closed.
+    pub fn checkin(
+        &mut self,
+        lease: LeaseId,
+        conn: K,
+        end: LeaseEnd,
+        now: Instant,
+    ) -> Result<Returned, NotLeased> {
+        let cause = match end {
+            _ if self.closed => Some(RemoveCause::ClientClosed),
+            LeaseEnd::Finished => None,
+            LeaseEnd::Interrupted => Some(RemoveCause::Interrupted),
+            LeaseEnd::Broken => Some(RemoveCause::Broken),
+        };
+        let returned = match cause {
+            None => match self.pool.checkin(lease.0, conn) {
+                Ok(Checkin::Idle(id)) => {
+                    self.outputs.push_back(Output::Idle);
+                    Ok(Returned::Idle(id))
+                }
+                Ok(Checkin::Close(conn)) => {
+                    self.outputs.push_back(Output::Close(conn));
+                    Ok(Returned::Closed)
+                }
+                Err(error) => {
+                    self.outputs.push_back(Output::Close(error.into_conn()));
+                    Err(NotLeased { lease })
+                }
+            },
+            Some(cause) => {
+                self.outputs.push_back(Output::Close(conn));
+                match self.pool.remove(lease.0) {
+                    Ok(Removed::Leased { server, slot }) => {
+                        if let Some(server) = self.servers.addr(server) {
+                            self.removed(server, slot, cause);
+                        }
+                        Ok(Returned::Closed)
+                    }
+                    // Its removal was reported when it was evicted or its server dropped.
+                    Ok(Removed::Evicted { .. }) => Ok(Returned::Closed),
+                    // The pool renews ids at checkout and checkin, so a lease id never names
+                    // an idle connection; were it to, that connection is closed as well.
+                    Ok(Removed::Idle { conn, .. }) => {
+                        self.outputs.push_back(Output::Close(conn));
+                        Err(NotLeased { lease })
+                    }
+                    Err(UnknownConn { .. }) => Err(NotLeased { lease }),
+                }
+            }
+        };
+        self.settle(now);
+        returned
+    }
+
+    /// Takes a leased connection out of the pool for good (the caller keeps the socket and
+    /// closes it itself); its place in the pool is free at once.
+    pub fn detach(&mut self, lease: LeaseId, now: Instant) -> Result<(), NotLeased> {
+        let result = match self.pool.remove(lease.0) {
+            Ok(Removed::Leased { .. } | Removed::Evicted { .. }) => Ok(()),
+            Ok(Removed::Idle { conn, .. }) => {
+                self.outputs.push_back(Output::Close(conn));
+                Err(NotLeased { lease })
+            }
+            Err(UnknownConn { .. }) => Err(NotLeased { lease }),
+        };
+        self.settle(now);
+        result
+    }
+
+    /// What an idle connection showed (end of stream, bytes, an error): it is removed and
+    /// closed. Fails for an id that names no idle connection.
+    pub fn handle_idle_signal(
+        &mut self,
+        id: PooledId,
+        signal: IdleSignal,
+        now: Instant,
+    ) -> Result<(), UnknownConn> {
+        let removed = self.pool.remove(id);
+        let result = match removed {
+            Ok(Removed::Idle { server, slot, conn }) => {
+                self.outputs.push_back(Output::Close(conn));
+                if let Some(server) = self.servers.addr(server) {
+                    self.removed(server, slot, signal.cause());
+                }
+                Ok(())
+            }
+            // Not idle: leases are watched by their holders, not here. Taking it out of the
+            // pool was wrong, and cannot be undone, so the id must come from `idle_mut`.
+            Ok(Removed::Leased { .. } | Removed::Evicted { .. }) => Ok(()),
+            Err(error) => Err(error),
+        };
+        self.settle(now);
+        result
+    }
+
+    /// The idle connections, for an adapter that watches them for [`IdleSignal`]s.
+    pub fn idle_mut(&mut self) -> impl Iterator<Item = (PooledId, &mut K)> + '_ {
+        self.pool.idle_mut()
+    }
+
+    /// The timer fired (or the adapter woke for another reason): time-outs and the rover's
+    /// next attempts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.rover.handle_timeout(now);
+        self.settle(now);
+    }
+
+    /// Closes the client: the rover stops (attempts aborted), idle connections are closed,
+    /// and leases are closed when they come back, each reported as
+    /// [`RemoveCause::ClientClosed`]. Waiting callers are woken to see it.
+    pub fn close(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.rover.stop();
+        let idle: Vec<PooledId> = self.pool.idle_mut().map(|(id, _)| id).collect();
+        for id in idle {
+            if let Ok(Removed::Idle { server, slot, conn }) = self.pool.remove(id) {
+                self.outputs.push_back(Output::Close(conn));
+                if let Some(server) = self.servers.addr(server) {
+                    self.removed(server, slot, RemoveCause::ClientClosed);
+                }
+            }
+        }
+        self.outputs.push_back(Output::Idle);
+        self.settle(now);
+    }
+
+    /// Whether [`ClientCore::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The next thing to do; [`Output::Timeout`] when there is nothing more for now.
+    pub fn poll_output(&mut self) -> Output<K> {
+        match self.outputs.pop_front() {
+            Some(output) => output,
+            None => Output::Timeout(self.rover.poll_timeout()),
+        }
+    }
+
+    /// The last attempt that failed, if any: what a caller that waited in vain is told.
+    pub fn last_failure(&self) -> Option<Failure> {
+        self.last_failure
+    }
+
+    /// A snapshot: servers and their slots, the pool, attempts, the line, counters.
+    pub fn status(&self) -> ClientStatus {
+        let servers = self
+            .servers
+            .iter()
+            .map(|(id, server)| {
+                let mut slots: Vec<u32> = self
+                    .pool
+                    .connections()
+                    .filter(|info| {
+                        info.server == id && info.state != crate::pool::ConnState::Evicted
+                    })
+                    .map(|info| info.slot)
+                    .collect();
+                slots.sort_unstable();
+                ServerConnections { server, slots }
+            })
+            .collect();
+        let mut stats = self.stats.clone();
+        stats.pool = self.pool.stats().clone();
+        ClientStatus {
+            servers,
+            pool: self.pool.status(),
+            attempts_in_flight: self.rover.in_flight(),
+            waiting_gets: self.line.len(),
+            closed: self.closed,
+            stats,
+        }
+    }
+
+    fn lend(&mut self, now: Instant) -> Option<Lease<K>> {
+        if self.closed {
+            return None;
+        }
+        let lease = self.pool.checkout()?;
+        let Some(server) = self.servers.addr(lease.server) else {
+            unreachable!("the pool holds connections only of known servers")
+        };
+        self.settle(now);
+        Some(Lease {
+            id: LeaseId(lease.id),
+            server,
+            slot: lease.slot,
+            conn: lease.conn,
+        })
+    }
+
+    fn offer(&mut self, ready: Ready, server: SocketAddr, conn: K) -> Option<PooledId> {
+        let slot = ready.slot;
+        match self.pool.offer(ready.server, slot, conn) {
+            Offer::Kept(id) => {
+                self.event(ClientEvent::Kept { server, slot });
+                self.outputs.push_back(Output::Idle);
+                Some(id)
+            }
+            Offer::Replaced { kept, evicted } => {
+                self.event(ClientEvent::Kept { server, slot });
+                let (victim, victim_slot) = match evicted {
+                    Evicted::Idle {
+                        server, slot, conn, ..
+                    } => {
+                        self.outputs.push_back(Output::Close(conn));
+                        (server, slot)
+                    }
+                    Evicted::Leased { server, slot, .. } => (server, slot),
+                };
+                if let Some(victim) = self.servers.addr(victim) {
+                    self.event(ClientEvent::Evicted {
+                        server: victim,
+                        slot: victim_slot,
+                    });
+                }
+                self.outputs.push_back(Output::Idle);
+                Some(kept)
+            }
+            Offer::Rejected(conn) => {
+                self.outputs.push_back(Output::Close(conn));
+                self.event(ClientEvent::Rejected { server, slot });
+                None
+            }
+        }
+    }
+
+    fn removed(&mut self, server: SocketAddr, slot: u32, cause: RemoveCause) {
+        self.stats.removed.count(cause);
+        self.event(ClientEvent::Removed {
+            server,
+            slot,
+            cause,
+        });
+    }
+
+    fn event(&mut self, event: ClientEvent) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Turns the rover's actions and events into outputs until it has nothing more to say,
+    /// telling it the pool's demand first each time.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            let wanted = self.pool.wanted().saturating_sub(self.undelivered);
+            self.rover.set_demand(wanted, now);
+            let mut progressed = false;
+            while let Some(action) = self.rover.poll_action() {
+                progressed = true;
+                match action {
+                    Action::Connect { attempt, server } => match self.servers.addr(server) {
+                        Some(server) => self.outputs.push_back(Output::Connect { attempt, server }),
+                        None => unreachable!("the rover connects only to servers in the set"),
+                    },
+                    // The current attempt's end is its input's answer.
+                    Action::Close { attempt } if self.current == Some(attempt) => {}
+                    Action::Close { attempt } => self.outputs.push_back(Output::Abort(attempt)),
+                }
+            }
+            while let Some(event) = self.rover.poll_event() {
+                progressed = true;
+                self.rover_event(event);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn rover_event(&mut self, event: Event) {
+        match event {
+            Event::Connection {
+                attempt,
+                server,
+                slot,
+            } => {
+                // Only `handle_received` completes a line, for the current attempt.
+                debug_assert_eq!(self.current, Some(attempt));
+                self.undelivered += 1;
+                self.ready = Some(Ready { server, slot });
+            }
+            Event::Unreachable { server, reason, .. } => {
+                self.stats.unreachable += 1;
+                if let Some(server) = self.servers.addr(server) {
+                    self.last_failure = Some(Failure::Unreachable { server, reason });
+                    self.event(ClientEvent::Unreachable { server, reason });
+                }
+            }
+            Event::HandshakeFailed { server, reason, .. } => {
+                self.stats.handshake_failed += 1;
+                if let Some(server) = self.servers.addr(server) {
+                    self.last_failure = Some(Failure::HandshakeFailed { server, reason });
+                    self.event(ClientEvent::HandshakeFailed { server, reason });
+                }
+            }
+            Event::NoServers => self.event(ClientEvent::NoServers),
+        }
+    }
+}

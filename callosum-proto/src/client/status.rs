@@ -1,0 +1,85 @@
+//! What a client can tell about itself: the same fields in every adapter.
+
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use super::RemoveCause;
+use crate::pool::{PoolStats, PoolStatus};
+
+/// A snapshot of a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStatus {
+    /// Every known server, in the order they were added, with the slots held there.
+    pub servers: Vec<ServerConnections>,
+    /// How many connections the pool holds, idle and leased.
+    pub pool: PoolStatus,
+    /// Connection attempts in flight.
+    pub attempts_in_flight: usize,
+    /// Callers waiting for an idle connection, in line.
+    pub waiting_gets: usize,
+    /// Whether the client was closed.
+    pub closed: bool,
+    /// The counters since the client started.
+    pub stats: ClientStats,
+}
+
+/// One server and the slots the client holds on it (lowest first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConnections {
+    /// The server.
+    pub server: SocketAddr,
+    /// The slots held there, not counting connections evicted while leased.
+    pub slots: Vec<u32>,
+}
+
+/// Counters since the client started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// The pool's own counters (offers, checkouts, ...).
+    pub pool: PoolStats,
+    /// Connections removed, by cause.
+    pub removed: RemovedCounts,
+    /// Attempts that never got a TCP connection.
+    pub unreachable: u64,
+    /// Attempts that connected but gave no slot line.
+    pub handshake_failed: u64,
+}
+
+/// Connections removed from the pool, one counter per [`RemoveCause`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RemovedCounts {
+    /// [`RemoveCause::ClosedByServer`].
+    pub closed_by_server: u64,
+    /// [`RemoveCause::UnsolicitedData`].
+    pub unsolicited_data: u64,
+    /// [`RemoveCause::Error`].
+    pub error: u64,
+    /// [`RemoveCause::Broken`].
+    pub broken: u64,
+    /// [`RemoveCause::Interrupted`].
+    pub interrupted: u64,
+    /// [`RemoveCause::ServerRemoved`].
+    pub server_removed: u64,
+    /// [`RemoveCause::ClientClosed`].
+    pub client_closed: u64,
+}
+
+impl RemovedCounts {
+    /// Counts one removal.
+    pub(crate) fn count(&mut self, cause: RemoveCause) {
+        let counter = match cause {
+            RemoveCause::ClosedByServer => &mut self.closed_by_server,
+            RemoveCause::UnsolicitedData => &mut self.unsolicited_data,
+            RemoveCause::Error => &mut self.error,
+            RemoveCause::Broken => &mut self.broken,
+            RemoveCause::Interrupted => &mut self.interrupted,
+            RemoveCause::ServerRemoved => &mut self.server_removed,
+            RemoveCause::ClientClosed => &mut self.client_closed,
+        };
+        *counter += 1;
+    }
+}

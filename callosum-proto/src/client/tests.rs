@@ -1,0 +1,344 @@
+use alloc::vec::Vec;
+
+use super::*;
+
+const NOW: Instant = Instant::ZERO;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn client(max_slots: usize) -> ClientCore<u32> {
+    let mut config = ClientConfig::default();
+    config.pool.max_slots = max_slots;
+    ClientCore::new(config, 5).unwrap()
+}
+
+/// Every output up to the timeout.
+fn drain(client: &mut ClientCore<u32>) -> Vec<Output<u32>> {
+    let mut outputs = Vec::new();
+    loop {
+        match client.poll_output() {
+            Output::Timeout(_) => return outputs,
+            output => outputs.push(output),
+        }
+    }
+}
+
+fn connects(outputs: &[Output<u32>]) -> Vec<(AttemptId, SocketAddr)> {
+    outputs
+        .iter()
+        .filter_map(|output| match *output {
+            Output::Connect { attempt, server } => Some((attempt, server)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(outputs: &[Output<u32>]) -> Vec<ClientEvent> {
+    outputs
+        .iter()
+        .filter_map(|output| match *output {
+            Output::Event(event) => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed(outputs: &[Output<u32>]) -> Vec<u32> {
+    outputs
+        .iter()
+        .filter_map(|output| match *output {
+            Output::Close(conn) => Some(conn),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Completes `attempt` with `line` and delivers `conn`.
+fn connect(client: &mut ClientCore<u32>, attempt: AttemptId, line: &[u8], conn: u32) {
+    client.handle_connected(attempt, NOW).unwrap();
+    let Ok(Handshake::Complete(ready)) = client.handle_received(attempt, line, NOW) else {
+        panic!("{line:?} is a whole line");
+    };
+    client.deliver(ready, conn, NOW);
+}
+
+#[test]
+fn the_first_server_starts_roving_and_a_line_fills_the_pool() {
+    let mut client = client(1);
+    assert!(
+        drain(&mut client).is_empty(),
+        "nothing to do without servers"
+    );
+    assert!(client.add_server(addr(1), NOW));
+    assert!(!client.add_server(addr(1), NOW), "an address is one server");
+    let outputs = drain(&mut client);
+    let [(attempt, server)] = connects(&outputs)[..] else {
+        panic!("one attempt for one wanted connection: {outputs:?}")
+    };
+    assert_eq!(server, addr(1));
+    client.handle_connected(attempt, NOW).unwrap();
+    assert_eq!(
+        client.handle_received(attempt, b"1", NOW),
+        Ok(Handshake::NeedMore { at_most: 11 })
+    );
+    let Ok(Handshake::Complete(ready)) = client.handle_received(attempt, b"2\r\n", NOW) else {
+        panic!("the line is complete");
+    };
+    assert_eq!(ready.slot(), 12);
+    client.deliver(ready, 40, NOW);
+    let outputs = drain(&mut client);
+    assert_eq!(
+        events(&outputs),
+        [ClientEvent::Kept {
+            server: addr(1),
+            slot: 12
+        }]
+    );
+    assert!(outputs.contains(&Output::Idle));
+    assert!(connects(&outputs).is_empty(), "the pool is full");
+    assert_eq!(client.status().servers[0].slots, [12]);
+}
+
+#[test]
+fn only_a_finished_lease_goes_back_to_idle() {
+    let mut client = client(2);
+    client.add_server(addr(1), NOW);
+    let attempts = connects(&drain(&mut client));
+    connect(&mut client, attempts[0].0, b"0\r\n", 10);
+    connect(&mut client, attempts[1].0, b"1\r\n", 11);
+    drain(&mut client);
+
+    let lease = client.checkout(NOW).unwrap();
+    assert_eq!((lease.slot, lease.conn), (0, 10));
+    let returned = client.checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW);
+    assert!(matches!(returned, Ok(Returned::Idle(_))));
+    assert_eq!(
+        client.checkin(lease.id, 10, LeaseEnd::Finished, NOW),
+        Err(NotLeased { lease: lease.id }),
+        "returned twice"
+    );
+    assert_eq!(
+        closed(&drain(&mut client)),
+        [10],
+        "a stray return is closed"
+    );
+
+    let lease = client.checkout(NOW).unwrap();
+    let returned = client.checkin(lease.id, lease.conn, LeaseEnd::Interrupted, NOW);
+    assert_eq!(returned, Ok(Returned::Closed));
+    let outputs = drain(&mut client);
+    assert_eq!(closed(&outputs), [lease.conn]);
+    assert_eq!(
+        events(&outputs),
+        [ClientEvent::Removed {
+            server: addr(1),
+            slot: lease.slot,
+            cause: RemoveCause::Interrupted
+        }]
+    );
+    assert_eq!(connects(&outputs).len(), 1, "the rover replaces it");
+    assert_eq!(client.status().stats.removed.interrupted, 1);
+}
+
+#[test]
+fn bytes_after_the_line_fail_the_attempt_whatever_the_segmentation() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt")
+    };
+    client.handle_connected(attempt, NOW).unwrap();
+    assert_eq!(
+        client.handle_received(attempt, b"0\r\nX", NOW),
+        Ok(Handshake::Failed)
+    );
+    let outputs = drain(&mut client);
+    assert_eq!(
+        events(&outputs),
+        [ClientEvent::Removed {
+            server: addr(1),
+            slot: 0,
+            cause: RemoveCause::UnsolicitedData
+        }]
+    );
+    assert!(
+        !outputs.contains(&Output::Abort(attempt)),
+        "the direct answer said it"
+    );
+    assert_eq!(client.status().pool.held, 0);
+
+    // The same byte in a later read, while idle: the same cause.
+    let [(attempt, _)] = connects(&outputs)[..] else {
+        panic!("the rover tries again: {outputs:?}")
+    };
+    connect(&mut client, attempt, b"0\r\n", 7);
+    drain(&mut client);
+    let (id, _) = client.idle_mut().next().unwrap();
+    client
+        .handle_idle_signal(id, IdleSignal::Bytes, NOW)
+        .unwrap();
+    let outputs = drain(&mut client);
+    assert_eq!(closed(&outputs), [7]);
+    assert_eq!(
+        events(&outputs),
+        [ClientEvent::Removed {
+            server: addr(1),
+            slot: 0,
+            cause: RemoveCause::UnsolicitedData
+        }]
+    );
+    assert_eq!(client.status().stats.removed.unsolicited_data, 2);
+}
+
+#[test]
+fn removing_a_server_closes_its_idle_connections_and_its_leases_on_return() {
+    let mut client = client(2);
+    client.add_server(addr(1), NOW);
+    let attempts = connects(&drain(&mut client));
+    connect(&mut client, attempts[0].0, b"0\r\n", 10);
+    connect(&mut client, attempts[1].0, b"1\r\n", 11);
+    drain(&mut client);
+    let lease = client.checkout(NOW).unwrap();
+
+    assert!(client.remove_server(addr(1), NOW));
+    assert!(!client.remove_server(addr(1), NOW));
+    let outputs = drain(&mut client);
+    assert_eq!(closed(&outputs), [11], "the idle one now");
+    let removed: Vec<u32> = events(&outputs)
+        .iter()
+        .filter_map(|event| match *event {
+            ClientEvent::Removed {
+                slot,
+                cause: RemoveCause::ServerRemoved,
+                ..
+            } => Some(slot),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, [0, 1], "both reported at once");
+    assert!(connects(&outputs).is_empty(), "no server left to try");
+    assert_eq!(client.status().pool.held, 0, "both places are free");
+
+    let returned = client.checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW);
+    assert_eq!(returned, Ok(Returned::Closed));
+    let outputs = drain(&mut client);
+    assert_eq!(closed(&outputs), [10]);
+    assert!(events(&outputs).is_empty(), "reported once, at removal");
+}
+
+#[test]
+fn an_attempt_to_a_removed_server_is_aborted_and_its_line_never_delivered() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt")
+    };
+    client.remove_server(addr(1), NOW);
+    assert!(drain(&mut client).contains(&Output::Abort(attempt)));
+    assert_eq!(
+        client.handle_received(attempt, b"0\r\n", NOW),
+        Err(StaleAttempt { attempt })
+    );
+}
+
+#[test]
+fn callers_in_line_are_served_first_and_in_order() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt")
+    };
+    let first = client.join_line();
+    let second = client.join_line();
+    connect(&mut client, attempt, b"0\r\n", 10);
+    assert!(drain(&mut client).contains(&Output::Idle));
+    assert!(client.checkout(NOW).is_none(), "callers in line come first");
+    assert!(
+        client.checkout_in_line(second, NOW).is_none(),
+        "not its turn"
+    );
+    let lease = client.checkout_in_line(first, NOW).unwrap();
+    let _ = client.checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW);
+    assert!(
+        client.checkout(NOW).is_none(),
+        "the second is still waiting"
+    );
+    let lease = client.checkout_in_line(second, NOW).unwrap();
+    assert_eq!(client.status().waiting_gets, 0);
+    let _ = client.checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW);
+    assert!(client.checkout(NOW).is_some());
+}
+
+#[test]
+fn a_caller_leaving_the_front_of_the_line_wakes_the_next() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt")
+    };
+    connect(&mut client, attempt, b"0\r\n", 10);
+    let first = client.join_line();
+    let second = client.join_line();
+    drain(&mut client);
+    client.leave_line(first);
+    assert_eq!(drain(&mut client), [Output::Idle]);
+    assert!(client.checkout_in_line(second, NOW).is_some());
+}
+
+#[test]
+fn failures_are_events_and_the_last_one_is_kept() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt")
+    };
+    client
+        .handle_connect_failed(attempt, ConnectFailure::Refused, NOW)
+        .unwrap();
+    let outputs = drain(&mut client);
+    assert!(!outputs.contains(&Output::Abort(attempt)));
+    assert_eq!(
+        events(&outputs),
+        [ClientEvent::Unreachable {
+            server: addr(1),
+            reason: ConnectFailure::Refused
+        }]
+    );
+    assert_eq!(
+        client.last_failure(),
+        Some(Failure::Unreachable {
+            server: addr(1),
+            reason: ConnectFailure::Refused
+        })
+    );
+    assert_eq!(client.status().stats.unreachable, 1);
+}
+
+#[test]
+fn closing_closes_idle_connections_now_and_leases_on_return() {
+    let mut client = client(2);
+    client.add_server(addr(1), NOW);
+    let attempts = connects(&drain(&mut client));
+    connect(&mut client, attempts[0].0, b"0\r\n", 10);
+    drain(&mut client);
+    let lease = client.checkout(NOW).unwrap();
+    connect(&mut client, attempts[1].0, b"1\r\n", 11);
+    drain(&mut client);
+
+    client.close(NOW);
+    let outputs = drain(&mut client);
+    assert_eq!(closed(&outputs), [11]);
+    assert!(
+        outputs.contains(&Output::Idle),
+        "waiting callers wake to see it"
+    );
+    assert!(!client.add_server(addr(2), NOW));
+    assert!(client.checkout(NOW).is_none());
+    let returned = client.checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW);
+    assert_eq!(returned, Ok(Returned::Closed));
+    let outputs = drain(&mut client);
+    assert_eq!(closed(&outputs), [10]);
+    assert_eq!(client.status().stats.removed.client_closed, 2);
+}
