@@ -63,6 +63,14 @@ impl Clock {
     }
 }
 
+/// A seed for a client whose [`ClientConfig::seed`](crate::client::ClientConfig::seed) is
+/// `None`: drawn from the standard library's per-process random keys and the time, so that
+/// clients started together do not choose in step.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(StdInstant::now())
+}
+
 /// Why a connect failed, from its I/O error.
 ///
 /// ```

@@ -132,6 +132,48 @@ pub struct ServerStats {
     pub bad_releases: u64,
     /// Accepts that failed, reported with [`ServerCore::handle_accept_error`].
     pub accept_errors: u64,
+    /// Connections that ended before their slot line could be written, reported with
+    /// [`ServerCore::handle_lost_before_line`] (also counted in `closed`).
+    pub lost_before_line: u64,
+}
+
+/// A server's settings, the same for every adapter. Start from the default and change what
+/// you need.
+///
+/// ```
+/// use callosum_proto::server::ServerConfig;
+///
+/// let mut config = ServerConfig::default();
+/// assert_eq!(config.max_slots, None);
+/// config.max_slots = Some(64);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The most connections holding a slot at once; beyond it a new connection is closed
+    /// without a line. `None` (the default, as in the original): unlimited. `Some(0)` is an
+    /// error.
+    pub max_slots: Option<u32>,
+}
+
+/// A snapshot of a server, the same in every adapter.
+///
+/// ```
+/// use callosum_proto::server::FixedServerCore;
+///
+/// let server = FixedServerCore::<8>::new(None).unwrap();
+/// let status = server.status();
+/// assert_eq!((status.live, status.accepting), (0, true));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStatus {
+    /// Connections holding a slot now.
+    pub live: u32,
+    /// `false` while pausing after an accept error.
+    pub accepting: bool,
+    /// The counters so far.
+    pub stats: ServerStats,
 }
 
 /// The slot bookkeeping of one listening server.
@@ -259,8 +301,24 @@ impl<S: SlotStorage> ServerCore<S> {
         }
     }
 
-    /// Accepting failed (too many open files, connection aborted, ...): returns when to try
-    /// accepting again. Until then the adapter does not call `accept`, and keeps serving the
+    /// A connection ended before its slot line could be written (the peer was gone at once):
+    /// its slot is free again, and it is counted apart. Returns the slot.
+    ///
+    /// ```
+    /// # use callosum_proto::server::{Accept, FixedServerCore};
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
+    /// let Accept::Assigned { conn, .. } = server.handle_accept() else { unreachable!() };
+    /// assert_eq!(server.handle_lost_before_line(conn), Ok(0));
+    /// assert_eq!(server.stats().lost_before_line, 1);
+    /// ```
+    pub fn handle_lost_before_line(&mut self, conn: AcceptId) -> Result<u32, ReleaseError> {
+        let slot = self.handle_closed(conn)?;
+        self.stats.lost_before_line += 1;
+        Ok(slot)
+    }
+
+    /// Accepting failed for want of a resource (too many open files, no memory): returns
+    /// when to try accepting again. Until then the adapter does not call `accept`, and keeps serving the
     /// connections it has.
     ///
     /// The pause is [`ACCEPT_BACKOFF_MIN`] after the first error of a run and doubles with
@@ -358,6 +416,15 @@ impl<S: SlotStorage> ServerCore<S> {
     /// ```
     pub fn stats(&self) -> &ServerStats {
         &self.stats
+    }
+
+    /// Live connections, whether it accepts, and the counters.
+    pub fn status(&self) -> ServerStatus {
+        ServerStatus {
+            live: self.live(),
+            accepting: self.accept_resume.is_none(),
+            stats: self.stats,
+        }
     }
 }
 
