@@ -12,7 +12,8 @@
 //!
 //! This crate is `#![no_std]`. Without features it offers the time and randomness types,
 //! the slot-line codec, the fixed-capacity slot allocator and the server core. The `alloc`
-//! feature (on by default) adds growable storage, the pool and the rover.
+//! feature (on by default) adds growable storage (the unbounded slot allocator, the
+//! generation-checked [`slab`]), the pool and the rover.
 //!
 //! # Call order
 //!
@@ -112,6 +113,8 @@ mod rng;
 pub mod rover;
 pub mod server;
 mod server_id;
+#[cfg(feature = "alloc")]
+pub mod slab;
 pub mod slot_line;
 mod time;
 

@@ -6,10 +6,11 @@
 //! [`Pool::checkin`], moved out with [`Pool::checkout`], and every connection the pool lets go
 //! of is handed back for the adapter to close. Nothing is ever dropped silently.
 //!
-//! Storage is a slab of records reused through a free list, plus two indexed binary heaps
-//! over it: the idle records by slot (lowest first, for checkout) and the held records by slot
-//! (highest first, for eviction). Every operation is O(log n) apart from checkout, which also
-//! scans the idle connections tied for the lowest slot to choose one at random.
+//! Storage is a [`Slab`] of records reused through a free list, plus two indexed binary heaps
+//! over the record indices: the idle records by slot (lowest first, for checkout) and the held
+//! records by slot (highest first, for eviction). Every operation is O(log n) apart from
+//! checkout, which also scans the idle connections tied for the lowest slot to choose one at
+//! random.
 //!
 //! ```
 //! use callosum_proto::ServerId;
@@ -35,11 +36,12 @@ use core::cmp::Reverse;
 use core::fmt;
 use core::mem;
 
+use crate::slab::{self, Key, Slab};
 use crate::{Rng, ServerId};
 use heap::IndexedHeap;
 
-/// The most records the pool can number: record indices are `u32`, `u32::MAX` excluded.
-const RECORD_LIMIT: usize = u32::MAX as usize;
+/// The most records the pool can number: as many as a slab holds (`u32` indices).
+const RECORD_LIMIT: usize = slab::MAX_LEN;
 
 /// How a [`Pool`] is set up.
 ///
@@ -149,14 +151,18 @@ impl core::error::Error for PoolConfigError {}
 /// # pool.checkin(lease.id, lease.conn).unwrap();
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PooledId {
-    index: u32,
-    generation: u32,
+pub struct PooledId(Key);
+
+impl PooledId {
+    /// The record index the heaps know it by.
+    fn index(self) -> u32 {
+        self.0.index()
+    }
 }
 
 impl fmt::Display for PooledId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conn {} gen {}", self.index, self.generation)
+        write!(f, "conn {} gen {}", self.0.index(), self.0.generation())
     }
 }
 
@@ -537,11 +543,9 @@ pub struct ConnInfo {
     pub state: ConnState,
 }
 
-/// A record of the slab.
+/// A record of the slab. Its key is renewed at checkout and checkin, so old ids go stale.
 #[derive(Debug)]
 struct Entry<K> {
-    /// Bumped whenever the record's id changes (checkout, freeing), so old ids go stale.
-    generation: u32,
     server: ServerId,
     slot: u32,
     state: State<K>,
@@ -549,8 +553,6 @@ struct Entry<K> {
 
 #[derive(Debug)]
 enum State<K> {
-    /// Unused; `next` links the free list.
-    Free { next: Option<u32> },
     /// Held, in both heaps.
     Idle(K),
     /// Held, in the held heap only.
@@ -577,8 +579,7 @@ enum State<K> {
 #[derive(Debug)]
 pub struct Pool<K> {
     max_slots: usize,
-    entries: Vec<Entry<K>>,
-    free_head: Option<u32>,
+    entries: Slab<Entry<K>>,
     /// Idle records, lowest slot on top.
     idle: IndexedHeap<u32>,
     /// Idle and leased records, highest slot on top.
@@ -612,14 +613,9 @@ impl<K> Pool<K> {
             return Err(PoolConfigError::TooManySlots { max_slots });
         }
         let out_of_memory = |_: TryReserveError| PoolConfigError::OutOfMemory { max_slots };
-        let mut entries = Vec::new();
-        entries
-            .try_reserve_exact(max_slots)
-            .map_err(out_of_memory)?;
         Ok(Pool {
             max_slots,
-            entries,
-            free_head: None,
+            entries: Slab::try_with_capacity(max_slots).map_err(out_of_memory)?,
             idle: IndexedHeap::try_with_capacity(max_slots).map_err(out_of_memory)?,
             held: IndexedHeap::try_with_capacity(max_slots).map_err(out_of_memory)?,
             evicted: 0,
@@ -649,7 +645,7 @@ impl<K> Pool<K> {
     /// ```
     pub fn offer(&mut self, server: ServerId, slot: u32, conn: K) -> Offer<K> {
         self.stats.offered += 1;
-        if self.free_head.is_none() && self.entries.len() >= RECORD_LIMIT {
+        if self.entries.is_full() {
             return self.reject(conn);
         }
         if self.held.len() < self.max_slots {
@@ -712,19 +708,22 @@ impl<K> Pool<K> {
         };
         let index = self.idle.min_ties().nth(pick)?;
         self.idle.remove(index);
-        let entry = &mut self.entries[index as usize];
+        let Some((key, entry)) = self.entries.get_by_index_mut(index) else {
+            unreachable!("the idle heap holds only records in use")
+        };
         let State::Idle(conn) = mem::replace(&mut entry.state, State::Leased) else {
             unreachable!("the idle heap holds only idle records")
         };
-        entry.generation = entry.generation.wrapping_add(1);
+        let (server, slot) = (entry.server, entry.slot);
+        // The idle id retires: the lease gets its own.
+        let Some(key) = self.entries.renew(key) else {
+            unreachable!("the key was just read from the slab")
+        };
         self.stats.checkouts += 1;
         Some(Lease {
-            id: PooledId {
-                index,
-                generation: entry.generation,
-            },
-            server: entry.server,
-            slot: entry.slot,
+            id: PooledId(key),
+            server,
+            slot,
             conn,
         })
     }
@@ -751,7 +750,7 @@ impl<K> Pool<K> {
     /// ```
     #[must_use = "a connection evicted while leased, or refused, is handed back to be closed"]
     pub fn checkin(&mut self, id: PooledId, conn: K) -> Result<Checkin<K>, CheckinError<K>> {
-        let Some(entry) = self.entry_mut(id) else {
+        let Some(entry) = self.entries.get_mut(id.0) else {
             return Err(CheckinError::NotLeased { id, conn });
         };
         match entry.state {
@@ -760,20 +759,18 @@ impl<K> Pool<K> {
                 entry.state = State::Idle(conn);
                 // The lease's id retires: kept by its caller, it must not name the idle
                 // connection (a `remove` with it would close a healthy one).
-                entry.generation = entry.generation.wrapping_add(1);
-                let idle_id = PooledId {
-                    index: id.index,
-                    generation: entry.generation,
+                let Some(idle_key) = self.entries.renew(id.0) else {
+                    unreachable!("the lease's key was just found current")
                 };
-                self.idle.push(id.index, slot);
-                Ok(Checkin::Idle(idle_id))
+                self.idle.push(id.index(), slot);
+                Ok(Checkin::Idle(PooledId(idle_key)))
             }
             State::Evicted => {
                 self.evicted -= 1;
-                self.free(id.index);
+                self.entries.remove(id.0);
                 Ok(Checkin::Close(conn))
             }
-            State::Idle(_) | State::Free { .. } => Err(CheckinError::NotLeased { id, conn }),
+            State::Idle(_) => Err(CheckinError::NotLeased { id, conn }),
         }
     }
 
@@ -793,30 +790,29 @@ impl<K> Pool<K> {
     /// ```
     #[must_use = "the removed connection must be closed"]
     pub fn remove(&mut self, id: PooledId) -> Result<Removed<K>, UnknownConn> {
-        let Some(entry) = self.entry_mut(id) else {
+        let Some(Entry {
+            server,
+            slot,
+            state,
+        }) = self.entries.remove(id.0)
+        else {
             return Err(UnknownConn { id });
         };
-        let (server, slot) = (entry.server, entry.slot);
-        let removed = match mem::replace(&mut entry.state, State::Leased) {
+        let removed = match state {
             State::Idle(conn) => {
-                self.idle.remove(id.index);
-                self.held.remove(id.index);
+                self.idle.remove(id.index());
+                self.held.remove(id.index());
                 Removed::Idle { server, slot, conn }
             }
             State::Leased => {
-                self.held.remove(id.index);
+                self.held.remove(id.index());
                 Removed::Leased { server, slot }
             }
             State::Evicted => {
                 self.evicted -= 1;
                 Removed::Evicted { server, slot }
             }
-            free @ State::Free { .. } => {
-                entry.state = free;
-                return Err(UnknownConn { id });
-            }
         };
-        self.free(id.index);
         self.stats.removed_broken += 1;
         Ok(removed)
     }
@@ -844,16 +840,9 @@ impl<K> Pool<K> {
     pub fn idle_mut(&mut self) -> impl Iterator<Item = (PooledId, &mut K)> + '_ {
         self.entries
             .iter_mut()
-            .zip(0u32..)
-            .filter_map(|(entry, index)| match &mut entry.state {
-                State::Idle(conn) => Some((
-                    PooledId {
-                        index,
-                        generation: entry.generation,
-                    },
-                    conn,
-                )),
-                State::Free { .. } | State::Leased | State::Evicted => None,
+            .filter_map(|(key, entry)| match &mut entry.state {
+                State::Idle(conn) => Some((PooledId(key), conn)),
+                State::Leased | State::Evicted => None,
             })
     }
 
@@ -881,11 +870,10 @@ impl<K> Pool<K> {
         let held: Vec<u32> = self
             .entries
             .iter()
-            .zip(0u32..)
-            .filter(|(entry, _)| {
+            .filter(|(_, entry)| {
                 entry.server == server && matches!(entry.state, State::Idle(_) | State::Leased)
             })
-            .map(|(_, index)| index)
+            .map(|(key, _)| key.index())
             .collect();
         self.stats.removed_with_server += held.len() as u64;
         held.into_iter().map(|index| self.evict(index)).collect()
@@ -973,26 +961,16 @@ impl<K> Pool<K> {
     /// assert!(pool.connections().all(|c| c.state == ConnState::Idle));
     /// ```
     pub fn connections(&self) -> impl Iterator<Item = ConnInfo> + '_ {
-        self.entries
-            .iter()
-            .zip(0u32..)
-            .filter_map(|(entry, index)| {
-                let state = match entry.state {
-                    State::Free { .. } => return None,
-                    State::Idle(_) => ConnState::Idle,
-                    State::Leased => ConnState::Leased,
-                    State::Evicted => ConnState::Evicted,
-                };
-                Some(ConnInfo {
-                    id: PooledId {
-                        index,
-                        generation: entry.generation,
-                    },
-                    server: entry.server,
-                    slot: entry.slot,
-                    state,
-                })
-            })
+        self.entries.iter().map(|(key, entry)| ConnInfo {
+            id: PooledId(key),
+            server: entry.server,
+            slot: entry.slot,
+            state: match entry.state {
+                State::Idle(_) => ConnState::Idle,
+                State::Leased => ConnState::Leased,
+                State::Evicted => ConnState::Evicted,
+            },
+        })
     }
 
     /// How many records the pool stores, in use or on its free list.
@@ -1014,7 +992,7 @@ impl<K> Pool<K> {
     /// assert_eq!(pool.footprint(), 1);
     /// ```
     pub fn footprint(&self) -> usize {
-        self.entries.len()
+        self.entries.footprint()
     }
 
     fn reject(&mut self, conn: K) -> Offer<K> {
@@ -1022,57 +1000,33 @@ impl<K> Pool<K> {
         Offer::Rejected(conn)
     }
 
-    /// The record `id` names, if it is current.
-    fn entry_mut(&mut self, id: PooledId) -> Option<&mut Entry<K>> {
-        self.entries
-            .get_mut(id.index as usize)
-            .filter(|entry| entry.generation == id.generation)
-    }
-
-    /// Puts a new idle connection in a free record, or a new one at the end. The caller has
-    /// checked that a free record exists or the slab is below [`RECORD_LIMIT`].
+    /// Puts a new idle connection in the slab. The caller has checked that it is not full.
     fn occupy(&mut self, server: ServerId, slot: u32, conn: K) -> PooledId {
-        let (index, generation) = match self.free_head {
-            Some(index) => {
-                let entry = &mut self.entries[index as usize];
-                let State::Free { next } = mem::replace(&mut entry.state, State::Idle(conn)) else {
-                    unreachable!("the free list holds only free records")
-                };
-                self.free_head = next;
-                entry.server = server;
-                entry.slot = slot;
-                (index, entry.generation)
-            }
-            None => {
-                // Below RECORD_LIMIT = u32::MAX, checked by the caller.
-                let index = self.entries.len() as u32;
-                self.entries.push(Entry {
-                    generation: 0,
-                    server,
-                    slot,
-                    state: State::Idle(conn),
-                });
-                (index, 0)
-            }
+        let entry = Entry {
+            server,
+            slot,
+            state: State::Idle(conn),
         };
-        self.idle.push(index, slot);
-        self.held.push(index, Reverse(slot));
-        PooledId { index, generation }
+        let Ok(key) = self.entries.insert(entry) else {
+            unreachable!("offer checked that the slab has room")
+        };
+        self.idle.push(key.index(), slot);
+        self.held.push(key.index(), Reverse(slot));
+        PooledId(key)
     }
 
     /// Evicts held record `victim`: idle, it leaves the pool; leased, it is marked evicted.
     fn evict(&mut self, victim: u32) -> Evicted<K> {
         self.held.remove(victim);
-        let entry = &mut self.entries[victim as usize];
-        let id = PooledId {
-            index: victim,
-            generation: entry.generation,
+        let Some((key, entry)) = self.entries.get_by_index_mut(victim) else {
+            unreachable!("the held heap holds only records in use")
         };
+        let id = PooledId(key);
         let (server, slot) = (entry.server, entry.slot);
         match mem::replace(&mut entry.state, State::Evicted) {
             State::Idle(conn) => {
                 self.idle.remove(victim);
-                self.free(victim);
+                self.entries.remove(key);
                 Evicted::Idle {
                     id,
                     server,
@@ -1080,22 +1034,11 @@ impl<K> Pool<K> {
                     conn,
                 }
             }
-            _ => {
+            State::Leased | State::Evicted => {
                 self.evicted += 1;
                 Evicted::Leased { id, server, slot }
             }
         }
-    }
-
-    /// Returns record `index` (already out of both heaps, its connection moved out) to the
-    /// free list, retiring its id.
-    fn free(&mut self, index: u32) {
-        let entry = &mut self.entries[index as usize];
-        entry.generation = entry.generation.wrapping_add(1);
-        entry.state = State::Free {
-            next: self.free_head,
-        };
-        self.free_head = Some(index);
     }
 }
 
@@ -1119,7 +1062,11 @@ mod tests {
         let mut idle = 0;
         let mut held = 0;
         let mut evicted = 0;
-        for (index, entry) in (0u32..).zip(&pool.entries) {
+        for index in 0..pool.footprint() as u32 {
+            let Some((_, entry)) = pool.entries.get_by_index(index) else {
+                assert!(!pool.idle.contains(index) && !pool.held.contains(index));
+                continue;
+            };
             match entry.state {
                 State::Idle(_) => {
                     idle += 1;
@@ -1130,8 +1077,8 @@ mod tests {
                     held += 1;
                     assert!(!pool.idle.contains(index) && pool.held.contains(index));
                 }
-                State::Evicted | State::Free { .. } => {
-                    evicted += usize::from(matches!(entry.state, State::Evicted));
+                State::Evicted => {
+                    evicted += 1;
                     assert!(!pool.idle.contains(index) && !pool.held.contains(index));
                 }
             }
@@ -1139,16 +1086,7 @@ mod tests {
         let status = pool.status();
         assert_eq!((status.idle, status.held), (idle, held));
         assert_eq!(status.evicted_awaiting_return, evicted);
-        let mut free = 0;
-        let mut next = pool.free_head;
-        while let Some(index) = next {
-            free += 1;
-            let State::Free { next: after } = pool.entries[index as usize].state else {
-                panic!("record {index} on the free list is not free");
-            };
-            next = after;
-        }
-        assert_eq!(free + held + evicted, pool.entries.len());
+        assert_eq!(held + evicted, pool.entries.len());
     }
 
     #[test]
@@ -1186,7 +1124,7 @@ mod tests {
             panic!("expected Replaced");
         };
         assert!(matches!(evicted, Evicted::Idle { id, .. } if id == first));
-        assert_eq!(kept.index, first.index);
+        assert_eq!(kept.index(), first.index());
         assert_ne!(kept, first);
         assert_eq!(pool.footprint(), 1);
         assert_eq!(pool.remove(first), Err(UnknownConn { id: first }));
@@ -1311,10 +1249,7 @@ mod tests {
     #[test]
     fn an_id_naming_no_record_is_refused() {
         let mut pool = pool(1);
-        let far = PooledId {
-            index: u32::MAX,
-            generation: 0,
-        };
+        let far = PooledId(Key::from_parts(u32::MAX, 0));
         assert_eq!(pool.remove(far), Err(UnknownConn { id: far }));
         assert!(pool.checkin(far, 1).is_err());
         assert_consistent(&pool);
@@ -1340,10 +1275,7 @@ mod tests {
     fn errors_display_what_went_wrong() {
         extern crate std;
         use std::string::ToString;
-        let id = PooledId {
-            index: 2,
-            generation: 5,
-        };
+        let id = PooledId(Key::from_parts(2, 5));
         assert_eq!(id.to_string(), "conn 2 gen 5");
         let err = CheckinError::NotLeased { id, conn: () };
         assert_eq!(err.to_string(), "conn 2 gen 5 is not a current lease");

@@ -1,8 +1,7 @@
 //! Fixed storage for the attempts in flight, addressed by generation-checked ids.
 
-use alloc::vec::Vec;
-
 use super::{AttemptId, AttemptPhase};
+use crate::slab::Slab;
 use crate::{Decoder, Instant, ServerId};
 
 /// One attempt in flight.
@@ -15,97 +14,67 @@ pub(super) struct Attempt {
     pub(super) decoder: Decoder,
 }
 
-#[derive(Clone, Debug)]
-struct Slot {
-    generation: u32,
-    attempt: Option<Attempt>,
-}
-
-/// `capacity` slots allocated once; a slot's generation moves on each time it is emptied, so
-/// an id kept after its attempt ended never reaches the next one.
+/// A slab bounded by `max_in_flight`, so attempt indices stay below it; an id kept after its
+/// attempt ended is stale and reaches no later attempt.
 #[derive(Clone, Debug)]
 pub(super) struct Attempts {
-    slots: Vec<Slot>,
-    free: Vec<u32>,
+    slab: Slab<Attempt>,
 }
 
 impl Attempts {
-    /// Storage for `capacity` attempts; `capacity` fits in a `u32` (the config checks it).
+    /// Storage for `capacity` attempts, allocated now.
     pub(super) fn with_capacity(capacity: usize) -> Attempts {
-        let mut slots = Vec::with_capacity(capacity);
-        slots.resize_with(capacity, || Slot {
-            generation: 0,
-            attempt: None,
-        });
-        let free = (0..capacity as u32).rev().collect();
-        Attempts { slots, free }
+        Attempts {
+            slab: Slab::bounded(capacity),
+        }
     }
 
-    pub(super) fn capacity(&self) -> usize {
-        self.slots.len()
+    /// Whether `capacity` attempts are in flight.
+    pub(super) fn is_full(&self) -> bool {
+        self.slab.is_full()
     }
 
     pub(super) fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.slab.len()
+    }
+
+    /// Every index an attempt has used, for sweeps that remove attempts as they go.
+    pub(super) fn indices(&self) -> core::ops::Range<u32> {
+        // The slab numbers fewer than u32::MAX entries.
+        0..self.slab.footprint() as u32
     }
 
     pub(super) fn insert(&mut self, attempt: Attempt) -> Option<AttemptId> {
-        let index = self.free.pop()?;
-        let slot = &mut self.slots[index as usize];
-        slot.attempt = Some(attempt);
-        Some(AttemptId {
-            index,
-            generation: slot.generation,
-        })
+        self.slab.insert(attempt).ok().map(AttemptId)
     }
 
     pub(super) fn get_mut(&mut self, id: AttemptId) -> Option<&mut Attempt> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.attempt.as_mut()
+        self.slab.get_mut(id.0)
     }
 
     pub(super) fn remove(&mut self, id: AttemptId) -> Option<Attempt> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        let attempt = slot.attempt.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(id.index);
-        Some(attempt)
+        self.slab.remove(id.0)
     }
 
-    /// Removes the attempt in slot `index` if `condition` holds for it.
+    /// Removes the attempt at `index` if `condition` holds for it.
     pub(super) fn remove_at_if(
         &mut self,
-        index: usize,
+        index: u32,
         condition: impl FnOnce(&Attempt) -> bool,
     ) -> Option<(AttemptId, Attempt)> {
-        let slot = self.slots.get(index)?;
-        let id = AttemptId {
-            index: index as u32,
-            generation: slot.generation,
-        };
-        if !condition(slot.attempt.as_ref()?) {
+        let (key, attempt) = self.slab.get_by_index(index)?;
+        if !condition(attempt) {
             return None;
         }
-        self.remove(id).map(|attempt| (id, attempt))
+        self.slab
+            .remove(key)
+            .map(|attempt| (AttemptId(key), attempt))
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (AttemptId, &Attempt)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(index, slot)| {
-            let attempt = slot.attempt.as_ref()?;
-            Some((
-                AttemptId {
-                    index: index as u32,
-                    generation: slot.generation,
-                },
-                attempt,
-            ))
-        })
+        self.slab
+            .iter()
+            .map(|(key, attempt)| (AttemptId(key), attempt))
     }
 
     pub(super) fn earliest_deadline(&self) -> Option<Instant> {

@@ -62,6 +62,7 @@ use alloc::collections::VecDeque;
 use core::fmt;
 use core::time::Duration;
 
+use crate::slab::Key;
 use crate::{DecodeError, Decoded, Decoder, Instant, Rng, ServerId};
 use attempts::{Attempt, Attempts};
 pub use config::{MAX_IN_FLIGHT_LIMIT, RoverConfig, RoverConfigError};
@@ -86,10 +87,7 @@ use servers::ServerSet;
 /// assert_eq!(attempt.to_string(), "attempt 0#0");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct AttemptId {
-    index: u32,
-    generation: u32,
-}
+pub struct AttemptId(Key);
 
 impl AttemptId {
     /// The storage index, below [`RoverConfig::max_in_flight`]: an adapter can keep its
@@ -105,13 +103,13 @@ impl AttemptId {
     /// assert_eq!(attempt.index(), 0);
     /// ```
     pub fn index(self) -> u32 {
-        self.index
+        self.0.index()
     }
 }
 
 impl fmt::Display for AttemptId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "attempt {}#{}", self.index, self.generation)
+        write!(f, "attempt {}", self.0)
     }
 }
 
@@ -458,7 +456,7 @@ impl Rover {
             return false;
         }
         let mut aborted = false;
-        for index in 0..self.attempts.capacity() {
+        for index in self.attempts.indices() {
             if let Some((attempt, _)) = self.attempts.remove_at_if(index, |a| a.server == id) {
                 self.actions.push_back(Action::Close { attempt });
                 aborted = true;
@@ -538,7 +536,7 @@ impl Rover {
         self.running = false;
         self.next_tick = None;
         self.fill_pending = false;
-        for index in 0..self.attempts.capacity() {
+        for index in self.attempts.indices() {
             if let Some((attempt, _)) = self.attempts.remove_at_if(index, |_| true) {
                 self.actions.push_back(Action::Close { attempt });
             }
@@ -607,7 +605,7 @@ impl Rover {
     /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
-        for index in 0..self.attempts.capacity() {
+        for index in self.attempts.indices() {
             if let Some((attempt, ended)) = self.attempts.remove_at_if(index, |a| a.deadline <= now)
             {
                 let server = ended.server;
@@ -977,13 +975,11 @@ impl Rover {
     }
 
     fn fill_wants_more(&self) -> bool {
-        self.config.fill
-            && self.demand > self.attempts.len()
-            && self.attempts.len() < self.attempts.capacity()
+        self.config.fill && self.demand > self.attempts.len() && !self.attempts.is_full()
     }
 
     fn launch(&mut self, now: Instant) -> Result<(), NoLaunch> {
-        if self.attempts.len() >= self.attempts.capacity() {
+        if self.attempts.is_full() {
             return Err(NoLaunch::Full);
         }
         let deadline = later(now, self.config.connect_timeout).ok_or(NoLaunch::EndOfTime)?;
