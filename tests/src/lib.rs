@@ -9,6 +9,7 @@
 //! holds the servers that the benchmark programs in `src/bin/` measure.
 
 pub mod allocator_model;
+pub mod client_check;
 #[cfg(feature = "adapters")]
 pub mod loopback;
 pub mod pool_model;
