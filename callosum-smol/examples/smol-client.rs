@@ -2,9 +2,11 @@
 //!
 //! `cargo run -p callosum-smol --example smol-client -- --servers ADDR[,ADDR...] [--max-slots N] [--connections K] [--interval-ms MS]`
 //!
-//! Prints one line per rover outcome (`kept slot S from ADDR`, `rejected slot S from ADDR`,
-//! `evicted slot S from ADDR`, `unreachable ADDR: REASON`, `handshake failed ADDR: REASON`),
-//! then after K outcomes (default 10) `pool: ` with the slots held per server. Exits 0 if it
+//! Prints each client event on a line of its own, as the event displays itself (`kept slot S
+//! from ADDR`, `rejected slot S from ADDR`, `evicted slot S from ADDR`, `unreachable ADDR:
+//! REASON`, `handshake failed ADDR: REASON`, `removed slot S from ADDR: CAUSE`, ...), the same
+//! lines in every adapter; after K rover outcomes (kept, rejected, unreachable, handshake
+//! failed; default 10), `pool: ADDR=[slots] ...` with the slots held per server. Exits 0 if it
 //! kept any connection, 1 otherwise.
 
 #[path = "shared/flags.rs"]
@@ -14,7 +16,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use callosum_smol::{Client, ClientConfig, ClientEvent, PoolConfig, RoverConfig};
+use callosum_smol::{Client, ClientConfig, ClientEvent};
 
 fn main() -> ExitCode {
     match smol::block_on(run()) {
@@ -40,18 +42,11 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
         })
         .collect::<Result<_, _>>()?;
     let interval = Duration::from_millis(flags::parsed(&flags, "interval-ms", 1000)?);
-    let config = ClientConfig {
-        pool: PoolConfig {
-            max_slots: flags::parsed(&flags, "max-slots", 100)?,
-        },
-        rover: RoverConfig {
-            interval,
-            // Jitter may not exceed the interval: a tenth of it, at most the default.
-            jitter: RoverConfig::default().jitter.min(interval / 10),
-            ..RoverConfig::default()
-        },
-        ..ClientConfig::default()
-    };
+    let mut config = ClientConfig::default();
+    config.pool.max_slots = flags::parsed(&flags, "max-slots", 100)?;
+    config.rover.interval = interval;
+    // Jitter may not exceed the interval: a tenth of it, at most the default.
+    config.rover.jitter = config.rover.jitter.min(interval / 10);
     let outcomes_wanted: usize = flags::parsed(&flags, "connections", 10)?;
 
     let (client, driver) = Client::new(config)?;

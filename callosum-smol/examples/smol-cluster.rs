@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use callosum_smol::{Client, ClientConfig, PoolConfig, RoverConfig, Server, ServerConfig};
+use callosum_smol::{Client, ClientConfig, Server, ServerConfig};
 use futures_lite::io::BufReader;
 use futures_lite::{AsyncBufReadExt, AsyncWriteExt};
 
@@ -52,16 +52,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         RUN_FOR.as_secs()
     );
 
-    let config = ClientConfig {
-        pool: PoolConfig {
-            max_slots: POOL_SIZE,
-        },
-        rover: RoverConfig {
-            interval: Duration::from_millis(200),
-            ..RoverConfig::default()
-        },
-        ..ClientConfig::default()
-    };
+    let mut config = ClientConfig::default();
+    config.pool.max_slots = POOL_SIZE;
+    config.rover.interval = Duration::from_millis(200);
     let (client, driver) = Client::new(config)?;
     smol::spawn(driver).detach();
     for &(addr, _) in &servers {

@@ -41,7 +41,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let service = Duration::from_millis(flags::parsed(&flags, "service-ms", 0)?);
     let mut signals = Signals::new([Signal::Term, Signal::Int])?;
 
-    let config = ServerConfig { max_slots };
+    let mut config = ServerConfig::default();
+    config.max_slots = max_slots;
     let server = Arc::new(Server::bind(listen, config)?);
     println!("listening on {}", server.local_addr());
     std::io::stdout().flush()?;

@@ -1,7 +1,10 @@
 //! Callosum over real TCP sockets with async-io and futures-lite: the smol adapter.
 //!
-//! Every decision (which slot, which connection to keep, when to rove and where) is taken by
-//! `callosum-proto`; this crate owns the sockets, the clock and the seeds.
+//! Every decision (which slot, which connection to keep, when to rove and where, what a
+//! connection's end means, who is next in line for an idle connection) is taken by
+//! `callosum-proto`'s server and client cores; this crate owns the sockets and the timers.
+//! The types in its signatures come from the core and are re-exported here, so the words
+//! (events, causes, status fields, settings) are the same in every adapter.
 //!
 //! - [`Server`]: listens, gives each connection the lowest free slot, writes the slot line in
 //!   one write, and frees the slot when the connection ends.
@@ -11,7 +14,7 @@
 //! The client's background work runs in its [`Driver`], a future you spawn on the executor of
 //! your choice; nothing is spawned behind your back.
 //!
-//! ```no_run
+//! ```
 //! use callosum_smol::{Client, ClientConfig, Server, ServerConfig};
 //! use futures_lite::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
 //!
@@ -50,15 +53,19 @@
 //! ```
 
 mod client;
-mod clock;
 mod server;
 
-pub use callosum_proto::{PoolConfig, RoverConfig};
-pub use client::{
-    Client, ClientConfig, ClientError, ClientEvent, ClientStatus, Driver, GetError, PooledConn,
-    RemoveCause, ServerConnections,
+pub use callosum_proto;
+pub use callosum_proto::DecodeError;
+pub use callosum_proto::client::{
+    ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, Failure, RemoveCause,
+    RemovedCounts, ServerConnections,
 };
-pub use server::{Server, ServerConfig, ServerConn, ServerError, ServerStatus, ShutDown};
+pub use callosum_proto::pool::{PoolConfig, PoolStats, PoolStatus};
+pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig};
+pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
+pub use client::{Client, Driver, GetError, PooledConn};
+pub use server::{Server, ServerConn, ServerError, ShutDown};
 
 /// The README's code blocks, compiled and run as doctests so that they stay true.
 #[cfg(doctest)]

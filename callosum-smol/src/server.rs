@@ -9,35 +9,19 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use async_io::{Async, Timer};
+use callosum_proto::adapter::{AcceptError, Clock, accept_error};
 use callosum_proto::allocator::SlotLimitError;
-use callosum_proto::server::{Accept, AcceptId, GrowableServerCore, ServerStats};
+use callosum_proto::server::{Accept, AcceptId, GrowableServerCore, ServerConfig, ServerStatus};
 use event_listener::Event;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, future};
-
-use crate::clock::Clock;
-
-/// How a [`Server`] behaves.
-///
-/// ```
-/// use callosum_smol::ServerConfig;
-///
-/// let config = ServerConfig { max_slots: Some(64) };
-/// assert_eq!(ServerConfig::default().max_slots, None);
-/// # let _ = config;
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// The most connections holding a slot at once; beyond it a new connection is closed
-    /// without a line. `None` (the default) is unlimited, as in the original.
-    pub max_slots: Option<u32>,
-}
 
 /// Why a server could not start.
 ///
 /// ```
 /// use callosum_smol::{Server, ServerConfig, ServerError};
 ///
-/// let config = ServerConfig { max_slots: Some(0) };
+/// let mut config = ServerConfig::default();
+/// config.max_slots = Some(0);
 /// let error = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap_err();
 /// assert!(matches!(error, ServerError::Config(_)));
 /// ```
@@ -93,33 +77,10 @@ impl fmt::Display for ShutDown {
 
 impl std::error::Error for ShutDown {}
 
-/// A snapshot of a server's state.
-///
-/// ```
-/// use callosum_smol::{Server, ServerConfig};
-///
-/// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
-/// let status = server.status();
-/// assert_eq!((status.live, status.stats.accept_errors), (0, 0));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServerStatus {
-    /// Connections holding a slot now.
-    pub live: u32,
-    /// The core's counters: accepted, refused because full, closed, bad releases, accept
-    /// errors.
-    pub stats: ServerStats,
-    /// Connections that ended before their slot line could be written.
-    pub lost_before_line: u64,
-}
-
 /// State shared by the server and every connection it handed out.
 struct Shared {
     core: Mutex<GrowableServerCore>,
     clock: Clock,
-    /// Connections that ended before their slot line could be written.
-    lost_before_line: Mutex<u64>,
     /// Notified when a slot is freed, for [`Server::wait_idle`].
     slot_freed: Event,
     /// Notified by [`Server::shutdown`].
@@ -133,8 +94,16 @@ impl Shared {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn release(&self, conn: AcceptId) {
-        if let Err(error) = self.core().handle_closed(conn) {
+    /// A connection ended; `before_line` if its slot line could not be written.
+    fn release(&self, conn: AcceptId, before_line: bool) {
+        let mut core = self.core();
+        let released = if before_line {
+            core.handle_lost_before_line(conn)
+        } else {
+            core.handle_closed(conn)
+        };
+        drop(core);
+        if let Err(error) = released {
             // Unreachable through this crate's API, which releases each slot once; logged
             // rather than panicking, because the core has refused it and is unharmed.
             log::error!("callosum server: {error}");
@@ -195,7 +164,6 @@ impl Server {
             shared: Arc::new(Shared {
                 core: Mutex::new(core),
                 clock: Clock::new(),
-                lost_before_line: Mutex::new(0),
                 slot_freed: Event::new(),
                 shutting_down: Event::new(),
             }),
@@ -218,10 +186,12 @@ impl Server {
     /// in one write call.
     ///
     /// Connections refused because every slot is taken, connections that vanish before their
-    /// line is written, and accept errors are dealt with here and never returned: after an
-    /// accept error (too many open files, say) it pauses for as long as the core's backoff
-    /// says (10 ms doubling up to 1 s while errors go on), so it neither stops nor spins. It
-    /// returns [`ShutDown`] only once [`Server::shutdown`] was called.
+    /// line is written, and accept errors are dealt with here and never returned. An error of
+    /// one connection (aborted or reset before it was accepted, an interrupted call) is
+    /// passed over at once; a shortage (too many open files, say) pauses accepting for as
+    /// long as the core's backoff says (10 ms doubling up to 1 s while errors go on), so it
+    /// neither stops nor spins. It returns [`ShutDown`] only once [`Server::shutdown`] was
+    /// called.
     ///
     /// ```no_run
     /// use callosum_smol::{Server, ServerConfig};
@@ -259,25 +229,7 @@ impl Server {
                 None => return Err(ShutDown),
                 Some(Ok(accepted)) => accepted,
                 Some(Err(error)) => {
-                    let clock = self.shared.clock;
-                    let resume = self.shared.core().handle_accept_error(clock.now());
-                    let pause = resume.saturating_duration_since(clock.now());
-                    log::warn!(
-                        "callosum server {}: accept failed ({error}); pausing {pause:?}",
-                        self.local_addr,
-                    );
-                    let shutting_down = self.shared.shutting_down.listen();
-                    if self.is_shut_down() {
-                        return Err(ShutDown);
-                    }
-                    future::or(
-                        async {
-                            Timer::at(clock.to_std(resume)).await;
-                        },
-                        shutting_down,
-                    )
-                    .await;
-                    self.shared.core().handle_timeout(clock.now());
+                    self.accept_failed(&error).await?;
                     continue;
                 }
             };
@@ -285,6 +237,45 @@ impl Server {
                 return Ok(conn);
             }
         }
+    }
+
+    /// Deals with a failed accept: at once for a trouble of one connection, after the core's
+    /// pause for a shortage of resources.
+    async fn accept_failed(&self, error: &io::Error) -> Result<(), ShutDown> {
+        match accept_error(error) {
+            AcceptError::Pending => return Ok(()),
+            AcceptError::PerConnection => {
+                log::debug!(
+                    "callosum server {}: accept failed ({error}); accepting again",
+                    self.local_addr,
+                );
+                return Ok(());
+            }
+            AcceptError::Resource => {}
+        }
+        let clock = self.shared.clock;
+        let now = clock.now();
+        let resume = self.shared.core().handle_accept_error(now);
+        log::warn!(
+            "callosum server {}: accept failed ({error}); pausing {:?}",
+            self.local_addr,
+            resume.saturating_duration_since(now),
+        );
+        let shutting_down = self.shared.shutting_down.listen();
+        if self.is_shut_down() {
+            return Err(ShutDown);
+        }
+        // A resume beyond the system clock's reach: only a shutdown ends the pause.
+        let timer = clock.to_std(resume).map_or_else(Timer::never, Timer::at);
+        future::or(
+            async {
+                timer.await;
+            },
+            shutting_down,
+        )
+        .await;
+        self.shared.core().handle_timeout(clock.now());
+        Ok(())
     }
 
     /// Gives a new connection its slot and line; `None` if it was refused or vanished.
@@ -297,23 +288,21 @@ impl Server {
             );
             return None;
         };
-        let server_conn = ServerConn {
-            stream,
-            peer,
-            slot: conn.slot(),
-            hold: Some(SlotHold {
-                shared: Arc::clone(&self.shared),
-                conn,
-            }),
+        // Held from here, so that a connection that vanishes (or an accept dropped while
+        // writing) frees its slot, counted as lost before its line.
+        let mut hold = SlotHold {
+            shared: Arc::clone(&self.shared),
+            conn,
+            before_line: true,
         };
         let bytes = line.as_bytes();
         // One write call: old clients parse each read on its own (PROTOCOL.md section 1).
-        let written = (&server_conn.stream).write(bytes).await;
+        let written = (&stream).write(bytes).await;
         let complete = match written {
             Ok(n) if n == bytes.len() => Ok(()),
             // A fresh socket takes 12 bytes at once in practice; if it ever does not, the
             // rest still goes out rather than the client getting half a line.
-            Ok(n) => (&server_conn.stream).write_all(&bytes[n..]).await,
+            Ok(n) => (&stream).write_all(&bytes[n..]).await,
             Err(error) => Err(error),
         };
         if let Err(error) = complete {
@@ -321,20 +310,20 @@ impl Server {
                 "callosum server {}: {peer} left before its slot line ({error})",
                 self.local_addr
             );
-            *self
-                .shared
-                .lost_before_line
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) += 1;
-            // Dropping the connection frees its slot.
             return None;
         }
+        hold.before_line = false;
         log::debug!(
             "callosum server {}: slot {} assigned to {peer}",
             self.local_addr,
             conn.slot()
         );
-        Some(server_conn)
+        Some(ServerConn {
+            stream,
+            peer,
+            slot: conn.slot(),
+            hold: Some(hold),
+        })
     }
 
     /// Stops accepting: the listening socket closes (new connections are refused) and every
@@ -390,25 +379,20 @@ impl Server {
         }
     }
 
-    /// Live connections and counters.
+    /// The core's snapshot: live connections, whether it accepts (`false` while pausing
+    /// after an accept error) and the counters, among them the connections lost before
+    /// their slot line.
     ///
     /// ```
     /// use callosum_smol::{Server, ServerConfig};
     ///
     /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
-    /// assert_eq!(server.status().stats.accepted, 0);
+    /// let status = server.status();
+    /// assert_eq!((status.live, status.accepting), (0, true));
+    /// assert_eq!(status.stats.lost_before_line, 0);
     /// ```
     pub fn status(&self) -> ServerStatus {
-        let core = self.shared.core();
-        ServerStatus {
-            live: core.live(),
-            stats: *core.stats(),
-            lost_before_line: *self
-                .shared
-                .lost_before_line
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        }
+        self.shared.core().status()
     }
 }
 
@@ -425,11 +409,13 @@ impl fmt::Debug for Server {
 struct SlotHold {
     shared: Arc<Shared>,
     conn: AcceptId,
+    /// Until its slot line is written: an end now is a connection lost before its line.
+    before_line: bool,
 }
 
 impl Drop for SlotHold {
     fn drop(&mut self) {
-        self.shared.release(self.conn);
+        self.shared.release(self.conn, self.before_line);
     }
 }
 

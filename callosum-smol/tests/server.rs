@@ -1,56 +1,15 @@
-//! The server's conformance with PROTOCOL.md section 2, over loopback sockets.
+//! The smol server's own behaviour over loopback sockets: when a `ServerConn` frees its
+//! slot, shutting down, and its status. What every adapter's server must do (PROTOCOL.md
+//! section 2) is checked once for all of them by the conformance suite in `callosum-tests`.
 
 mod support;
 
-use std::io::Read;
 use std::time::Duration;
 
 use callosum_smol::{Server, ServerConfig, ShutDown};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use socket2::SockRef;
-use support::{DEADLINE, live_reaches, raw_slot, reading_server, until, within};
-
-#[test]
-fn connections_get_the_lowest_free_slot_and_freed_slots_are_reused() {
-    smol::block_on(async {
-        let (server, addr) = reading_server(ServerConfig::default());
-        let (_a, zero) = raw_slot(addr).await;
-        let (b, one) = raw_slot(addr).await;
-        let (_c, two) = raw_slot(addr).await;
-        assert_eq!([zero, one, two], ["0\r\n", "1\r\n", "2\r\n"]);
-        drop(b);
-        live_reaches(&server, 2, "slot 1 freed").await;
-        let (_b_again, reused) = raw_slot(addr).await;
-        assert_eq!(reused, "1\r\n");
-        assert_eq!(raw_slot(addr).await.1, "3\r\n");
-    });
-}
-
-#[test]
-fn a_slot_is_freed_when_the_client_closes() {
-    smol::block_on(async {
-        let (server, addr) = reading_server(ServerConfig::default());
-        let (stream, _) = raw_slot(addr).await;
-        drop(stream); // FIN
-        live_reaches(&server, 0, "slot freed on FIN").await;
-        assert_eq!(server.status().stats.closed, 1);
-        assert_eq!(raw_slot(addr).await.1, "0\r\n");
-    });
-}
-
-#[test]
-fn a_slot_is_freed_when_the_client_resets() {
-    smol::block_on(async {
-        let (server, addr) = reading_server(ServerConfig::default());
-        let (stream, _) = raw_slot(addr).await;
-        SockRef::from(&stream)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(stream); // RST
-        live_reaches(&server, 0, "slot freed on RST").await;
-        assert_eq!(raw_slot(addr).await.1, "0\r\n");
-    });
-}
+use support::{live_reaches, raw_slot, reading_server, until, within};
 
 #[test]
 fn a_slot_is_freed_when_the_application_drops_the_connection() {
@@ -113,39 +72,9 @@ fn a_client_that_leaves_before_its_line_costs_no_slot() {
 }
 
 #[test]
-fn the_slot_line_arrives_in_one_read() {
-    let (server, addr) = reading_server(ServerConfig::default());
-    let held: Vec<_> = (0..12)
-        .map(|_| std::net::TcpStream::connect(addr).unwrap())
-        .collect();
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut buf = [0u8; 64];
-    let n = stream.read(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"12\r\n", "the whole line in the first read");
-    drop((held, server));
-}
-
-#[test]
-fn a_full_server_closes_new_connections_without_a_line() {
-    smol::block_on(async {
-        let config = ServerConfig { max_slots: Some(1) };
-        let (server, addr) = reading_server(config);
-        let (first, line) = raw_slot(addr).await;
-        assert_eq!(line, "0\r\n");
-        let mut second = smol::net::TcpStream::connect(addr).await.unwrap();
-        let received = within("refused", support::read_to_close(&mut second)).await;
-        assert_eq!(received, b"", "no line for a connection beyond max_slots");
-        assert_eq!(server.status().stats.refused_full, 1);
-        drop(first);
-        live_reaches(&server, 0, "slot freed").await;
-        assert_eq!(raw_slot(addr).await.1, "0\r\n");
-    });
-}
-
-#[test]
 fn zero_max_slots_is_a_configuration_error() {
-    let config = ServerConfig { max_slots: Some(0) };
+    let mut config = ServerConfig::default();
+    config.max_slots = Some(0);
     let error = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap_err();
     assert_eq!(
         error.to_string(),

@@ -1,90 +1,78 @@
-//! One rover attempt: connect, read the slot line, hand the socket over.
+//! The socket half of one rover attempt: connect, then read the slot line in reads no larger
+//! than the core allows. What each step means is the [`Host`]'s business.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Weak};
 
 use async_io::Async;
-use callosum_proto::rover::{AttemptId, ConnectFailure};
+use callosum_proto::AttemptId;
+use callosum_proto::adapter::{Read, read_outcome};
 use callosum_proto::slot_line::MAX_LINE_LEN;
 use futures_lite::AsyncReadExt;
 
-use super::state::{PooledStream, SharedRef};
-
-/// Runs attempt `id` against `addr`, reporting each step to the rover.
-///
-/// The rover owns the deadlines: when one passes it says `Close`, and the client drops this
-/// task, which closes the socket. The task holds only a weak reference to the client, so an
-/// abandoned client does not live on through its attempts.
-pub(crate) async fn attempt(shared: SharedRef, id: AttemptId, addr: SocketAddr) {
-    let connected = Async::<TcpStream>::connect(addr).await;
-    let Some(client) = shared.upgrade() else {
-        return;
-    };
-    let stream = {
-        let mut state = client.lock();
-        let now = state.clock.now();
-        let reported = match &connected {
-            Ok(_) => state.rover.handle_connected(id, now),
-            Err(error) => state
-                .rover
-                .handle_connect_failed(id, connect_failure(error), now),
-        };
-        client.settle(&mut state, None);
-        match (reported, connected) {
-            (Ok(()), Ok(stream)) => stream,
-            _ => return,
-        }
-    };
-    drop(client);
-    if let Err(error) = stream.get_ref().set_nodelay(true) {
-        log::debug!("callosum client: set_nodelay on a connection to {addr}: {error}");
-    }
-
-    // Never read past the longest possible line: a hostile server gets at most 12 bytes in.
-    let mut line = [0u8; MAX_LINE_LEN];
-    let mut filled = 0;
-    let mut pending = Some(PooledStream {
-        stream,
-        server: addr,
-        leftover: Vec::new(),
-    });
-    loop {
-        let Some(conn) = pending.as_mut() else {
-            return;
-        };
-        let read = (&conn.stream).read(&mut line[filled..]).await;
-        let Some(client) = shared.upgrade() else {
-            return;
-        };
-        let mut state = client.lock();
-        let now = state.clock.now();
-        let reported = match read {
-            Ok(0) => state.rover.handle_closed(id, now).map(|()| 0),
-            Ok(n) => {
-                let received = &line[filled..filled + n];
-                let consumed = state.rover.handle_received(id, received, now);
-                if let (Ok(consumed), Some(conn)) = (&consumed, pending.as_mut()) {
-                    conn.leftover.extend_from_slice(&received[*consumed..]);
-                }
-                filled += n;
-                consumed
-            }
-            Err(_) => state.rover.handle_read_failed(id, now).map(|()| 0),
-        };
-        client.settle(&mut state, Some((id, &mut pending)));
-        let still_running = state.rover.attempts().any(|info| info.attempt == id);
-        if reported.is_err() || !still_running || filled == line.len() {
-            // Finished: the socket went to the pool, or it is dropped (closed) here.
-            return;
-        }
-    }
+/// What one read of the slot line gave.
+pub(crate) enum LineRead<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// The end of the stream.
+    End,
+    /// The read failed.
+    Failed,
 }
 
-fn connect_failure(error: &io::Error) -> ConnectFailure {
-    match error.kind() {
-        io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => ConnectFailure::Reset,
-        io::ErrorKind::TimedOut => ConnectFailure::TimedOut,
-        _ => ConnectFailure::Other,
+/// The client an attempt reports to.
+pub(crate) trait Host: Send + Sync + 'static {
+    /// The connect finished; the stream back if the attempt goes on to read its line.
+    fn connected(
+        self: &Arc<Self>,
+        attempt: AttemptId,
+        connected: io::Result<Async<TcpStream>>,
+    ) -> Option<Async<TcpStream>>;
+
+    /// A read of the line finished; the stream back, with the most bytes to read next, if
+    /// the line needs more. Otherwise the host kept the stream or dropped it.
+    fn read(
+        self: &Arc<Self>,
+        attempt: AttemptId,
+        read: LineRead<'_>,
+        stream: Async<TcpStream>,
+    ) -> Option<(Async<TcpStream>, usize)>;
+}
+
+/// Runs `attempt` against `server` until the host says it is over.
+///
+/// The core owns the deadlines: when one passes, the host drops this task, which closes the
+/// socket. The task holds only a weak reference, so an abandoned client does not live on
+/// through its attempts.
+pub(crate) async fn run<H: Host>(host: Weak<H>, attempt: AttemptId, server: SocketAddr) {
+    let connected = Async::<TcpStream>::connect(server).await;
+    let Some(stream) = host
+        .upgrade()
+        .and_then(|host| host.connected(attempt, connected))
+    else {
+        return;
+    };
+    if let Err(error) = stream.get_ref().set_nodelay(true) {
+        log::debug!("callosum client: set_nodelay on a connection to {server}: {error}");
+    }
+    let mut stream = stream;
+    let mut buf = [0u8; MAX_LINE_LEN];
+    let mut at_most = MAX_LINE_LEN;
+    loop {
+        let result = (&stream).read(&mut buf[..at_most.min(MAX_LINE_LEN)]).await;
+        let read = match read_outcome(&result) {
+            Read::Bytes(n) => LineRead::Bytes(&buf[..n]),
+            Read::End => LineRead::End,
+            Read::Failed => LineRead::Failed,
+            Read::Pending | Read::Retry => continue,
+        };
+        let Some(host) = host.upgrade() else {
+            return;
+        };
+        match host.read(attempt, read, stream) {
+            Some((back, next)) => (stream, at_most) = (back, next),
+            None => return,
+        }
     }
 }

@@ -1,21 +1,20 @@
-//! The client's background work: the rover's timer, its attempts, and the idle watcher.
+//! The client's background work: the core's timer, the attempts, and the idle watcher.
 
 use std::fmt;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_io::Timer;
-use callosum_proto::pool::{PooledId as ConnId, Removed};
+use callosum_proto::adapter::{Read, read_outcome};
+use callosum_proto::client::IdleSignal;
 use futures_lite::future;
 
-use super::state::Shared;
-use super::{ClientEvent, RemoveCause};
+use super::state::{PooledStream, Shared};
 
 /// The future that does a [`Client`](super::Client)'s background work: spawn it on any
-/// executor (or `block_on` it). It runs the rover's timer and connection attempts, and
+/// executor (or `block_on` it). It runs the core's timer and the connection attempts, and
 /// watches the idle connections so that one the server closes, or that receives bytes nobody
 /// asked for, leaves the pool at once. It finishes when the last `Client` handle is dropped.
 ///
@@ -38,7 +37,7 @@ impl Driver {
     pub(crate) fn new(shared: Arc<Shared>) -> Driver {
         Driver {
             future: Box::pin(async move {
-                let work = future::or(run_rover(&shared), watch_idle(&shared));
+                let work = future::or(run_timer(&shared), watch_idle(&shared));
                 shared.executor.run(work).await;
                 // The client is closed and its attempts cancelled: run the executor once
                 // more so that their sockets are dropped now, not when the last reference
@@ -63,22 +62,22 @@ impl Future for Driver {
     }
 }
 
-/// Wakes the rover at each of its timeouts, until the client is closed.
-async fn run_rover(shared: &Arc<Shared>) {
+/// Calls the core's `handle_timeout` at each of its timeouts, until the client is closed.
+async fn run_timer(shared: &Arc<Shared>) {
     loop {
-        let woken = shared.driver_wake.listen();
+        let changed = shared.timer.listen();
         let deadline = {
             let mut state = shared.lock();
-            if state.closed {
+            if state.core.is_closed() {
                 return;
             }
             let now = state.clock.now();
-            if state.rover.poll_timeout().is_some_and(|due| due <= now) {
-                state.rover.handle_timeout(now);
-                shared.settle(&mut state, None);
+            if state.timeout.is_some_and(|due| due <= now) {
+                state.core.handle_timeout(now);
+                shared.drain(&mut state);
             }
-            let clock = state.clock;
-            state.rover.poll_timeout().map(|due| clock.to_std(due))
+            // Beyond the system clock's reach: no deadline.
+            state.timeout.and_then(|due| state.clock.to_std(due))
         };
         match deadline {
             Some(deadline) => {
@@ -86,71 +85,57 @@ async fn run_rover(shared: &Arc<Shared>) {
                     async {
                         Timer::at(deadline).await;
                     },
-                    woken,
+                    changed,
                 )
                 .await
             }
-            None => woken.await,
+            None => changed.await,
         }
     }
 }
 
-/// Removes idle connections that their server closed or sent bytes on, as soon as the
-/// socket says so, until the client is closed.
+/// Tells the core about idle connections that their server closed, sent bytes on, or that
+/// failed, as soon as the socket says so, until the client is closed.
 async fn watch_idle(shared: &Arc<Shared>) {
     future::poll_fn(|cx| {
         let mut state = shared.lock();
-        if state.closed {
+        if state.core.is_closed() {
             return Poll::Ready(());
         }
         state.watcher = Some(cx.waker().clone());
-        let mut broken: Vec<(ConnId, RemoveCause)> = Vec::new();
-        for (id, conn) in state.pool.idle_mut() {
-            if let Some(cause) = idle_trouble(conn, cx) {
-                broken.push((id, cause));
-            }
-        }
-        if !broken.is_empty() {
-            let capacity = shared.events_capacity;
-            for (id, cause) in broken {
-                let slot = state
-                    .pool
-                    .connections()
-                    .find(|info| info.id == id)
-                    .map(|info| info.slot);
-                if let (Some(slot), Ok(Removed::Idle { conn, .. })) = (slot, state.pool.remove(id))
-                {
-                    let event = ClientEvent::Removed {
-                        server: conn.server,
-                        slot,
-                        cause,
-                    };
-                    log::info!("callosum client: {event}");
-                    state.push_event(event, capacity);
-                    // `conn` is dropped here: the socket closes.
+        let signals: Vec<_> = state
+            .core
+            .idle_mut()
+            .filter_map(|(id, stream)| idle_signal(stream, cx).map(|signal| (id, signal)))
+            .collect();
+        if !signals.is_empty() {
+            let now = state.clock.now();
+            for (id, signal) in signals {
+                if let Err(error) = state.core.handle_idle_signal(id, signal, now) {
+                    // Unreachable: the ids were idle a moment ago, under the same lock.
+                    log::error!("callosum client: {error}");
                 }
             }
-            shared.event_queued.notify(usize::MAX);
-            shared.settle(&mut state, None);
+            shared.drain(&mut state);
         }
         Poll::Pending
     })
     .await
 }
 
-/// Whether an idle connection has something to say, which on an idle connection is always
-/// trouble: the end of the stream, bytes nobody asked for, or an error.
-fn idle_trouble(conn: &super::state::PooledStream, cx: &mut Context<'_>) -> Option<RemoveCause> {
+/// What an idle connection has to say, which on an idle connection is always trouble: the
+/// end of the stream, bytes nobody asked for, or an error.
+fn idle_signal(stream: &PooledStream, cx: &mut Context<'_>) -> Option<IdleSignal> {
     // Twice at most: a readiness the peek does not confirm is re-armed by the second poll.
     for _ in 0..2 {
-        match conn.stream.poll_readable(cx) {
+        match stream.poll_readable(cx) {
             Poll::Pending => return None,
-            Poll::Ready(Err(_)) => return Some(RemoveCause::Error),
-            Poll::Ready(Ok(())) => match conn.stream.get_ref().peek(&mut [0u8; 1]) {
-                Ok(0) => return Some(RemoveCause::ClosedByServer),
-                Ok(_) => return Some(RemoveCause::UnsolicitedData),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return Some(RemoveCause::Error),
+            Poll::Ready(Err(_)) => return Some(IdleSignal::Failed),
+            Poll::Ready(Ok(())) => match read_outcome(&stream.get_ref().peek(&mut [0u8; 1])) {
+                Read::End => return Some(IdleSignal::Closed),
+                Read::Bytes(_) => return Some(IdleSignal::Bytes),
+                Read::Pending | Read::Retry => continue,
+                Read::Failed => return Some(IdleSignal::Failed),
             },
         }
     }

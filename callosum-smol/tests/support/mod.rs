@@ -1,17 +1,15 @@
-//! Helpers for the socket tests: deadlines instead of sleeps, and raw peers.
-
-#![allow(dead_code)] // each test file uses its own subset
+//! Helpers for the socket tests: deadlines instead of sleeps, and raw peers. Each helper here
+//! is used by both test files; the ones only a client test needs are in `client.rs`.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_io::Timer;
-use callosum_smol::{
-    Client, ClientConfig, ClientEvent, PoolConfig, RoverConfig, Server, ServerConfig,
-};
+use callosum_smol::{Server, ServerConfig};
 use futures_lite::{AsyncReadExt, future};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 
 /// How long any single step may take before the test fails; generous for a busy machine.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -26,7 +24,8 @@ pub async fn within<T>(what: &str, step: impl Future<Output = T>) -> T {
 }
 
 /// Waits until `done` holds, checking every few milliseconds, failing after [`DEADLINE`].
-/// For states that change on other threads with no event to wait on.
+/// For states that change on other threads with no event to wait on (a server's count of
+/// live connections).
 pub async fn until(what: &str, done: impl Fn() -> bool) {
     within(what, async {
         while !done() {
@@ -42,10 +41,10 @@ pub async fn live_reaches(server: &Server, live: u32, what: &str) {
 }
 
 /// A server on loopback whose every connection is read until it ends, then dropped.
-pub fn reading_server(config: ServerConfig) -> (std::sync::Arc<Server>, SocketAddr) {
-    let server = std::sync::Arc::new(Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap());
+pub fn reading_server(config: ServerConfig) -> (Arc<Server>, SocketAddr) {
+    let server = Arc::new(Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap());
     let addr = server.local_addr();
-    let accepting = std::sync::Arc::clone(&server);
+    let accepting = Arc::clone(&server);
     smol::spawn(async move {
         while let Ok(mut conn) = accepting.accept().await {
             smol::spawn(async move {
@@ -70,56 +69,6 @@ pub async fn raw_slot(addr: SocketAddr) -> (TcpStream, String) {
         line.push(byte[0]);
     }
     (stream, String::from_utf8(line).unwrap())
-}
-
-/// A client with a quick rover, and its driver running.
-pub fn client(max_slots: usize, rover: RoverConfig) -> Client {
-    let config = ClientConfig {
-        pool: PoolConfig { max_slots },
-        rover,
-        seed: 11,
-        ..ClientConfig::default()
-    };
-    let (client, driver) = Client::new(config).unwrap();
-    smol::spawn(driver).detach();
-    client
-}
-
-/// A rover that tries every 20 ms and gives up on a silent server after 300 ms.
-pub fn quick_rover() -> RoverConfig {
-    RoverConfig {
-        interval: Duration::from_millis(20),
-        jitter: Duration::ZERO,
-        connect_timeout: Duration::from_millis(300),
-        handshake_timeout: Duration::from_millis(300),
-        backoff_base: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
-        ..RoverConfig::default()
-    }
-}
-
-/// Waits for the first event that `wanted` accepts, returning it.
-pub async fn event_where(
-    client: &Client,
-    what: &str,
-    wanted: impl Fn(&ClientEvent) -> bool,
-) -> ClientEvent {
-    within(what, async {
-        loop {
-            let event = client.next_event().await;
-            if wanted(&event) {
-                return event;
-            }
-        }
-    })
-    .await
-}
-
-/// A listener whose connections the test handles by hand.
-pub async fn raw_listener() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
 }
 
 /// Reads until the peer closes; returns what arrived (bounded, for tests).
