@@ -237,6 +237,22 @@ impl GrowableServerCore {
     ) -> Result<GrowableServerCore, crate::allocator::SlotLimitError> {
         crate::allocator::GrowableSlotAllocator::new(max_slots).map(ServerCore::with_allocator)
     }
+
+    /// A server core with every setting of `config`, so that an adapter passes its
+    /// configuration through whole.
+    ///
+    /// ```
+    /// use callosum_proto::server::{GrowableServerCore, ServerConfig};
+    ///
+    /// let mut config = ServerConfig::default();
+    /// config.max_slots = Some(0);
+    /// assert!(GrowableServerCore::from_config(&config).is_err());
+    /// ```
+    pub fn from_config(
+        config: &ServerConfig,
+    ) -> Result<GrowableServerCore, crate::allocator::SlotLimitError> {
+        GrowableServerCore::new(config.max_slots)
+    }
 }
 
 impl<S: SlotStorage> ServerCore<S> {
