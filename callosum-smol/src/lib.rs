@@ -57,12 +57,13 @@ mod server;
 
 pub use callosum_proto;
 pub use callosum_proto::DecodeError;
+pub use callosum_proto::allocator::SlotLimitError;
 pub use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, Failure, RemoveCause,
     RemovedCounts, ServerConnections,
 };
-pub use callosum_proto::pool::{PoolConfig, PoolStats, PoolStatus};
-pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig};
+pub use callosum_proto::pool::{PoolConfig, PoolConfigError, PoolStats, PoolStatus};
+pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, RoverConfigError};
 pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
 pub use client::{Client, Driver, GetError, PooledConn};
 pub use server::{Server, ServerConn, ServerError, ShutDown};

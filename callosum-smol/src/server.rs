@@ -154,7 +154,7 @@ impl Server {
     /// assert_ne!(server.local_addr().port(), 0);
     /// ```
     pub fn bind(addr: SocketAddr, config: ServerConfig) -> Result<Server, ServerError> {
-        let core = GrowableServerCore::new(config.max_slots).map_err(ServerError::Config)?;
+        let core = GrowableServerCore::from_config(&config).map_err(ServerError::Config)?;
         let bind_error = |source| ServerError::Bind { addr, source };
         let listener = Async::<TcpListener>::bind(addr).map_err(bind_error)?;
         let local_addr = listener.get_ref().local_addr().map_err(bind_error)?;
