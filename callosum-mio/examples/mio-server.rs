@@ -90,7 +90,7 @@ impl App {
             Happened::Server(ServerEvent::AcceptFailed { kind, .. }) => {
                 eprintln!("accept failed: {kind}");
             }
-            Happened::Server(_) | Happened::Client(_) => {}
+            Happened::Server(_) | Happened::Client(_) | Happened::Lease(_) => {}
             // SIGTERM or SIGINT.
             Happened::Foreign(_) => return ControlFlow::Break(()),
             Happened::Woke => {
@@ -184,13 +184,12 @@ fn serve(options: Options) -> io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
-    let config = ServerConfig {
-        max_slots: options.max_slots,
-    };
+    let mut config = ServerConfig::default();
+    config.max_slots = options.max_slots;
     let mut server = Server::bind(options.listen, config)?;
     server.register(poll.registry(), TokenRange::new(1..usize::MAX))?;
     let mut stdout = io::stdout();
-    writeln!(stdout, "listening on {}", server.local_addr()?)?;
+    writeln!(stdout, "listening on {}", server.local_addr())?;
     stdout.flush()?;
     let mut app = App {
         service: options.service,

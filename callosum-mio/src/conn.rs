@@ -1,23 +1,21 @@
-//! [`Conn`]: one TCP connection as the application sees it, with the bytes the protocol
-//! still owes it in either direction.
+//! [`Conn`]: one TCP connection as the application sees it, with the rest of the slot line
+//! the protocol still owes the peer.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
+use callosum_proto::adapter::{self, Read as Outcome};
 use mio::net::TcpStream;
 
-/// A connection handed to the application: a server's accepted connection or a pool's
-/// connection. Read and write it through this type (it implements [`Read`] and [`Write`]),
-/// never through the raw stream, because it keeps what the protocol still owes:
+/// A connection handed to the application: a server's accepted connection or a client's
+/// leased one. Read and write it through this type (it implements [`Read`] and [`Write`]),
+/// never through the raw stream: it records the end of the connection when a read or write
+/// finds it, and on a server it writes the rest of a slot line that the socket did not take
+/// at once before any byte of the application's (until then [`Write::write`] answers
+/// [`io::ErrorKind::WouldBlock`], and a writable event follows).
 ///
-/// - on a client, the bytes that followed the slot line in the same read come first out of
-///   [`Read::read`], before anything new from the socket ([`Conn::buffered`] shows them);
-/// - on a server, the rest of a slot line that the socket did not take at once is written
-///   before any byte of the application's; until then [`Write::write`] answers
-///   [`io::ErrorKind::WouldBlock`] and a writable event follows.
-///
-/// Like any non-blocking socket, read until `WouldBlock` after each readable event: `mio`
-/// reports readiness changes only.
+/// Like any non-blocking socket, read until `WouldBlock` after each readable notification:
+/// `mio` reports readiness changes only.
 ///
 /// ```no_run
 /// use std::io::{Read, Write};
@@ -31,12 +29,8 @@ use mio::net::TcpStream;
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
-    /// Bytes for the application to read before the socket's.
-    inbound: Vec<u8>,
-    /// How many of `inbound` it has read.
-    inbound_read: usize,
-    /// Bytes to write before the application's.
-    outbound: Vec<u8>,
+    /// Bytes of the slot line to write before the application's.
+    line: Vec<u8>,
     /// Set when a read saw the end of the stream or an I/O error failed the connection.
     ended: Option<Ended>,
 }
@@ -51,14 +45,11 @@ pub(crate) enum Ended {
 }
 
 impl Conn {
-    /// A connection whose application reads start with `inbound` and whose application
-    /// writes follow `outbound`.
-    pub(crate) fn new(stream: TcpStream, inbound: Vec<u8>, outbound: Vec<u8>) -> Conn {
+    /// A connection whose application writes follow `line` (empty on a client).
+    pub(crate) fn new(stream: TcpStream, line: Vec<u8>) -> Conn {
         Conn {
             stream,
-            inbound,
-            inbound_read: 0,
-            outbound,
+            line,
             ended: None,
         }
     }
@@ -86,62 +77,47 @@ impl Conn {
         self.stream.peer_addr()
     }
 
-    /// Bytes already received and not yet read by the application: on a pool's connection,
-    /// what followed the slot line in the same read. [`Read::read`] returns them first. A
-    /// lease checked in with some still unread is removed rather than lent again (they would
-    /// reach the next lessee): see [`Client::checkin`](crate::Client::checkin).
-    ///
-    /// ```no_run
-    /// # fn demo(client: &mut callosum_mio::Client, lease: &callosum_mio::Lease) {
-    /// let early = client.conn_mut(lease).unwrap().buffered().len();
-    /// # let _ = early; }
-    /// ```
-    pub fn buffered(&self) -> &[u8] {
-        &self.inbound[self.inbound_read..]
-    }
-
     /// Whether a read or write through this connection found its end.
     pub(crate) fn ended(&self) -> Option<Ended> {
         self.ended
+    }
+
+    /// Whether part of the slot line is still unwritten.
+    pub(crate) fn line_pending(&self) -> bool {
+        !self.line.is_empty()
     }
 
     pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
         &mut self.stream
     }
 
-    /// Writes what is left of the protocol's bytes. `Ok(true)` when none is left,
-    /// `Ok(false)` when the socket would block (a writable event follows).
-    pub(crate) fn flush_outbound(&mut self) -> io::Result<bool> {
-        while !self.outbound.is_empty() {
-            match self.stream.write(&self.outbound) {
-                Ok(0) => return Err(self.fail(io::ErrorKind::WriteZero.into())),
-                Ok(written) => {
-                    self.outbound.drain(..written);
+    /// Writes what is left of the slot line. `Ok(true)` when none is left, `Ok(false)` when
+    /// the socket would block (a writable event follows).
+    pub(crate) fn flush_line(&mut self) -> io::Result<bool> {
+        while !self.line.is_empty() {
+            let result = self.stream.write(&self.line);
+            match (adapter::read_outcome(&result), result) {
+                (_, Ok(0)) => return Err(self.fail(io::ErrorKind::WriteZero.into())),
+                (_, Ok(written)) => {
+                    self.line.drain(..written);
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(self.fail(error)),
+                (Outcome::Pending, Err(_)) => return Ok(false),
+                (Outcome::Retry, Err(_)) => {}
+                (_, Err(error)) => return Err(self.fail(error)),
             }
         }
         Ok(true)
     }
 
-    /// Reads once from the socket itself, to probe an idle connection.
-    pub(crate) fn read_socket(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let result = self.stream.read(buf);
-        self.note(result)
-    }
-
-    /// Records the end a result shows, and passes the result on.
-    fn note(&mut self, result: io::Result<usize>) -> io::Result<usize> {
-        match result {
-            Ok(0) => {
+    /// Records the end a read's result shows, and passes the result on.
+    fn note_read(&mut self, result: io::Result<usize>) -> io::Result<usize> {
+        match (adapter::read_outcome(&result), result) {
+            (Outcome::End, result) => {
                 self.ended.get_or_insert(Ended::PeerClosed);
-                Ok(0)
+                result
             }
-            Ok(n) => Ok(n),
-            Err(error) if is_transient(&error) => Err(error),
-            Err(error) => Err(self.fail(error)),
+            (Outcome::Failed, Err(error)) => Err(self.fail(error)),
+            (_, result) => result,
         }
     }
 
@@ -151,52 +127,33 @@ impl Conn {
     }
 }
 
-/// `WouldBlock` and `Interrupted` say nothing about the connection's health.
-pub(crate) fn is_transient(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}
-
 impl Read for Conn {
-    /// The buffered bytes first, then the socket. A read of 0 bytes into a non-empty buffer
-    /// means the peer closed its side.
+    /// Reads the socket. A read of 0 bytes into a non-empty buffer means the peer closed its
+    /// side.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let buffered = self.buffered();
-        if !buffered.is_empty() {
-            let n = buffered.len().min(buf.len());
-            buf[..n].copy_from_slice(&buffered[..n]);
-            self.inbound_read += n;
-            if self.inbound_read == self.inbound.len() {
-                self.inbound = Vec::new();
-                self.inbound_read = 0;
-            }
-            return Ok(n);
-        }
         let result = self.stream.read(buf);
-        self.note(result)
+        self.note_read(result)
     }
 }
 
 impl Write for Conn {
-    /// Writes after the protocol's pending bytes; `WouldBlock` while some are pending.
+    /// Writes after the rest of the slot line; `WouldBlock` while some of it is pending.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !self.flush_outbound()? {
+        if !self.flush_line()? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let result = self.stream.write(buf);
-        match result {
-            Err(error) if !is_transient(&error) => Err(self.fail(error)),
-            other => other,
+        match (adapter::read_outcome(&result), result) {
+            (Outcome::Failed, Err(error)) => Err(self.fail(error)),
+            (_, result) => result,
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if !self.flush_outbound()? {
+        if !self.flush_line()? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         self.stream.flush()
@@ -207,23 +164,22 @@ impl Write for Conn {
 mod tests {
     use super::*;
     use std::net::TcpListener;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    /// A connected pair: a `Conn` on one end (with `outbound` pending) and a blocking
-    /// std stream on the other.
-    fn pair(outbound: &[u8]) -> (Conn, std::net::TcpStream) {
+    /// A connected pair: a `Conn` on one end (non-blocking as in a `mio` loop, or blocking
+    /// for a test that waits on its reads) and a blocking std stream on the other.
+    fn pair(nonblocking: bool) -> (Conn, std::net::TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let near = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (far, _) = listener.accept().unwrap();
         far.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        near.set_nonblocking(true).unwrap();
-        let conn = Conn::new(TcpStream::from_std(near), Vec::new(), outbound.to_vec());
-        (conn, far)
+        near.set_nonblocking(nonblocking).unwrap();
+        (Conn::new(TcpStream::from_std(near), Vec::new()), far)
     }
 
     #[test]
-    fn pending_protocol_bytes_go_first_and_survive_a_full_socket() {
-        let (mut conn, mut far) = pair(b"");
+    fn the_rest_of_the_line_goes_first_and_survives_a_full_socket() {
+        let (mut conn, mut far) = pair(true);
         // Fill the socket until it would block, as if the line could not be written.
         let filler = vec![b'.'; 64 * 1024];
         let mut sent = 0;
@@ -234,8 +190,9 @@ mod tests {
                 Err(error) => panic!("{error}"),
             }
         }
-        conn.outbound = b"42\r\n".to_vec();
-        assert!(!conn.flush_outbound().unwrap());
+        conn.line = b"42\r\n".to_vec();
+        assert!(!conn.flush_line().unwrap());
+        assert!(conn.line_pending());
         let blocked = conn.write(b"app").unwrap_err();
         assert_eq!(blocked.kind(), io::ErrorKind::WouldBlock);
         // The peer drains the filler; the line, then the application's bytes follow.
@@ -247,9 +204,9 @@ mod tests {
         poll.registry()
             .register(conn.stream_mut(), mio::Token(0), mio::Interest::WRITABLE)
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !conn.flush_outbound().unwrap() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !conn.flush_line().unwrap() {
+            let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
                 "the socket drained but the line was not written"
@@ -263,25 +220,15 @@ mod tests {
     }
 
     #[test]
-    fn buffered_bytes_are_read_before_the_socket_and_the_end_is_recorded() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let near = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut far, _) = listener.accept().unwrap();
-        let mut conn = Conn::new(TcpStream::from_std(near), b"early".to_vec(), Vec::new());
+    fn a_read_records_the_end_of_the_stream() {
+        let (mut conn, mut far) = pair(false);
         far.write_all(b"late").unwrap();
         drop(far);
-        let mut buf = [0u8; 3];
-        assert_eq!(conn.read(&mut buf).unwrap(), 3);
-        assert_eq!(&buf, b"ear");
-        assert_eq!(conn.buffered(), b"ly");
-        assert_eq!(conn.read(&mut buf).unwrap(), 2);
-        assert!(conn.buffered().is_empty());
-        // The std stream was blocking: the socket's bytes, then its end.
         let mut late = [0u8; 4];
         conn.read_exact(&mut late).unwrap();
         assert_eq!(&late, b"late");
         assert_eq!(conn.ended(), None);
-        assert_eq!(conn.read(&mut buf).unwrap(), 0);
+        assert_eq!(conn.read(&mut late).unwrap(), 0);
         assert_eq!(conn.ended(), Some(Ended::PeerClosed));
     }
 }

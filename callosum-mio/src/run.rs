@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::{Events, Poll};
 
-use crate::{Client, ClientEvent, Server, ServerEvent};
+use crate::{Client, ClientEvent, LeaseReady, Server, ServerEvent};
 
 /// What [`run`] hands to its callback.
 ///
@@ -25,6 +25,8 @@ pub enum Happened<'e> {
     Server(ServerEvent),
     /// An event of the client.
     Client(ClientEvent),
+    /// A connection the client lent is ready to read or write.
+    Lease(LeaseReady),
     /// A `mio` event for a token outside the components' ranges: one of the user's.
     Foreign(&'e Event),
     /// Once per turn of the loop, after the events and timeouts: run your own timers and
@@ -102,10 +104,9 @@ where
 /// let mut poll = mio::Poll::new()?;
 /// let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())?;
 /// server.register(poll.registry(), TokenRange::new(0..100))?;
-/// let mut client = Client::new(Default::default(), 3).unwrap();
-/// client.add_server(server.local_addr()?);
-/// client.register(poll.registry(), TokenRange::new(100..300))?;
-/// client.start();
+/// let mut client = Client::new(Default::default()).unwrap();
+/// client.add_server(server.local_addr());
+/// client.register(poll.registry(), TokenRange::new(100..100 + client.tokens_needed()))?;
 ///
 /// let mut kept = 0;
 /// run(&mut poll, Some(&mut server), Some(&mut client), |_, happened| {
@@ -133,7 +134,7 @@ where
     };
     let mut events = Events::with_capacity(256);
     loop {
-        // Drain what the components queued outside the loop (start, add_server, ...).
+        // Drain what the components queued outside the loop (add_server, checkin, ...).
         if drain(&mut parts, &mut on).is_break() {
             return Ok(());
         }
@@ -183,6 +184,12 @@ where
             on(parts, Happened::Server(event))?;
         } else if let Some(event) = parts.client.as_deref_mut().and_then(Client::poll_event) {
             on(parts, Happened::Client(event))?;
+        } else if let Some(ready) = parts
+            .client
+            .as_deref_mut()
+            .and_then(Client::poll_lease_ready)
+        {
+            on(parts, Happened::Lease(ready))?;
         } else {
             return ControlFlow::Continue(());
         }

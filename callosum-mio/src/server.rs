@@ -1,11 +1,13 @@
 //! [`Server`]: a listening Callosum server as a component of the user's `mio` loop.
 //!
-//! It accepts connections, asks the core for each one's slot, writes the slot line (keeping
-//! what a full socket did not take and writing it on the next writable event), lets the
-//! application read and write each connection, and frees each slot exactly once when its
-//! connection ends: the peer closed (a read returned 0), an I/O error, or
-//! [`Server::close`]. Every decision about slots is the core's
-//! ([`callosum_proto::server`]).
+//! It accepts connections, asks the core ([`callosum_proto::server`]) for each one's slot,
+//! writes the slot line (keeping what a full socket did not take and writing it on the next
+//! writable event), lets the application read and write each connection, and reports each
+//! connection's end to the core exactly once: the peer closed (a read returned 0), an I/O
+//! error, or [`Server::close`].
+//!
+//! Connections are kept in a table indexed by their slot, and a connection's token is
+//! derived from its slot: the core's lowest-free allocator keeps slots, so the table, dense.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -13,37 +15,17 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use callosum_proto::server::{self as core, Accept, GrowableServerCore, ServerStats};
+use callosum_proto::adapter::{self, AcceptError, Clock};
+use callosum_proto::server::{Accept, AcceptId, GrowableServerCore};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
-use crate::TokenRange;
-use crate::clock::Clock;
-use crate::conn::{Conn, Ended, is_transient};
-
-/// How a [`Server`] is set up.
-///
-/// After an accept error such as "too many open files" the server stops accepting for as
-/// long as the core's backoff says (10 ms, doubling while errors go on, up to 1 s) and
-/// serves the connections it has meanwhile.
-///
-/// ```
-/// use callosum_mio::ServerConfig;
-///
-/// let config = ServerConfig { max_slots: Some(8) };
-/// assert_eq!(ServerConfig::default().max_slots, None);
-/// # let _ = config;
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// The most slots in use at once; a connection beyond is closed without a line.
-    /// `None` (the default, as in the original): unlimited. `Some(0)` is an error.
-    pub max_slots: Option<u32>,
-}
+use crate::conn::{Conn, Ended};
+use crate::{ServerConfig, ServerStatus, TokenRange};
 
 /// Names one accepted connection of a [`Server`]. A connection's id goes stale when it
-/// ends; a stale id is refused, never confused with a later connection.
+/// ends; a stale id is refused, never confused with a later connection on the same slot.
 ///
 /// ```
 /// # fn demo(event: callosum_mio::ServerEvent) {
@@ -53,14 +35,18 @@ pub struct ServerConfig {
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ServerConnId {
-    index: u32,
-    generation: u32,
+pub struct ServerConnId(AcceptId);
+
+impl ServerConnId {
+    /// The slot this connection holds.
+    pub fn slot(self) -> u32 {
+        self.0.slot()
+    }
 }
 
 impl fmt::Display for ServerConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conn {}#{}", self.index, self.generation)
+        self.0.fmt(f)
     }
 }
 
@@ -99,22 +85,6 @@ impl From<Ended> for CloseCause {
             Ended::Failed(kind) => CloseCause::Failed(kind),
         }
     }
-}
-
-/// Why a connection was closed at once, without a slot line.
-///
-/// ```
-/// use callosum_mio::RefuseReason;
-///
-/// assert_ne!(RefuseReason::Full, RefuseReason::OutOfTokens);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RefuseReason {
-    /// Every slot is in use (`max_slots`).
-    Full,
-    /// Every token of the server's [`TokenRange`] is in use.
-    OutOfTokens,
 }
 
 /// What happened on a [`Server`]; drain them with [`Server::poll_event`].
@@ -162,15 +132,15 @@ pub enum ServerEvent {
         /// Why it ended.
         cause: CloseCause,
     },
-    /// A connection was closed at once, without a slot line.
+    /// A connection was closed at once, without a slot line: every slot is in use (at
+    /// `max_slots`, or at the size of the token range).
     Refused {
         /// Who connected.
         peer: SocketAddr,
-        /// Why.
-        reason: RefuseReason,
     },
-    /// Accepting failed (too many open files, ...): the server stops accepting until
-    /// `resume_at` (see [`Server::poll_timeout`]) and keeps serving its connections.
+    /// Accepting failed for want of a resource (too many open files, ...): the server stops
+    /// accepting until `resume_at` (see [`Server::poll_timeout`]) and keeps serving its
+    /// connections. Errors of one connection (aborted, reset) only make it accept again.
     AcceptFailed {
         /// The error.
         kind: io::ErrorKind,
@@ -179,41 +149,20 @@ pub enum ServerEvent {
     },
 }
 
-/// A snapshot of a [`Server`]'s state.
-///
-/// ```
-/// let server = callosum_mio::Server::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
-/// let status = server.status();
-/// assert_eq!((status.connections, status.accepting), (0, true));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServerStatus {
-    /// Live connections, each holding a slot.
-    pub connections: u32,
-    /// `false` while backing off after an accept error.
-    pub accepting: bool,
-    /// Accept errors so far (each one paused accepting).
-    pub accept_errors: u64,
-}
-
-/// One record of the connection table.
-#[derive(Debug, Default)]
-struct Entry {
-    generation: u32,
-    live: Option<Live>,
-}
-
+/// One live connection, in the table at its slot.
 #[derive(Debug)]
 struct Live {
     conn: Conn,
-    core: core::AcceptId,
+    id: AcceptId,
 }
 
 /// A Callosum server on a `mio` loop: see the [crate docs](crate) for the call order.
 ///
-/// Tokens: the first of its [`TokenRange`] is the listener's, each further one a
-/// connection's, so a range of `n` tokens serves `n - 1` connections at once (more are
-/// refused with [`RefuseReason::OutOfTokens`]).
+/// Tokens: the first of its [`TokenRange`] is the listener's; the connection on slot `s`
+/// has the token `1 + s` of the range. So a range of `n` tokens serves `n - 1` connections
+/// at once: [`Server::register`] refuses a range too short for `max_slots`, and an
+/// unlimited server (`max_slots` `None`) numbers at most `n - 1` slots, refusing more
+/// connections as [`ServerEvent::Refused`].
 ///
 /// ```
 /// use callosum_mio::{Server, ServerConfig, ServerEvent, TokenRange};
@@ -225,7 +174,7 @@ struct Live {
 /// let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default())?;
 /// server.register(poll.registry(), TokenRange::new(1000..2000))?;
 ///
-/// let mut peer = std::net::TcpStream::connect(server.local_addr()?)?;
+/// let mut peer = std::net::TcpStream::connect(server.local_addr())?;
 /// let mut events = Events::with_capacity(64);
 /// let slot = loop {
 ///     poll.poll(&mut events, Some(Duration::from_secs(10)))?;
@@ -246,14 +195,15 @@ struct Live {
 /// ```
 pub struct Server {
     listener: TcpListener,
+    local_addr: SocketAddr,
+    max_slots: Option<u32>,
     core: GrowableServerCore,
     clock: Clock,
     registry: Option<Registry>,
     tokens: TokenRange,
-    conns: Vec<Entry>,
-    free: Vec<u32>,
+    /// Live connections by slot.
+    conns: Vec<Option<Live>>,
     events: VecDeque<ServerEvent>,
-    paused_until: Option<Instant>,
 }
 
 impl Server {
@@ -264,23 +214,24 @@ impl Server {
     /// use callosum_mio::{Server, ServerConfig};
     ///
     /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
-    /// assert_ne!(server.local_addr().unwrap().port(), 0);
-    /// let zero = ServerConfig { max_slots: Some(0), ..ServerConfig::default() };
+    /// assert_ne!(server.local_addr().port(), 0);
+    /// let mut zero = ServerConfig::default();
+    /// zero.max_slots = Some(0);
     /// assert!(Server::bind("127.0.0.1:0".parse().unwrap(), zero).is_err());
     /// ```
     pub fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<Server> {
-        let core = GrowableServerCore::new(config.max_slots)
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+        let core = core_for(config.max_slots)?;
+        let listener = TcpListener::bind(addr)?;
         Ok(Server {
-            listener: TcpListener::bind(addr)?,
+            local_addr: listener.local_addr()?,
+            listener,
+            max_slots: config.max_slots,
             core,
             clock: Clock::new(),
             registry: None,
             tokens: TokenRange::new(0..0),
             conns: Vec::new(),
-            free: Vec::new(),
             events: VecDeque::new(),
-            paused_until: None,
         })
     }
 
@@ -289,23 +240,30 @@ impl Server {
     /// ```
     /// # use callosum_mio::Server;
     /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
-    /// assert!(server.local_addr().unwrap().ip().is_loopback());
+    /// assert!(server.local_addr().ip().is_loopback());
     /// ```
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// Registers the listener with `registry` under the first token of `tokens`; accepted
-    /// connections get the others. The server keeps a clone of `registry` for them. The range
-    /// needs at least two tokens; a server registers once.
+    /// connections get the others, by slot. The server keeps a clone of `registry` for them.
+    /// The range needs at least two tokens, and `max_slots + 1` if `max_slots` is set; a
+    /// server registers once.
     ///
     /// ```
-    /// # use callosum_mio::{Server, TokenRange};
+    /// # use callosum_mio::{Server, ServerConfig, TokenRange};
     /// let poll = mio::Poll::new().unwrap();
     /// let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
     /// assert!(server.register(poll.registry(), TokenRange::new(7..8)).is_err());
     /// server.register(poll.registry(), TokenRange::new(7..100)).unwrap();
     /// assert!(server.handles(mio::Token(7)));
+    ///
+    /// let mut config = ServerConfig::default();
+    /// config.max_slots = Some(10);
+    /// let mut bounded = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    /// assert!(bounded.register(poll.registry(), TokenRange::new(100..110)).is_err());
+    /// bounded.register(poll.registry(), TokenRange::new(100..111)).unwrap();
     /// ```
     pub fn register(&mut self, registry: &Registry, tokens: TokenRange) -> io::Result<()> {
         if self.registry.is_some() {
@@ -314,13 +272,35 @@ impl Server {
                 "the server is registered already",
             ));
         }
-        let Some(listener_token) = tokens.token(0).filter(|_| tokens.len() >= 2) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a server needs a token range of at least 2 tokens",
-            ));
-        };
-        registry.register(&mut self.listener, listener_token, Interest::READABLE)?;
+        let room = tokens.len().saturating_sub(1);
+        let room = u32::try_from(room).unwrap_or(u32::MAX);
+        match self.max_slots {
+            _ if room == 0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a server needs a token range of at least 2 tokens",
+                ));
+            }
+            Some(max_slots) if max_slots > room => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "a server with max_slots {max_slots} needs {} tokens, not {}",
+                        u64::from(max_slots) + 1,
+                        tokens.len()
+                    ),
+                ));
+            }
+            Some(_) => {}
+            // Unlimited: the range is the limit. Nothing was accepted yet, so the core
+            // starts afresh.
+            None => self.core = core_for(Some(room))?,
+        }
+        registry.register(
+            &mut self.listener,
+            Token(tokens.start()),
+            Interest::READABLE,
+        )?;
         self.registry = Some(registry.try_clone()?);
         self.tokens = tokens;
         Ok(())
@@ -364,7 +344,8 @@ impl Server {
         }
     }
 
-    /// Lets time pass: ends an accept backoff that is due. Call it after every poll.
+    /// Lets time pass: ends an accept backoff that is due, and accepts what waited. Call it
+    /// after every poll.
     ///
     /// ```
     /// # use callosum_mio::Server;
@@ -373,16 +354,13 @@ impl Server {
     /// assert_eq!(server.poll_timeout(), None);
     /// ```
     pub fn handle_timeout(&mut self) {
-        if self
-            .paused_until
-            .is_some_and(|until| until <= Instant::now())
-        {
-            self.paused_until = None;
-            self.core.handle_timeout(self.clock.now());
-            // Connections that arrived meanwhile raised no new event: accept them now.
-            if self.registry.is_some() {
-                self.accept_all();
-            }
+        if self.core.poll_timeout().is_none() {
+            return;
+        }
+        self.core.handle_timeout(self.clock.now());
+        // Connections that arrived meanwhile raised no new event: accept them now.
+        if self.core.poll_timeout().is_none() && self.registry.is_some() {
+            self.accept_all();
         }
     }
 
@@ -395,7 +373,9 @@ impl Server {
     /// ```
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.paused_until
+        self.core
+            .poll_timeout()
+            .and_then(|resume| self.clock.to_std(resume))
     }
 
     /// The next thing that happened, if any.
@@ -473,7 +453,7 @@ impl Server {
         if self.live_mut(conn).is_err() {
             return false;
         }
-        self.end(conn.index, CloseCause::Closed);
+        self.end(conn.0.slot(), CloseCause::Closed);
         true
     }
 
@@ -488,162 +468,116 @@ impl Server {
     /// ```
     pub fn conn(&self, conn: ServerConnId) -> Option<&Conn> {
         self.conns
-            .get(conn.index as usize)
-            .filter(|entry| entry.generation == conn.generation)
-            .and_then(|entry| entry.live.as_ref())
+            .get(conn.0.slot() as usize)
+            .and_then(Option::as_ref)
+            .filter(|live| live.id == conn.0)
             .map(|live| &live.conn)
     }
 
-    /// The slot `conn` holds; `None` if stale.
-    ///
-    /// ```no_run
-    /// # fn demo(server: &callosum_mio::Server, conn: callosum_mio::ServerConnId) {
-    /// println!("{:?}", server.slot(conn));
-    /// # }
-    /// ```
-    pub fn slot(&self, conn: ServerConnId) -> Option<u32> {
-        self.conns
-            .get(conn.index as usize)
-            .filter(|entry| entry.generation == conn.generation)
-            .and_then(|entry| entry.live.as_ref())
-            .map(|live| live.core.slot())
-    }
-
-    /// How many connections are live, and whether the server is accepting.
+    /// Live connections, whether the server is accepting, and the core's counters.
     ///
     /// ```
     /// # use callosum_mio::Server;
     /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
-    /// assert_eq!(server.status().accept_errors, 0);
+    /// let status = server.status();
+    /// assert_eq!((status.live, status.accepting, status.stats.accept_errors), (0, true, 0));
     /// ```
     pub fn status(&self) -> ServerStatus {
-        ServerStatus {
-            connections: self.core.live(),
-            accepting: self.paused_until.is_none(),
-            accept_errors: self.core.stats().accept_errors,
-        }
-    }
-
-    /// The core's counters: accepted, refused as full, closed, bad releases.
-    ///
-    /// ```
-    /// # use callosum_mio::Server;
-    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
-    /// assert_eq!(server.stats().accepted, 0);
-    /// ```
-    pub fn stats(&self) -> &ServerStats {
-        self.core.stats()
+        self.core.status()
     }
 
     fn live_mut(&mut self, conn: ServerConnId) -> io::Result<&mut Live> {
         self.conns
-            .get_mut(conn.index as usize)
-            .filter(|entry| entry.generation == conn.generation)
-            .and_then(|entry| entry.live.as_mut())
+            .get_mut(conn.0.slot() as usize)
+            .and_then(Option::as_mut)
+            .filter(|live| live.id == conn.0)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "stale connection id"))
     }
 
     fn close_if_ended(&mut self, conn: ServerConnId) {
         let ended = self.live_mut(conn).ok().and_then(|live| live.conn.ended());
         if let Some(ended) = ended {
-            self.end(conn.index, ended.into());
+            self.end(conn.0.slot(), ended.into());
         }
     }
 
-    /// Accepts until the listener would block, or backs off after an accept error.
+    /// Accepts until the listener would block, or backs off after an accept error for want
+    /// of a resource.
     fn accept_all(&mut self) {
-        while self.paused_until.is_none() {
+        while self.core.poll_timeout().is_none() {
             match self.listener.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                // The one connection is gone; the listener is fine.
-                Err(error) if is_per_connection(&error) => {}
-                Err(error) => self.back_off(error.kind()),
+                Err(error) => match adapter::accept_error(&error) {
+                    AcceptError::Pending => break,
+                    // That one connection is gone; the listener is fine.
+                    AcceptError::PerConnection => {}
+                    AcceptError::Resource => self.back_off(error.kind()),
+                },
             }
         }
     }
 
     fn back_off(&mut self, kind: io::ErrorKind) {
         let resume = self.core.handle_accept_error(self.clock.now());
-        // An instant past the end of `std`'s clock cannot come from a 1 s backoff.
-        let resume_at = self.clock.std(resume).unwrap_or_else(Instant::now);
-        self.paused_until = Some(resume_at);
+        // An instant past the end of `std`'s clock cannot come from a pause of at most 1 s.
+        let resume_at = self.clock.to_std(resume).unwrap_or_else(Instant::now);
         self.events
             .push_back(ServerEvent::AcceptFailed { kind, resume_at });
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        let Some(index) = self.free_index() else {
-            self.events.push_back(ServerEvent::Refused {
-                peer,
-                reason: RefuseReason::OutOfTokens,
-            });
+        let Accept::Assigned { conn: id, line } = self.core.handle_accept() else {
+            self.events.push_back(ServerEvent::Refused { peer });
             return;
         };
-        let Accept::Assigned { conn: core, line } = self.core.handle_accept() else {
-            self.free.push(index);
-            self.events.push_back(ServerEvent::Refused {
-                peer,
-                reason: RefuseReason::Full,
-            });
-            return;
-        };
-        let (Some(registry), Some(token)) = (&self.registry, self.tokens.token(index as usize + 1))
-        else {
-            unreachable!("free_index only gives indices with a token of a registered server")
-        };
-        if let Err(error) =
+        let slot = id.slot();
+        // `register` bounded the slots by the range: every slot has its token.
+        let token = Token(self.tokens.start() + 1 + slot as usize);
+        let registered = self.registry.as_ref().map(|registry| {
             registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-        {
-            // Never announced: free the slot quietly and treat it as resource exhaustion.
-            let _ = self.core.handle_closed(core);
-            self.free.push(index);
+        });
+        if let Some(Err(error)) = registered {
+            // Never announced: free the slot quietly and pause, as for any shortage.
+            let _ = self.core.handle_closed(id);
             self.back_off(error.kind());
             return;
         }
-        let entry = &mut self.conns[index as usize];
-        let id = ServerConnId {
-            index,
-            generation: entry.generation,
-        };
-        entry.live = Some(Live {
-            conn: Conn::new(stream, Vec::new(), line.as_bytes().to_vec()),
-            core,
-        });
+        let mut conn = Conn::new(stream, line.as_bytes().to_vec());
+        // One write call for the whole line; the rest, if any, on the next writable event.
+        if conn.flush_line().is_err() {
+            // The peer left before its line: never announced, counted apart.
+            if let Some(registry) = &self.registry {
+                let _ = registry.deregister(conn.stream_mut());
+            }
+            let _ = self.core.handle_lost_before_line(id);
+            return;
+        }
+        let index = slot as usize;
+        if self.conns.len() <= index {
+            // The lowest free slot is at most the number of live connections.
+            self.conns.resize_with(index + 1, || None);
+        }
+        self.conns[index] = Some(Live { conn, id });
         self.events.push_back(ServerEvent::Accepted {
-            conn: id,
-            slot: core.slot(),
+            conn: ServerConnId(id),
+            slot,
             peer,
         });
-        // One write call for the whole line; the rest, if any, on the next writable event.
-        let flushed = self.conns[index as usize]
-            .live
-            .as_mut()
-            .map(|live| live.conn.flush_outbound());
-        if let Some(Err(error)) = flushed {
-            self.end(index, CloseCause::Failed(error.kind()));
-        }
     }
 
-    fn connection_event(&mut self, index: usize, event: &Event) {
-        let Some(entry) = self.conns.get_mut(index) else {
+    fn connection_event(&mut self, slot: usize, event: &Event) {
+        let Some(live) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let id = ServerConnId {
-            index: index as u32,
-            generation: entry.generation,
-        };
-        let Some(live) = entry.live.as_mut() else {
-            return;
-        };
+        let id = ServerConnId(live.id);
         if event.is_writable() || event.is_error() {
-            match live.conn.flush_outbound() {
+            match live.conn.flush_line() {
                 Ok(true) if event.is_writable() => {
                     self.events.push_back(ServerEvent::Writable { conn: id });
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    self.end(id.index, CloseCause::Failed(error.kind()));
+                    self.end(id.0.slot(), CloseCause::Failed(error.kind()));
                     return;
                 }
             }
@@ -653,40 +587,26 @@ impl Server {
         }
     }
 
-    /// A free index of the connection table that has a token, growing the table if needed.
-    fn free_index(&mut self) -> Option<u32> {
-        if let Some(index) = self.free.pop() {
-            return Some(index);
-        }
-        let index = self.conns.len();
-        let fits = index + 1 < self.tokens.len() && u32::try_from(index).is_ok();
-        fits.then(|| {
-            self.conns.push(Entry::default());
-            index as u32
-        })
-    }
-
-    /// Ends the live connection at `index`: closes it, frees its slot, reports it.
-    fn end(&mut self, index: u32, cause: CloseCause) {
-        let entry = &mut self.conns[index as usize];
-        let Some(mut live) = entry.live.take() else {
+    /// Ends the live connection on `slot`: closes it, frees its slot, reports it.
+    fn end(&mut self, slot: u32, cause: CloseCause) {
+        let Some(mut live) = self.conns.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
-        let id = ServerConnId {
-            index,
-            generation: entry.generation,
-        };
-        entry.generation = entry.generation.wrapping_add(1);
-        self.free.push(index);
         if let Some(registry) = &self.registry {
             let _ = registry.deregister(live.conn.stream_mut());
         }
+        let lost = live.conn.line_pending();
         drop(live.conn);
         // The entry was live, so its slot is in use and this is its only release; a failure
-        // would be counted in `stats().bad_releases`, never hidden.
-        if let Ok(slot) = self.core.handle_closed(live.core) {
+        // would be counted in `status().stats.bad_releases`, never hidden.
+        let released = if lost {
+            self.core.handle_lost_before_line(live.id)
+        } else {
+            self.core.handle_closed(live.id)
+        };
+        if let Ok(slot) = released {
             self.events.push_back(ServerEvent::Closed {
-                conn: id,
+                conn: ServerConnId(live.id),
                 slot,
                 cause,
             });
@@ -694,45 +614,18 @@ impl Server {
     }
 }
 
+/// A core numbering at most `max_slots` slots (`None`: unlimited), or why not.
+fn core_for(max_slots: Option<u32>) -> io::Result<GrowableServerCore> {
+    GrowableServerCore::new(max_slots)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))
+}
+
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("listener", &self.listener)
+            .field("local_addr", &self.local_addr)
             .field("tokens", &self.tokens)
             .field("status", &self.status())
-            .field("stats", self.stats())
             .finish_non_exhaustive()
-    }
-}
-
-/// Accept errors that concern one connection only: accept again at once.
-fn is_per_connection(error: &io::Error) -> bool {
-    is_transient(error)
-        || matches!(
-            error.kind(),
-            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-        )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_errors_that_concern_the_listener_are_told_apart() {
-        assert!(is_per_connection(&io::ErrorKind::ConnectionAborted.into()));
-        assert!(is_per_connection(&io::ErrorKind::Interrupted.into()));
-        // EMFILE and friends come as `Other`/`OutOfMemory` kinds: they pause accepting.
-        assert!(!is_per_connection(&io::Error::from_raw_os_error(24)));
-        assert!(!is_per_connection(&io::ErrorKind::OutOfMemory.into()));
-    }
-
-    #[test]
-    fn conn_ids_display_index_and_generation() {
-        let id = ServerConnId {
-            index: 3,
-            generation: 9,
-        };
-        assert_eq!(id.to_string(), "conn 3#9");
     }
 }

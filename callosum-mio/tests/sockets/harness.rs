@@ -1,7 +1,7 @@
-//! A single-threaded loop for the socket tests: a server and/or a client on one `mio`
-//! poll, driven until a condition holds or a deadline passes (never by fixed sleeps).
-//! The server's "application" reads every readable connection until it would block,
-//! keeps what it read per connection, and echoes it back when asked to.
+//! A single-threaded loop for the socket tests: a server, a client and/or a plain listener
+//! on one `mio` poll, driven until a condition holds or a deadline passes (never by fixed
+//! sleeps). The server's "application" reads every readable connection until it would
+//! block, keeps what it read per connection, and echoes it back when asked to.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
@@ -9,23 +9,29 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use callosum_mio::{
-    Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerConnId, ServerEvent, TokenRange,
-    timeout_until,
+    Client, ClientConfig, ClientEvent, LeaseReady, RemoveCause, Server, ServerConfig, ServerConnId,
+    ServerEvent, TokenRange, timeout_until,
 };
-use mio::{Events, Poll};
+use mio::{Events, Interest, Poll, Token};
 
 /// How long any one wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The token of the plain listener, outside every component's range.
+const LISTENER: Token = Token(5);
 
 pub struct Harness {
     poll: Poll,
     events: Events,
     pub server: Option<Server>,
     pub client: Option<Client>,
+    /// A plain listener standing in for a misbehaving server.
+    listener: Option<mio::net::TcpListener>,
     max_slots: usize,
     pub echo: bool,
     pub server_log: Vec<ServerEvent>,
     pub client_log: Vec<ClientEvent>,
+    pub ready_log: Vec<LeaseReady>,
     pub received: HashMap<ServerConnId, Vec<u8>>,
 }
 
@@ -36,41 +42,50 @@ impl Harness {
             events: Events::with_capacity(256),
             server: None,
             client: None,
+            listener: None,
             max_slots: usize::MAX,
             echo: false,
             server_log: Vec::new(),
             client_log: Vec::new(),
+            ready_log: Vec::new(),
             received: HashMap::new(),
         }
     }
 
-    /// Adds a server on 127.0.0.1, port 0, with tokens 10..1000.
-    pub fn with_server(mut self, config: ServerConfig) -> Harness {
+    /// Adds a server on 127.0.0.1, port 0, with `tokens`.
+    pub fn with_server_tokens(mut self, config: ServerConfig, tokens: TokenRange) -> Harness {
         let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
-        server
-            .register(self.poll.registry(), TokenRange::new(10..1000))
-            .unwrap();
+        server.register(self.poll.registry(), tokens).unwrap();
         self.server = Some(server);
         self
     }
 
-    /// Adds a client with tokens 1000..2000 (not started).
-    pub fn with_client(self, config: ClientConfig, seed: u64) -> Harness {
-        self.with_client_tokens(config, seed, TokenRange::new(1000..2000))
+    /// Adds a server on 127.0.0.1, port 0, with tokens 10..1000.
+    pub fn with_server(self, config: ServerConfig) -> Harness {
+        self.with_server_tokens(config, TokenRange::new(10..1000))
     }
 
-    /// Adds a client with `tokens`, a range inside 1000..2000 (not started).
-    pub fn with_client_tokens(
-        mut self,
-        config: ClientConfig,
-        seed: u64,
-        tokens: TokenRange,
-    ) -> Harness {
+    /// Adds a client seeded with `seed`, with tokens from 1000, as many as it needs.
+    pub fn with_client(mut self, mut config: ClientConfig, seed: u64) -> Harness {
         self.max_slots = config.pool.max_slots;
-        let mut client = Client::new(config, seed).unwrap();
+        config.seed = Some(seed);
+        let mut client = Client::new(config).unwrap();
+        let tokens = TokenRange::new(1000..1000 + client.tokens_needed());
         client.register(self.poll.registry(), tokens).unwrap();
         self.client = Some(client);
         self
+    }
+
+    /// Adds a plain listener on 127.0.0.1, port 0, and returns its address.
+    pub fn with_listener(&mut self) -> SocketAddr {
+        let mut listener = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        self.poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        self.listener = Some(listener);
+        addr
     }
 
     pub fn server(&mut self) -> &mut Server {
@@ -82,7 +97,7 @@ impl Harness {
     }
 
     pub fn server_addr(&self) -> SocketAddr {
-        self.server.as_ref().unwrap().local_addr().unwrap()
+        self.server.as_ref().unwrap().local_addr()
     }
 
     /// One turn: poll (until an event, a component's timeout or `deadline`), hand every
@@ -100,7 +115,7 @@ impl Harness {
                 server.handle_event(event);
             } else if let Some(client) = self.client.as_mut().filter(|c| c.handles(token)) {
                 client.handle_event(event);
-            } else {
+            } else if token != LISTENER {
                 panic!("an event for {token:?}, outside every component's range");
             }
         }
@@ -123,6 +138,8 @@ impl Harness {
                 }
             } else if let Some(event) = self.client.as_mut().and_then(Client::poll_event) {
                 self.client_log.push(event);
+            } else if let Some(ready) = self.client.as_mut().and_then(Client::poll_lease_ready) {
+                self.ready_log.push(ready);
             } else {
                 break;
             }
@@ -161,9 +178,31 @@ impl Harness {
     pub fn until(&mut self, what: &str, mut done: impl FnMut(&mut Harness) -> bool) {
         let deadline = Instant::now() + DEADLINE;
         while !done(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}",
+                self.client_log
+            );
             self.turn(deadline);
         }
+    }
+
+    /// Runs turns until the plain listener accepts the client's connection, and returns it
+    /// (blocking, its reads bounded by [`DEADLINE`]).
+    pub fn accept_from_listener(&mut self) -> TcpStream {
+        let mut accepted = None;
+        self.until("the client to connect", |h| {
+            match h.listener.as_ref().unwrap().accept() {
+                Ok((stream, _)) => accepted = Some(stream),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+                Err(error) => panic!("accept failed: {error}"),
+            }
+            accepted.is_some()
+        });
+        let stream: TcpStream = accepted.unwrap().into();
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream
     }
 
     /// The connections accepted so far, with their slots.
@@ -193,6 +232,23 @@ impl Harness {
         self.until("a connection to be accepted", |h| h.accepted().len() > n);
         self.accepted()[n]
     }
+
+    /// The removals the client reported so far: slot and cause.
+    pub fn removed(&self) -> Vec<(u32, RemoveCause)> {
+        self.client_log
+            .iter()
+            .filter_map(|event| match *event {
+                ClientEvent::Removed { slot, cause, .. } => Some((slot, cause)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs turns until the client has reported `n` removals.
+    pub fn until_removed(&mut self, n: usize) -> Vec<(u32, RemoveCause)> {
+        self.until("a removal", |h| h.removed().len() >= n);
+        self.removed()
+    }
 }
 
 /// A blocking client socket whose reads give up after [`DEADLINE`].
@@ -209,9 +265,13 @@ pub fn read_once(stream: &mut TcpStream) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
-/// Reads until the end of the stream.
+/// Reads until the end of the stream; a reset (the peer closed with bytes unread) counts as
+/// the end.
 pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
-    stream.read_to_end(&mut all).unwrap();
-    all
+    match stream.read_to_end(&mut all) {
+        Ok(_) => all,
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => all,
+        Err(error) => panic!("reading to the end: {error}"),
+    }
 }
