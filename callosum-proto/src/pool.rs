@@ -615,7 +615,10 @@ impl<K> Pool<K> {
         let out_of_memory = |_: TryReserveError| PoolConfigError::OutOfMemory { max_slots };
         Ok(Pool {
             max_slots,
-            entries: Slab::try_with_capacity(max_slots).map_err(out_of_memory)?,
+            // Held connections, plus at most as many evicted while leased and not yet returned:
+            // memory stays bounded however long callers keep their leases.
+            entries: Slab::try_bounded(max_slots, max_slots.saturating_mul(2))
+                .map_err(out_of_memory)?,
             idle: IndexedHeap::try_with_capacity(max_slots).map_err(out_of_memory)?,
             held: IndexedHeap::try_with_capacity(max_slots).map_err(out_of_memory)?,
             evicted: 0,
@@ -628,9 +631,9 @@ impl<K> Pool<K> {
     ///
     /// With fewer than `max_slots` held it is kept. Otherwise, if `slot` is strictly lower
     /// than the highest slot held, it is kept and that highest connection is evicted (closed
-    /// now if idle, when returned if leased). Otherwise it is rejected and handed back. (An
-    /// offer is also rejected in the unreachable-in-practice case of a pool already numbering
-    /// `u32::MAX` records, nearly all of them evicted but still leased.)
+    /// now if idle, when returned if leased). Otherwise it is rejected and handed back. An
+    /// offer is also rejected while `max_slots` connections evicted while leased are still
+    /// out, so that callers who keep their leases cannot make the pool grow without bound.
     ///
     /// ```
     /// use callosum_proto::ServerId;
@@ -1283,5 +1286,24 @@ mod tests {
             PoolConfigError::TooManySlots { max_slots: 7 }.to_string(),
             alloc::format!("max_slots is 7, above the limit of {RECORD_LIMIT}")
         );
+    }
+
+    #[test]
+    fn leases_kept_forever_cannot_grow_the_pool_past_twice_max_slots() {
+        let mut pool = pool(1);
+        let mut leases = alloc::vec::Vec::new();
+        for slot in (0..10).rev() {
+            match pool.offer(ServerId(1), slot, slot) {
+                Offer::Kept(_) | Offer::Replaced { .. } => {
+                    leases.push(pool.checkout().expect("the new one is idle"))
+                }
+                Offer::Rejected(conn) => assert_eq!(conn, slot),
+            }
+            assert!(pool.footprint() <= 2, "{} records", pool.footprint());
+        }
+        assert_eq!(pool.status().evicted_awaiting_return, 1);
+        assert_eq!(pool.status().held, 1);
+        assert_eq!(leases.len(), 2, "one held, one evicted, the rest rejected");
+        assert_consistent(&pool);
     }
 }

@@ -147,6 +147,22 @@ impl<T> Slab<T> {
         Ok(Slab::empty(entries, MAX_LEN))
     }
 
+    /// An empty slab with room for `capacity` values reserved now, that never holds more than
+    /// `bound` (at most [`MAX_LEN`]); a failed allocation is reported instead of aborting.
+    ///
+    /// ```
+    /// use callosum_proto::slab::Slab;
+    ///
+    /// let mut slab = Slab::try_bounded(1, 2).unwrap();
+    /// assert!(slab.insert('a').is_ok() && slab.insert('b').is_ok());
+    /// assert_eq!(slab.insert('c'), Err('c'));
+    /// ```
+    pub fn try_bounded(capacity: usize, bound: usize) -> Result<Slab<T>, TryReserveError> {
+        let mut entries = Vec::new();
+        entries.try_reserve_exact(capacity.min(bound))?;
+        Ok(Slab::empty(entries, bound.min(MAX_LEN)))
+    }
+
     /// An empty slab that never holds more than `bound` values (at most [`MAX_LEN`]), so
     /// every index stays below `bound`. Room for all of them is allocated now: inserting
     /// never allocates.
