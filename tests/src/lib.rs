@@ -5,11 +5,14 @@
 //! model decides what "correct" means for both. A check panics with a message naming the
 //! broken rule; proptest and libFuzzer both report a panic as a failure.
 //!
-//! With the `adapters` feature (on by default; the fuzz crate turns it off), [`loopback`]
+//! With the `adapters` feature (on by default; the fuzz crate turns it off), [`conformance`]
+//! is the harness of the conformance suite run against every adapter, and [`loopback`]
 //! holds the servers that the benchmark programs in `src/bin/` measure.
 
 pub mod allocator_model;
 pub mod client_check;
+#[cfg(feature = "adapters")]
+pub mod conformance;
 #[cfg(feature = "adapters")]
 pub mod loopback;
 pub mod pool_model;

@@ -164,7 +164,7 @@ fn serve_mio(ready: &Sender<io::Result<SocketAddr>>) -> io::Result<()> {
     let mut server =
         callosum_mio::Server::bind(localhost(), callosum_mio::ServerConfig::default())?;
     server.register(poll.registry(), TokenRange::new(0..TOKENS))?;
-    let _ = ready.send(Ok(server.local_addr()?));
+    let _ = ready.send(Ok(server.local_addr()));
     callosum_mio::run(&mut poll, Some(&mut server), None, |parts, happened| {
         if let (Happened::Server(ServerEvent::Readable { conn }), Some(server)) =
             (happened, parts.server.as_deref_mut())

@@ -37,23 +37,23 @@ fn idle_signal() -> impl Strategy<Value = IdleSignal> {
 fn op() -> impl Strategy<Value = ClientOp> {
     let pick = || any::<usize>();
     prop_oneof![
-        any::<u8>().prop_map(ClientOp::AddServer),
-        any::<u8>().prop_map(ClientOp::RemoveServer),
-        pick().prop_map(ClientOp::Connected),
-        pick().prop_map(ClientOp::ConnectFailed),
+        1 => any::<u8>().prop_map(ClientOp::AddServer),
+        1 => any::<u8>().prop_map(ClientOp::RemoveServer),
+        1 => pick().prop_map(ClientOp::Connected),
+        1 => pick().prop_map(ClientOp::ConnectFailed),
         4 => (pick(), line()).prop_map(|(at, bytes)| ClientOp::Received(at, bytes)),
-        pick().prop_map(ClientOp::Closed),
-        pick().prop_map(ClientOp::ReadFailed),
+        1 => pick().prop_map(ClientOp::Closed),
+        1 => pick().prop_map(ClientOp::ReadFailed),
         3 => Just(ClientOp::Checkout),
-        Just(ClientOp::JoinLine),
-        pick().prop_map(ClientOp::CheckoutInLine),
-        pick().prop_map(ClientOp::LeaveLine),
+        1 => Just(ClientOp::JoinLine),
+        1 => pick().prop_map(ClientOp::CheckoutInLine),
+        1 => pick().prop_map(ClientOp::LeaveLine),
         3 => (pick(), lease_end()).prop_map(|(at, end)| ClientOp::Checkin(at, end)),
-        pick().prop_map(ClientOp::StaleCheckin),
-        pick().prop_map(ClientOp::Detach),
-        (pick(), idle_signal()).prop_map(|(at, signal)| ClientOp::Idle(at, signal)),
-        (0u64..5_000_000).prop_map(ClientOp::Advance),
-        Just(ClientOp::AdvanceToTimeout),
+        1 => pick().prop_map(ClientOp::StaleCheckin),
+        1 => pick().prop_map(ClientOp::Detach),
+        1 => (pick(), idle_signal()).prop_map(|(at, signal)| ClientOp::Idle(at, signal)),
+        1 => (0u64..5_000_000).prop_map(ClientOp::Advance),
+        1 => Just(ClientOp::AdvanceToTimeout),
     ]
 }
 

@@ -29,9 +29,10 @@ use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use callosum_mio::{ClientEvent as MioEvent, Happened, ServerEvent, TokenRange};
-use callosum_proto::{PoolConfig, Rng, RoverConfig};
-use callosum_smol::{ClientEvent as SmolEvent, PooledConn};
+use callosum_mio::{Happened, LeaseReady, ServerEvent, TokenRange};
+use callosum_proto::Rng;
+use callosum_proto::client::{ClientConfig, ClientEvent};
+use callosum_smol::PooledConn;
 use mio::{Poll, Token, Waker};
 use smol::channel;
 use smol::future;
@@ -291,7 +292,7 @@ fn start_instance(
             let mut server =
                 callosum_mio::Server::bind(addr, callosum_mio::ServerConfig::default())?;
             server.register(poll.registry(), TokenRange::new(0..TOKENS))?;
-            let addr = server.local_addr()?;
+            let addr = server.local_addr();
             let thread = thread::Builder::new().name(name).spawn({
                 let shared = Arc::clone(shared);
                 move || serve_mio(poll, server, &shared)
@@ -396,12 +397,10 @@ fn serve_mio(mut poll: Poll, mut server: callosum_mio::Server, shared: &ServerSh
                     for conn in lines.keys() {
                         server.close(*conn);
                     }
-                    shared
-                        .live
-                        .store(server.status().connections, Ordering::Relaxed);
+                    shared.live.store(server.status().live, Ordering::Relaxed);
                     shared
                         .accepted
-                        .store(server.stats().accepted, Ordering::Relaxed);
+                        .store(server.status().stats.accepted, Ordering::Relaxed);
                     return ControlFlow::Break(());
                 }
                 let now = Instant::now();
@@ -415,12 +414,10 @@ fn serve_mio(mut poll: Poll, mut server: callosum_mio::Server, shared: &ServerSh
                     }
                     false
                 });
-                shared
-                    .live
-                    .store(server.status().connections, Ordering::Relaxed);
+                shared.live.store(server.status().live, Ordering::Relaxed);
                 shared
                     .accepted
-                    .store(server.stats().accepted, Ordering::Relaxed);
+                    .store(server.status().stats.accepted, Ordering::Relaxed);
                 if let Some(next) = replies.iter().map(|(due, ..)| *due).min() {
                     parts.wake_at(next);
                 }
@@ -433,7 +430,7 @@ fn serve_mio(mut poll: Poll, mut server: callosum_mio::Server, shared: &ServerSh
     if ran.is_err() {
         return u32::MAX;
     }
-    server.status().connections
+    server.status().live
 }
 
 // ---------------------------------------------------------------------------------------
@@ -481,12 +478,14 @@ enum Command {
     Remove(SocketAddr),
 }
 
-fn rover_config() -> RoverConfig {
-    RoverConfig {
-        interval: Duration::from_millis(50),
-        jitter: Duration::from_millis(25),
-        ..RoverConfig::default()
-    }
+/// A client of `max_slots` connections that roves every 50 ms (± 25), for either adapter.
+fn client_config(max_slots: usize, seed: u64) -> ClientConfig {
+    let mut config = ClientConfig::default();
+    config.pool.max_slots = max_slots;
+    config.rover.interval = Duration::from_millis(50);
+    config.rover.jitter = Duration::from_millis(25);
+    config.seed = Some(seed);
+    config
 }
 
 /// How the controller reaches a client.
@@ -539,12 +538,7 @@ impl SoakClient {
 fn start_smol_client(servers: &[SocketAddr], seed: u64) -> io::Result<SoakClient> {
     let tally = Arc::new(ClientTally::default());
     let (commands, received) = channel::unbounded();
-    let config = callosum_smol::ClientConfig {
-        pool: PoolConfig { max_slots: 16 },
-        rover: rover_config(),
-        seed,
-        ..callosum_smol::ClientConfig::default()
-    };
+    let config = client_config(16, seed);
     let (client, driver) = callosum_smol::Client::new(config).map_err(io::Error::other)?;
     for &addr in servers {
         client.add_server(addr);
@@ -578,7 +572,7 @@ fn smol_client(
             let client = client.clone();
             async move {
                 loop {
-                    count_smol_event(tally, &client.next_event().await);
+                    count_event(tally, &client.next_event().await);
                 }
             }
         });
@@ -594,7 +588,7 @@ fn smol_client(
         }
         events.cancel().await;
         while let Some(event) = client.try_next_event() {
-            count_smol_event(tally, &event);
+            count_event(tally, &event);
         }
         // The last handle: the client closes and its driver ends.
         drop(client);
@@ -602,14 +596,15 @@ fn smol_client(
     }));
 }
 
-fn count_smol_event(tally: &ClientTally, event: &SmolEvent) {
+/// Counts a client event, the same for every adapter.
+fn count_event(tally: &ClientTally, event: &ClientEvent) {
     let counter = match event {
-        SmolEvent::Kept { .. } => &tally.kept,
-        SmolEvent::Rejected { .. } => &tally.rejected,
-        SmolEvent::Evicted { .. } => &tally.evicted,
-        SmolEvent::Removed { .. } => &tally.removed,
-        SmolEvent::Unreachable { .. } => &tally.unreachable,
-        SmolEvent::HandshakeFailed { .. } => &tally.handshake_failed,
+        ClientEvent::Kept { .. } => &tally.kept,
+        ClientEvent::Rejected { .. } => &tally.rejected,
+        ClientEvent::Evicted { .. } => &tally.evicted,
+        ClientEvent::Removed { .. } => &tally.removed,
+        ClientEvent::Unreachable { .. } => &tally.unreachable,
+        ClientEvent::HandshakeFailed { .. } => &tally.handshake_failed,
         _ => return,
     };
     ClientTally::add(counter);
@@ -662,21 +657,15 @@ fn start_mio_client(servers: &[SocketAddr], seed: u64) -> io::Result<SoakClient>
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), Token(TOKENS))?);
     let stop = Arc::new(AtomicBool::new(false));
-    let config = callosum_mio::ClientConfig {
-        pool: PoolConfig { max_slots: 8 },
-        rover: rover_config(),
-    };
-    let mut client = callosum_mio::Client::new(config, seed).map_err(io::Error::other)?;
+    let mut client = callosum_mio::Client::new(client_config(8, seed)).map_err(io::Error::other)?;
     client.register(poll.registry(), TokenRange::new(0..TOKENS))?;
-    let mut ids = HashMap::new();
     for &addr in servers {
-        ids.insert(addr, client.add_server(addr));
+        client.add_server(addr);
     }
-    client.start();
     let thread = thread::Builder::new().name("mio-client".into()).spawn({
         let tally = Arc::clone(&tally);
         let stop = Arc::clone(&stop);
-        move || mio_client(poll, client, ids, &tally, &received, &stop)
+        move || mio_client(poll, client, &tally, &received, &stop)
     })?;
     Ok(SoakClient {
         adapter: Adapter::Mio,
@@ -702,7 +691,6 @@ struct Outstanding {
 fn mio_client(
     mut poll: Poll,
     mut client: callosum_mio::Client,
-    mut ids: HashMap<SocketAddr, callosum_mio::ServerId>,
     tally: &ClientTally,
     commands: &mpsc::Receiver<Command>,
     stop: &AtomicBool,
@@ -714,7 +702,11 @@ fn mio_client(
             return ControlFlow::Break(());
         };
         match happened {
-            Happened::Client(MioEvent::Readable { lease }) => {
+            Happened::Lease(LeaseReady {
+                lease,
+                readable: true,
+                ..
+            }) => {
                 let Some(at) = outstanding.iter().position(|o| o.lease.id() == lease) else {
                     return ControlFlow::Continue(());
                 };
@@ -724,24 +716,22 @@ fn mio_client(
                     finish_mio(client, tally, request.lease, answered);
                 }
             }
-            Happened::Client(event) => count_mio_event(tally, &event),
+            Happened::Client(event) => count_event(tally, &event),
             Happened::Woke => {
                 if stop.load(Ordering::Relaxed) {
                     for request in outstanding.drain(..) {
                         client.checkin_broken(request.lease);
                     }
-                    client.stop();
+                    client.close();
                     return ControlFlow::Break(());
                 }
                 while let Ok(command) = commands.try_recv() {
                     match command {
                         Command::Add(addr) => {
-                            ids.insert(addr, client.add_server(addr));
+                            client.add_server(addr);
                         }
                         Command::Remove(addr) => {
-                            if let Some(id) = ids.remove(&addr) {
-                                client.remove_server(id);
-                            }
+                            client.remove_server(addr);
                         }
                     }
                 }
@@ -782,7 +772,7 @@ fn mio_client(
         eprintln!("soak: the mio client's loop failed: {error}");
     }
     while let Some(event) = client.poll_event() {
-        count_mio_event(tally, &event);
+        count_event(tally, &event);
     }
 }
 
@@ -826,19 +816,6 @@ fn finish_mio(
         ClientTally::add(&tally.requests_failed);
         client.checkin_broken(lease);
     }
-}
-
-fn count_mio_event(tally: &ClientTally, event: &MioEvent) {
-    let counter = match event {
-        MioEvent::Kept { .. } => &tally.kept,
-        MioEvent::Rejected { .. } => &tally.rejected,
-        MioEvent::Evicted { .. } => &tally.evicted,
-        MioEvent::Removed { .. } => &tally.removed,
-        MioEvent::Unreachable { .. } => &tally.unreachable,
-        MioEvent::HandshakeFailed { .. } => &tally.handshake_failed,
-        _ => return,
-    };
-    ClientTally::add(counter);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,17 +1,15 @@
-//! The two adapters against each other and against one conformance suite: the checks are
-//! written once, over the harness, and run for each adapter (`<check>::smol`,
+//! The adapters against each other and against one conformance suite: the checks are
+//! written once, over the harness in `callosum_tests::conformance`, and run for each adapter (`<check>::smol`,
 //! `<check>::mio`) or each client x server pair (`<check>::<client>_to_<server>`).
 //!
 //! Loopback sockets on port 0; every wait is bounded by a deadline; each component runs on a
 //! thread of its own that is stopped and joined when the test lets go of it.
 
 mod client_checks;
-mod harness;
-mod mio_side;
 mod server_checks;
-mod smol_side;
 
-use harness::{Adapter, Outcome};
+use callosum_proto::client::ClientEvent;
+use callosum_tests::conformance::Adapter;
 
 /// What the examples print for a replacement: both report the new connection kept, then the
 /// old one evicted. For the same scenario both adapters tell the same story.
@@ -23,10 +21,10 @@ fn examples_agree_on_a_replacement() {
 }
 
 /// The events without the servers' addresses, which differ from run to run.
-fn story(events: &[Outcome]) -> Vec<String> {
-    let line = |event: &Outcome| match event {
-        Outcome::Kept { slot, .. } => format!("kept slot {slot}"),
-        Outcome::Evicted { slot, .. } => format!("evicted slot {slot}"),
+fn story(events: &[ClientEvent]) -> Vec<String> {
+    let line = |event: &ClientEvent| match event {
+        ClientEvent::Kept { slot, .. } => format!("kept slot {slot}"),
+        ClientEvent::Evicted { slot, .. } => format!("evicted slot {slot}"),
         other => panic!("not a pool change: {other:?}"),
     };
     events.iter().map(line).collect()

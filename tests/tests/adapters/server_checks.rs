@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use socket2::SockRef;
 
-use crate::harness::{Adapter, ServerUnderTest, connect, each_adapter, read_once, read_to_end};
+use callosum_tests::conformance::{Adapter, ServerUnderTest, connect, read_once, read_to_end};
+use callosum_tests::each_adapter;
 
 each_adapter!(
     lowest_free_slot_each_line_in_one_read_and_reuse,

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use callosum_proto::PoolConfig;
-use callosum_smol::{Client, ClientConfig, Server, ServerConfig, ServerConn};
+use callosum_smol::{Client, Server, ServerConfig, ServerConn};
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::{Executor, LocalExecutor, Timer, future};
 
-use crate::harness::{Adapter, Background, DEADLINE, ServerUnderTest, quick_rover};
+use callosum_tests::conformance::{
+    Adapter, Background, DEADLINE, ServerUnderTest, client_config, quick_rover,
+};
 
 const TASKS: usize = 32;
 const MAX_SLOTS: usize = 8;
@@ -137,15 +138,7 @@ fn smol_tasks_share_a_pool_while_a_server_restarts() {
     let addr = restarting.addr;
     // The harness's server stands in for the first life; later lives are bound to its port.
     let mut restarting = Some(restarting);
-    let config = ClientConfig {
-        pool: PoolConfig {
-            max_slots: MAX_SLOTS,
-        },
-        rover: quick_rover(),
-        seed: 11,
-        ..ClientConfig::default()
-    };
-    let (client, driver) = Client::new(config).unwrap();
+    let (client, driver) = Client::new(client_config(MAX_SLOTS, quick_rover())).unwrap();
     client.add_server(steady.addr);
     client.add_server(addr);
     let executor = Executor::new();

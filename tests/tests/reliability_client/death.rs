@@ -14,13 +14,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use callosum_proto::PoolConfig;
 use mio::{Events, Poll};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{LocalExecutor, Timer, future};
 
-use crate::harness::{Adapter, DEADLINE, ServerUnderTest, quick_rover};
 use crate::resetting::ResettingServer;
+use callosum_tests::conformance::{Adapter, DEADLINE, ServerUnderTest, client_config, quick_rover};
 
 /// Runs the story for each adapter and each way to die, as `death::<adapter>_<death>`.
 macro_rules! each_death {
@@ -95,14 +94,7 @@ fn held_on(status: &[(SocketAddr, Vec<u32>)], servers: &[SocketAddr]) -> Vec<Vec
 fn smol(dying: Dying) {
     let survivor = ServerUnderTest::start(Adapter::Smol, None);
     let (a, b) = (dying.addr(), survivor.addr);
-    let config = callosum_smol::ClientConfig {
-        pool: PoolConfig {
-            max_slots: MAX_SLOTS,
-        },
-        rover: quick_rover(),
-        seed: 11,
-        ..callosum_smol::ClientConfig::default()
-    };
+    let config = client_config(MAX_SLOTS, quick_rover());
     let (client, driver) = callosum_smol::Client::new(config).unwrap();
     let executor = LocalExecutor::new();
     executor.spawn(driver).detach();
@@ -202,27 +194,21 @@ struct MioClient {
     poll: Poll,
     events: Events,
     client: callosum_mio::Client,
-    /// Everything the client reported but readiness, in order.
+    /// Everything the client reported, in order.
     seen: Vec<callosum_mio::ClientEvent>,
 }
 
 impl MioClient {
     fn start(servers: &[SocketAddr]) -> MioClient {
         let poll = Poll::new().unwrap();
-        let config = callosum_mio::ClientConfig {
-            pool: PoolConfig {
-                max_slots: MAX_SLOTS,
-            },
-            rover: quick_rover(),
-        };
-        let mut client = callosum_mio::Client::new(config, 11).unwrap();
+        let config = client_config(MAX_SLOTS, quick_rover());
+        let mut client = callosum_mio::Client::new(config).unwrap();
         client
             .register(poll.registry(), callosum_mio::TokenRange::new(0..10_000))
             .unwrap();
         for &server in servers {
             client.add_server(server);
         }
-        client.start();
         MioClient {
             poll,
             events: Events::with_capacity(64),
@@ -252,13 +238,7 @@ impl MioClient {
             }
             self.client.handle_timeout();
             while let Some(event) = self.client.poll_event() {
-                if !matches!(
-                    event,
-                    callosum_mio::ClientEvent::Readable { .. }
-                        | callosum_mio::ClientEvent::Writable { .. }
-                ) {
-                    self.seen.push(event);
-                }
+                self.seen.push(event);
             }
         }
     }
@@ -269,7 +249,7 @@ impl MioClient {
             .status()
             .servers
             .into_iter()
-            .map(|held| (held.addr, held.slots))
+            .map(|held| (held.server, held.slots))
             .collect();
         held_on(&status, servers)
     }
@@ -284,8 +264,8 @@ impl MioClient {
     /// Whether the client reported that `slot` on `server` left the pool.
     fn removed(&self, server: SocketAddr, slot: u32) -> bool {
         self.seen.iter().any(|event| {
-            matches!(event, callosum_mio::ClientEvent::Removed { addr, slot: gone, .. }
-                if (*addr, *gone) == (server, slot))
+            matches!(event, callosum_mio::ClientEvent::Removed { server: gone_from, slot: gone, .. }
+                if (*gone_from, *gone) == (server, slot))
         })
     }
 }
@@ -300,10 +280,10 @@ fn mio(dying: Dying) {
         client.client.checkout().unwrap(),
         client.client.checkout().unwrap(),
     ];
-    leases.sort_by_key(|lease| lease.addr() != a);
+    leases.sort_by_key(|lease| lease.server() != a);
     let [on_a, on_b] = leases;
-    assert_eq!((on_a.addr(), on_a.slot()), (a, 0));
-    assert_eq!((on_b.addr(), on_b.slot()), (b, 0));
+    assert_eq!((on_a.server(), on_a.slot()), (a, 0));
+    assert_eq!((on_b.server(), on_b.slot()), (b, 0));
 
     dying.kill();
     client.settle(&servers, [vec![0], vec![0, 1, 2]]);

@@ -13,10 +13,12 @@ use callosum_proto::rover::{ConnectFailure, HandshakeFailure};
 use callosum_proto::slot_line::MAX_LINE_LEN;
 use socket2::SockRef;
 
-use crate::harness::{
-    Adapter, ClientSpec, ClientUnderTest, DEADLINE, Outcome, accept_within, each_adapter,
-    one_attempt, raw_listener, read_to_end,
+use callosum_proto::client::ClientEvent;
+use callosum_tests::conformance::{
+    Adapter, ClientSpec, ClientUnderTest, DEADLINE, accept_within, one_attempt, raw_listener,
+    read_to_end,
 };
+use callosum_tests::each_adapter;
 
 each_adapter!(
     every_bad_line_fails_the_handshake,
@@ -93,14 +95,14 @@ const BAD_LINES: &[(&[u8], DecodeError)] = &[
 ];
 
 /// What the client reported first about its attempt: a connection or a failure.
-fn first_outcome(client: &ClientUnderTest) -> Outcome {
+fn first_outcome(client: &ClientUnderTest) -> ClientEvent {
     client.event_where("the attempt's outcome", |e| {
         matches!(
             e,
-            Outcome::Kept { .. }
-                | Outcome::Rejected { .. }
-                | Outcome::Unreachable { .. }
-                | Outcome::HandshakeFailed { .. }
+            ClientEvent::Kept { .. }
+                | ClientEvent::Rejected { .. }
+                | ClientEvent::Unreachable { .. }
+                | ClientEvent::HandshakeFailed { .. }
         )
     })
 }
@@ -112,8 +114,8 @@ fn closed_and_not_kept(client: &ClientUnderTest, accepted: &mut TcpStream) {
     assert_eq!(client.held(), 0, "nothing kept from a hostile server");
 }
 
-fn handshake_failed(reason: HandshakeFailure) -> impl Fn(std::net::SocketAddr) -> Outcome {
-    move |server| Outcome::HandshakeFailed { server, reason }
+fn handshake_failed(reason: HandshakeFailure) -> impl Fn(std::net::SocketAddr) -> ClientEvent {
+    move |server| ClientEvent::HandshakeFailed { server, reason }
 }
 
 fn every_bad_line_fails_the_handshake(adapter: Adapter) {
@@ -190,7 +192,7 @@ fn slow_but_timely_server_is_kept(adapter: Adapter) {
     drip(&mut accepted, b"7\r\n");
     assert_eq!(
         first_outcome(&client),
-        Outcome::Kept {
+        ClientEvent::Kept {
             server: addr,
             slot: 7
         }
@@ -221,7 +223,7 @@ fn garbage_flood_is_rejected_within_a_line(adapter: Adapter) {
         };
         (written, error)
     });
-    let Outcome::HandshakeFailed {
+    let ClientEvent::HandshakeFailed {
         server,
         reason: HandshakeFailure::Decode(error),
     } = first_outcome(&client)
@@ -276,7 +278,7 @@ fn server_resetting_at_once_fails_the_attempt(adapter: Adapter) {
     let outcome = first_outcome(&client);
     assert!(
         outcome
-            == Outcome::Unreachable {
+            == ClientEvent::Unreachable {
                 server: addr,
                 reason: ConnectFailure::Reset
             }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use callosum_proto::Rng;
 use socket2::SockRef;
 
-use crate::harness::{Adapter, DEADLINE, ServerUnderTest, connect, read_once};
+use callosum_tests::conformance::{Adapter, DEADLINE, ServerUnderTest, connect, read_once};
 
 each_server_in_child!(churn);
 

@@ -10,7 +10,7 @@ use mio::{Poll, Token, Waker};
 use smol::LocalExecutor;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Adapter, Background, ServerUnderTest, Watch};
+use callosum_tests::conformance::{Adapter, Background, ServerUnderTest, Watch};
 
 /// A server under test (stopped and joined on drop) and its count of accept errors.
 pub struct Counted {
@@ -83,7 +83,7 @@ fn mio_server() -> Counted {
     server
         .register(poll.registry(), TokenRange::new(1..1_000))
         .unwrap();
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     let live = Arc::new(Watch::default());
     let accept_errors = Arc::new(AtomicU64::new(0));
     let published = Arc::clone(&live);
@@ -94,12 +94,12 @@ fn mio_server() -> Counted {
         let _waker = keep_waker;
         run(&mut poll, Some(&mut server), None, |parts, happened| {
             let server = parts.server.as_deref_mut().expect("run drives the server");
-            counted.store(server.status().accept_errors, Ordering::Relaxed);
+            counted.store(server.status().stats.accept_errors, Ordering::Relaxed);
             match happened {
                 Happened::Server(ServerEvent::Readable { conn }) => echo(server, conn),
                 Happened::Foreign(_) => return ControlFlow::Break(()),
-                Happened::Woke => published.set(server.status().connections),
-                Happened::Server(_) | Happened::Client(_) => {}
+                Happened::Woke => published.set(server.status().live),
+                Happened::Server(_) | Happened::Client(_) | Happened::Lease(_) => {}
             }
             ControlFlow::Continue(())
         })

@@ -14,7 +14,7 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use socket2::{Domain, Socket, Type};
 
 use crate::counted::Counted;
-use crate::harness::{Adapter, DEADLINE, connect, read_once};
+use callosum_tests::conformance::{Adapter, DEADLINE, connect, read_once};
 
 each_server_in_child!(exhaustion);
 

@@ -7,27 +7,12 @@
 //! a child process of its own, this binary run again for that one test ([`in_child`]).
 #![cfg(target_os = "linux")]
 
-#[allow(
-    dead_code,
-    unused_imports,
-    unused_macros,
-    reason = "the adapters binary uses the rest"
-)]
-#[path = "../adapters/harness.rs"]
-mod harness;
-#[allow(dead_code, reason = "the adapters binary uses the rest")]
-#[path = "../adapters/mio_side.rs"]
-mod mio_side;
-#[allow(dead_code, reason = "the adapters binary uses the rest")]
-#[path = "../adapters/smol_side.rs"]
-mod smol_side;
-
 use std::env;
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use harness::Adapter;
+use callosum_tests::conformance::Adapter;
 
 /// In the module of a check with the module's name, the check's tests for each server
 /// adapter, each run in a child process: `<check>::smol` and `<check>::mio`.
@@ -37,7 +22,7 @@ macro_rules! each_server_in_child {
         fn smol() {
             $crate::in_child(
                 concat!(stringify!($check), "::smol"),
-                $crate::harness::Adapter::Smol,
+                callosum_tests::conformance::Adapter::Smol,
                 $check,
             );
         }
@@ -46,7 +31,7 @@ macro_rules! each_server_in_child {
         fn mio() {
             $crate::in_child(
                 concat!(stringify!($check), "::mio"),
-                $crate::harness::Adapter::Mio,
+                callosum_tests::conformance::Adapter::Mio,
                 $check,
             );
         }

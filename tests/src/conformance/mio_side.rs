@@ -7,14 +7,12 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, mpsc};
 
 use callosum_mio::{
-    Client, ClientConfig, ClientEvent, Happened, Lease, LeaseId, Server, ServerConfig,
-    ServerConnId, ServerEvent, TokenRange, run,
+    Client, Happened, Lease, LeaseId, LeaseReady, Server, ServerConfig, ServerConnId, ServerEvent,
+    TokenRange, run,
 };
 use mio::{Poll, Token, Waker};
 
-use crate::harness::{
-    Background, ClientSpec, ClientUnderTest, Command, Held, Outcome, Reply, ServerUnderTest, Watch,
-};
+use super::{Background, ClientSpec, ClientUnderTest, Command, Reply, ServerUnderTest, Watch};
 
 /// The waker's token; the components get the tokens after it.
 const WAKE: Token = Token(0);
@@ -23,13 +21,14 @@ fn components() -> TokenRange {
     TokenRange::new(1..10_000)
 }
 
-pub fn server(max_slots: Option<u32>) -> ServerUnderTest {
+pub(super) fn server(max_slots: Option<u32>) -> ServerUnderTest {
     let mut poll = Poll::new().unwrap();
     let waker = Arc::new(Waker::new(poll.registry(), WAKE).unwrap());
-    let config = ServerConfig { max_slots };
+    let mut config = ServerConfig::default();
+    config.max_slots = max_slots;
     let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
     server.register(poll.registry(), components()).unwrap();
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     let live = Arc::new(Watch::default());
     let published = Arc::clone(&live);
     let keep_waker = Arc::clone(&waker);
@@ -56,8 +55,8 @@ pub fn server(max_slots: Option<u32>) -> ServerUnderTest {
                     unsent.remove(&conn);
                 }
                 Happened::Foreign(_) => return ControlFlow::Break(()),
-                Happened::Woke => published.set(server.status().connections),
-                Happened::Server(_) | Happened::Client(_) => {}
+                Happened::Woke => published.set(server.status().live),
+                Happened::Server(_) | Happened::Client(_) | Happened::Lease(_) => {}
             }
             ControlFlow::Continue(())
         })
@@ -93,19 +92,14 @@ struct Trip {
     reply: mpsc::Sender<Result<Reply, String>>,
 }
 
-pub fn client(spec: ClientSpec) -> ClientUnderTest {
+pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
     let mut poll = Poll::new().unwrap();
     let waker = Arc::new(Waker::new(poll.registry(), WAKE).unwrap());
-    let config = ClientConfig {
-        pool: spec.pool,
-        rover: spec.rover,
-    };
-    let mut client = Client::new(config, spec.seed).unwrap();
+    let mut client = Client::new(spec.config).unwrap();
     client.register(poll.registry(), components()).unwrap();
     for &server in &spec.servers {
         client.add_server(server);
     }
-    client.start();
     let (events_sender, events) = mpsc::channel();
     let (commands, received) = mpsc::channel();
     let keep_waker = Arc::clone(&waker);
@@ -116,31 +110,30 @@ pub fn client(spec: ClientSpec) -> ClientUnderTest {
         run(&mut poll, None, Some(&mut client), |parts, happened| {
             let client = parts.client.as_deref_mut().expect("run drives the client");
             match happened {
-                Happened::Client(ClientEvent::Readable { lease }) => {
+                Happened::Lease(LeaseReady {
+                    lease,
+                    readable: true,
+                    ..
+                }) => {
                     trip = trip
                         .take()
                         .and_then(|trip| read_answer(client, trip, lease));
                 }
+                Happened::Lease(_) => {}
                 Happened::Client(event) => {
-                    if let Some(outcome) = outcome(event) {
-                        let _ = events_sender.send(outcome);
-                    }
+                    let _ = events_sender.send(event);
                 }
                 Happened::Foreign(_) => {
                     for command in received.try_iter() {
                         match command {
                             Command::Status(reply) => {
-                                let _ = reply.send(status(client));
+                                let _ = reply.send(client.status().servers);
                             }
                             Command::RoundTrip(line, reply) => {
                                 trip = send_request(client, &line, reply);
                             }
                             Command::RemoveServer(server, reply) => {
-                                let known = client.status().servers;
-                                let id = known.iter().find(|held| held.addr == server);
-                                let removed =
-                                    id.is_some_and(|held| client.remove_server(held.server));
-                                let _ = reply.send(removed);
+                                let _ = reply.send(client.remove_server(server));
                             }
                             Command::Stop => return ControlFlow::Break(()),
                         }
@@ -167,44 +160,6 @@ pub fn client(spec: ClientSpec) -> ClientUnderTest {
     }
 }
 
-fn outcome(event: ClientEvent) -> Option<Outcome> {
-    Some(match event {
-        ClientEvent::Kept { addr, slot, .. } => Outcome::Kept { server: addr, slot },
-        ClientEvent::Rejected { addr, slot, .. } => Outcome::Rejected { server: addr, slot },
-        ClientEvent::Evicted { addr, slot, .. } => Outcome::Evicted { server: addr, slot },
-        ClientEvent::Unreachable { addr, reason, .. } => Outcome::Unreachable {
-            server: addr,
-            reason,
-        },
-        ClientEvent::HandshakeFailed { addr, reason, .. } => Outcome::HandshakeFailed {
-            server: addr,
-            reason,
-        },
-        ClientEvent::NoServers => Outcome::NoServers,
-        ClientEvent::Removed {
-            addr, slot, cause, ..
-        } => Outcome::Removed {
-            server: addr,
-            slot,
-            cause: cause.to_string(),
-        },
-        ClientEvent::Readable { .. } | ClientEvent::Writable { .. } => return None,
-        other => panic!("a mio client event the harness does not know: {other:?}"),
-    })
-}
-
-fn status(client: &Client) -> Vec<Held> {
-    client
-        .status()
-        .servers
-        .into_iter()
-        .map(|held| Held {
-            server: held.addr,
-            slots: held.slots,
-        })
-        .collect()
-}
-
 /// Writes the request on the lowest idle connection and reads what is there; the rest of
 /// the answer comes with `Readable`.
 fn send_request(
@@ -229,7 +184,7 @@ fn send_request(
         answer: Vec::new(),
         reply,
     };
-    // Bytes that came with the slot line are buffered already: no event announces them.
+    // The answer may be there already, with no new readiness to announce it.
     let ready = trip.lease.id();
     read_answer(client, trip, ready)
 }
@@ -254,7 +209,7 @@ fn read_answer(client: &mut Client, mut trip: Trip, ready: LeaseId) -> Option<Tr
     };
     let answer = match (ended, trip.answer.iter().position(|&b| b == b'\n')) {
         (_, Some(end)) => Ok(Reply {
-            server: trip.lease.addr(),
+            server: trip.lease.server(),
             slot: trip.lease.slot(),
             line: String::from_utf8_lossy(&trip.answer[..end]).into_owned(),
         }),

@@ -3,17 +3,17 @@
 
 use std::sync::{Arc, mpsc};
 
-use callosum_smol::{Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerConn};
+use callosum_smol::{Client, Server, ServerConfig, ServerConn};
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::{LocalExecutor, Timer, future};
 
-use crate::harness::{
-    Background, ClientSpec, ClientUnderTest, Command, DEADLINE, Held, Outcome, Reply,
-    ServerUnderTest, Watch,
+use super::{
+    Background, ClientSpec, ClientUnderTest, Command, DEADLINE, Reply, ServerUnderTest, Watch,
 };
 
-pub fn server(max_slots: Option<u32>) -> ServerUnderTest {
-    let config = ServerConfig { max_slots };
+pub(super) fn server(max_slots: Option<u32>) -> ServerUnderTest {
+    let mut config = ServerConfig::default();
+    config.max_slots = max_slots;
     let server = Arc::new(Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap());
     let addr = server.local_addr();
     let live = Arc::new(Watch::default());
@@ -52,26 +52,16 @@ async fn echo(mut conn: ServerConn) {
     }
 }
 
-pub fn client(spec: ClientSpec) -> ClientUnderTest {
-    let config = ClientConfig {
-        pool: spec.pool,
-        rover: spec.rover,
-        seed: spec.seed,
-        ..ClientConfig::default()
-    };
-    let (client, driver) = Client::new(config).unwrap();
+pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
+    let (client, driver) = Client::new(spec.config).unwrap();
     let (events_sender, events) = mpsc::channel();
     let (commands, received) = smol::channel::unbounded();
     let body = move || {
         let executor = LocalExecutor::new();
         executor.spawn(driver).detach();
         let watched = client.clone();
-        let forward = async move {
-            while events_sender
-                .send(outcome(watched.next_event().await))
-                .is_ok()
-            {}
-        };
+        let forward =
+            async move { while events_sender.send(watched.next_event().await).is_ok() {} };
         executor.spawn(forward).detach();
         for &server in &spec.servers {
             client.add_server(server);
@@ -80,7 +70,7 @@ pub fn client(spec: ClientSpec) -> ClientUnderTest {
             while let Ok(command) = received.recv().await {
                 match command {
                     Command::Status(reply) => {
-                        let _ = reply.send(status(&client));
+                        let _ = reply.send(client.status().servers);
                     }
                     Command::RoundTrip(line, reply) => {
                         let timed_out = async {
@@ -110,41 +100,6 @@ pub fn client(spec: ClientSpec) -> ClientUnderTest {
         }),
         _background: Background::spawn(stop, body),
     }
-}
-
-fn outcome(event: ClientEvent) -> Outcome {
-    match event {
-        ClientEvent::Kept { server, slot } => Outcome::Kept { server, slot },
-        ClientEvent::Rejected { server, slot } => Outcome::Rejected { server, slot },
-        ClientEvent::Evicted { server, slot } => Outcome::Evicted { server, slot },
-        ClientEvent::Unreachable { server, reason } => Outcome::Unreachable { server, reason },
-        ClientEvent::HandshakeFailed { server, reason } => {
-            Outcome::HandshakeFailed { server, reason }
-        }
-        ClientEvent::NoServers => Outcome::NoServers,
-        ClientEvent::Removed {
-            server,
-            slot,
-            cause,
-        } => Outcome::Removed {
-            server,
-            slot,
-            cause: cause.to_string(),
-        },
-        other => panic!("a smol client event the harness does not know: {other:?}"),
-    }
-}
-
-fn status(client: &Client) -> Vec<Held> {
-    client
-        .status()
-        .servers
-        .into_iter()
-        .map(|held| Held {
-            server: held.server,
-            slots: held.slots,
-        })
-        .collect()
 }
 
 async fn round_trip(client: &Client, line: &str) -> Result<Reply, String> {

@@ -1,9 +1,18 @@
-//! One API over both adapters: a server under test and a client under test, each running on
-//! a thread of its own (the smol one on a local executor, the mio one on its own `Poll`),
-//! plus raw std sockets to play the other side by hand.
+//! The conformance harness: one API over every adapter, a server under test and a client
+//! under test, each running on a thread of its own (the smol one on a local executor, the mio
+//! one on its own `Poll`), plus raw std sockets to play the other side by hand.
+//!
+//! The checks themselves are written once over this API, in the `adapters` test binary, and
+//! run for each adapter ([`each_adapter!`](crate::each_adapter)) or each client x server pair
+//! ([`each_pair!`](crate::each_pair)); the reliability tests use the same harness. Events and
+//! statuses are the core's own types ([`ClientEvent`], [`ServerConnections`]), which every
+//! adapter reports: no adapter-specific translation.
 //!
 //! Every wait is bounded by [`DEADLINE`] and driven by an event or a published value; the
 //! only polling is [`accept_within`], for a plain listener that has no event to wait on.
+
+mod mio_side;
+mod smol_side;
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,17 +20,16 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use callosum_proto::rover::{ConnectFailure, HandshakeFailure};
-use callosum_proto::{PoolConfig, RoverConfig};
-
-use crate::{mio_side, smol_side};
+use callosum_proto::RoverConfig;
+use callosum_proto::client::{ClientConfig, ClientEvent, ServerConnections};
 
 /// Runs each check once per adapter, as `<check>::smol` and `<check>::mio`: a module per
 /// check, with one test per adapter calling `check(Adapter)`.
+#[macro_export]
 macro_rules! each_adapter {
     ($($check:ident),* $(,)?) => {$(
         mod $check {
-            use crate::harness::Adapter;
+            use $crate::conformance::Adapter;
 
             #[test]
             fn smol() {
@@ -35,7 +43,37 @@ macro_rules! each_adapter {
         }
     )*};
 }
-pub(crate) use each_adapter;
+
+/// Runs a check once per client x server pair, as `<check>::<client>_to_<server>`: every pair
+/// is an interoperability test.
+#[macro_export]
+macro_rules! each_pair {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            use $crate::conformance::Adapter::{Mio, Smol};
+
+            #[test]
+            fn smol_to_smol() {
+                super::$check(Smol, Smol);
+            }
+
+            #[test]
+            fn smol_to_mio() {
+                super::$check(Smol, Mio);
+            }
+
+            #[test]
+            fn mio_to_smol() {
+                super::$check(Mio, Smol);
+            }
+
+            #[test]
+            fn mio_to_mio() {
+                super::$check(Mio, Mio);
+            }
+        }
+    )*};
+}
 
 /// How long any one wait may take before the test fails; generous for a busy machine.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -43,7 +81,9 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// Which adapter a component under test comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Adapter {
+    /// `callosum-smol`.
     Smol,
+    /// `callosum-mio`.
     Mio,
 }
 
@@ -55,6 +95,7 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// Publishes a new value and wakes the waiters.
     pub fn set(&self, value: u32) {
         *self.value.lock().unwrap() = value;
         self.changed.notify_all();
@@ -80,6 +121,7 @@ pub struct Background {
 }
 
 impl Background {
+    /// Runs `body` on a new thread; `stop` asks it to return.
     pub fn spawn(
         stop: impl FnOnce() + Send + 'static,
         body: impl FnOnce() + Send + 'static,
@@ -110,13 +152,16 @@ impl Drop for Background {
 /// An adapter's server on 127.0.0.1 whose application echoes every byte it reads until the
 /// connection ends. Stopped and joined on drop.
 pub struct ServerUnderTest {
+    /// Where it listens.
     pub addr: SocketAddr,
     /// Connections holding a slot, published by the server's thread after every change.
     pub live: Arc<Watch>,
+    /// Its thread, stopped and joined on drop.
     pub _background: Background,
 }
 
 impl ServerUnderTest {
+    /// Starts a server of `adapter` on 127.0.0.1, port 0.
     pub fn start(adapter: Adapter, max_slots: Option<u32>) -> ServerUnderTest {
         match adapter {
             Adapter::Smol => smol_side::server(max_slots),
@@ -132,91 +177,69 @@ impl ServerUnderTest {
 
 /// What a client under test is built with.
 pub struct ClientSpec {
+    /// The servers added at start.
     pub servers: Vec<SocketAddr>,
-    pub pool: PoolConfig,
-    pub rover: RoverConfig,
-    pub seed: u64,
+    /// Its configuration, the same type for every adapter.
+    pub config: ClientConfig,
 }
 
 impl ClientSpec {
+    /// A client of `servers` with a pool of `max_slots`, this rover, and a fixed seed.
     pub fn new(servers: &[SocketAddr], max_slots: usize, rover: RoverConfig) -> ClientSpec {
         ClientSpec {
             servers: servers.to_vec(),
-            pool: PoolConfig { max_slots },
-            rover,
-            seed: 11,
+            config: client_config(max_slots, rover),
         }
     }
 }
 
-/// A client event, the same for both adapters: each adapter's event maps to one of these,
-/// one for one (readiness events of leased connections are not forwarded).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Kept {
-        server: SocketAddr,
-        slot: u32,
-    },
-    Rejected {
-        server: SocketAddr,
-        slot: u32,
-    },
-    Evicted {
-        server: SocketAddr,
-        slot: u32,
-    },
-    Unreachable {
-        server: SocketAddr,
-        reason: ConnectFailure,
-    },
-    HandshakeFailed {
-        server: SocketAddr,
-        reason: HandshakeFailure,
-    },
-    NoServers,
-    Removed {
-        server: SocketAddr,
-        slot: u32,
-        /// The adapter's own text for the cause (the two adapters word it differently).
-        cause: String,
-    },
-}
-
-/// The slots a client holds on one server, lowest first.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Held {
-    pub server: SocketAddr,
-    pub slots: Vec<u32>,
+/// A client configuration, the same for every adapter: a pool of `max_slots`, this rover, and
+/// a fixed seed, so that runs repeat.
+pub fn client_config(max_slots: usize, rover: RoverConfig) -> ClientConfig {
+    let mut config = ClientConfig::default();
+    config.pool.max_slots = max_slots;
+    config.rover = rover;
+    config.seed = Some(11);
+    config
 }
 
 /// The answer to one request on a pooled connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// The server of the connection used.
     pub server: SocketAddr,
+    /// Its slot.
     pub slot: u32,
+    /// The line read back, without its newline.
     pub line: String,
 }
 
 /// What the test asks of the client's thread.
 pub enum Command {
-    Status(mpsc::Sender<Vec<Held>>),
+    /// Answer the slots held per server.
+    Status(mpsc::Sender<Vec<ServerConnections>>),
     /// Check out the lowest idle connection (never waiting for one), write the line and a
     /// newline, read one line back, return the connection.
     RoundTrip(String, mpsc::Sender<Result<Reply, String>>),
     /// Drop a server from the client's set; answers whether it was in it.
     RemoveServer(SocketAddr, mpsc::Sender<bool>),
+    /// Return from the thread.
     Stop,
 }
 
 /// An adapter's client (rover and pool) running against `ClientSpec::servers`. Stopped and
 /// joined on drop.
 pub struct ClientUnderTest {
-    pub events: mpsc::Receiver<Outcome>,
+    /// Every event the client reported, in order.
+    pub events: mpsc::Receiver<ClientEvent>,
+    /// Sends a command to the client's thread.
     pub send: Box<dyn Fn(Command) + Send>,
+    /// Its thread, stopped and joined on drop.
     pub _background: Background,
 }
 
 impl ClientUnderTest {
+    /// Starts a client of `adapter` as `spec` says.
     pub fn start(adapter: Adapter, spec: ClientSpec) -> ClientUnderTest {
         match adapter {
             Adapter::Smol => smol_side::client(spec),
@@ -225,7 +248,7 @@ impl ClientUnderTest {
     }
 
     /// The next event that `wanted` accepts, skipping the others.
-    pub fn event_where(&self, what: &str, wanted: impl Fn(&Outcome) -> bool) -> Outcome {
+    pub fn event_where(&self, what: &str, wanted: impl Fn(&ClientEvent) -> bool) -> ClientEvent {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -237,10 +260,20 @@ impl ClientUnderTest {
         }
     }
 
-    pub fn status(&self) -> Vec<Held> {
+    /// The slots held per server.
+    pub fn status(&self) -> Vec<ServerConnections> {
         let (reply, answer) = mpsc::channel();
         (self.send)(Command::Status(reply));
         answer.recv_timeout(DEADLINE).expect("the client's status")
+    }
+
+    /// The slots held per server, as (server, slots) pairs.
+    pub fn slots(&self) -> Vec<(SocketAddr, Vec<u32>)> {
+        let status = self.status();
+        status
+            .into_iter()
+            .map(|held| (held.server, held.slots))
+            .collect()
     }
 
     /// Connections held, over all servers.
@@ -248,12 +281,14 @@ impl ClientUnderTest {
         self.status().iter().map(|held| held.slots.len()).sum()
     }
 
+    /// Removes a server from the client's set; whether it was in it.
     pub fn remove_server(&self, server: SocketAddr) -> bool {
         let (reply, answer) = mpsc::channel();
         (self.send)(Command::RemoveServer(server, reply));
         answer.recv_timeout(DEADLINE).expect("the server removed")
     }
 
+    /// One request on the lowest idle connection (see [`Command::RoundTrip`]).
     pub fn round_trip(&self, line: &str) -> Result<Reply, String> {
         let (reply, answer) = mpsc::channel();
         (self.send)(Command::RoundTrip(line.to_owned(), reply));
@@ -266,26 +301,24 @@ impl ClientUnderTest {
 /// A rover that tries every 20 ms (one attempt at a time, so slots arrive in order) and
 /// backs off little after a failure.
 pub fn quick_rover() -> RoverConfig {
-    RoverConfig {
-        interval: Duration::from_millis(20),
-        jitter: Duration::ZERO,
-        max_in_flight: 1,
-        backoff_base: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
-        ..RoverConfig::default()
-    }
+    let mut rover = RoverConfig::default();
+    rover.interval = Duration::from_millis(20);
+    rover.jitter = Duration::ZERO;
+    rover.max_in_flight = 1;
+    rover.backoff_base = Duration::from_millis(10);
+    rover.backoff_max = Duration::from_millis(50);
+    rover
 }
 
 /// A rover that makes only its first attempt (at start) within any test's time.
 pub fn one_attempt() -> RoverConfig {
-    RoverConfig {
-        interval: Duration::from_secs(600),
-        jitter: Duration::ZERO,
-        max_in_flight: 1,
-        fill: false,
-        handshake_timeout: Duration::from_millis(300),
-        ..RoverConfig::default()
-    }
+    let mut rover = RoverConfig::default();
+    rover.interval = Duration::from_secs(600);
+    rover.jitter = Duration::ZERO;
+    rover.max_in_flight = 1;
+    rover.fill = false;
+    rover.handshake_timeout = Duration::from_millis(300);
+    rover
 }
 
 /// A blocking socket whose reads give up after [`DEADLINE`].
