@@ -296,11 +296,11 @@ impl Model {
             }
             ClientOp::JoinLine => self.tickets.push(self.core.join_line()),
             ClientOp::CheckoutInLine(pick) => {
-                if let Some(&ticket) = pick_from(&self.tickets, pick) {
-                    if let Some(lease) = self.core.checkout_in_line(ticket, now) {
-                        self.tickets.retain(|&held| held != ticket);
-                        self.lent(lease);
-                    }
+                if let Some(&ticket) = pick_from(&self.tickets, pick)
+                    && let Some(lease) = self.core.checkout_in_line(ticket, now)
+                {
+                    self.tickets.retain(|&held| held != ticket);
+                    self.lent(lease);
                 }
             }
             ClientOp::LeaveLine(pick) => {
@@ -439,7 +439,7 @@ impl Model {
             .filter(|&at| self.attempts[at].live)
             .collect();
         match pick_from(&live, pick / 2) {
-            Some(&at) if pick % 2 == 0 => Some(at),
+            Some(&at) if pick.is_multiple_of(2) => Some(at),
             _ => pick_from(&self.attempts, pick).map(|_| pick % self.attempts.len()),
         }
     }

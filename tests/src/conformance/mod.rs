@@ -301,24 +301,26 @@ impl ClientUnderTest {
 /// A rover that tries every 20 ms (one attempt at a time, so slots arrive in order) and
 /// backs off little after a failure.
 pub fn quick_rover() -> RoverConfig {
-    let mut rover = RoverConfig::default();
-    rover.interval = Duration::from_millis(20);
-    rover.jitter = Duration::ZERO;
-    rover.max_in_flight = 1;
-    rover.backoff_base = Duration::from_millis(10);
-    rover.backoff_max = Duration::from_millis(50);
-    rover
+    RoverConfig {
+        interval: Duration::from_millis(20),
+        jitter: Duration::ZERO,
+        max_in_flight: 1,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        ..RoverConfig::default()
+    }
 }
 
 /// A rover that makes only its first attempt (at start) within any test's time.
 pub fn one_attempt() -> RoverConfig {
-    let mut rover = RoverConfig::default();
-    rover.interval = Duration::from_secs(600);
-    rover.jitter = Duration::ZERO;
-    rover.max_in_flight = 1;
-    rover.fill = false;
-    rover.handshake_timeout = Duration::from_millis(300);
-    rover
+    RoverConfig {
+        interval: Duration::from_secs(600),
+        jitter: Duration::ZERO,
+        max_in_flight: 1,
+        fill: false,
+        handshake_timeout: Duration::from_millis(300),
+        ..RoverConfig::default()
+    }
 }
 
 /// A blocking socket whose reads give up after [`DEADLINE`].

@@ -132,9 +132,11 @@ fn fill_mode_fills_a_pool_of_20_without_waiting_for_the_interval(client: Adapter
     let addr = server.addr;
     // An interval longer than any test: without fill mode, only the first attempt (at start)
     // would ever run, and the pool would stop at one connection.
-    let mut rover = RoverConfig::default();
-    rover.interval = Duration::from_secs(3600);
-    rover.jitter = Duration::ZERO;
+    let rover = RoverConfig {
+        interval: Duration::from_secs(3600),
+        jitter: Duration::ZERO,
+        ..RoverConfig::default()
+    };
     let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 20, rover));
     for _ in 0..20 {
         client.event_where("a pool of 20", |e| matches!(e, ClientEvent::Kept { .. }));
