@@ -27,7 +27,7 @@ use callosum_proto::client::{
 use callosum_proto::rover::{AttemptId, ConnectFailure, StaleAttempt};
 use callosum_proto::slot_line::MAX_LINE_LEN;
 
-use crate::rover_check::config_from_bytes;
+use crate::rover_check::{LINES, config_from_bytes};
 use crate::slot_line_reference::{Verdict, reference_verdict};
 
 /// One input to the client core. `usize` operands pick, by index modulo, among the attempts
@@ -79,20 +79,6 @@ pub enum ClientOp {
     /// `close`.
     Close,
 }
-
-/// Byte strings worth sending as the slot line: valid, split, trailed, and each kind of bad.
-const LINES: [&[u8]; 10] = [
-    b"0\r\n",
-    b"13\r\nGET /",
-    b"4",
-    b"2\r",
-    b"\n",
-    b"-1\r\n",
-    b"\r\n",
-    b"00000000001",
-    b"4294967296\r\n",
-    b"1\r\n",
-];
 
 /// Decodes a fuzzer's bytes into operations; total: any input gives a list, never a panic.
 ///

@@ -57,7 +57,7 @@ pub enum RoverOp {
 }
 
 /// Byte strings worth sending as the slot line: valid, split, trailed, and each kind of bad.
-const LINES: [&[u8]; 10] = [
+pub(crate) const LINES: [&[u8]; 10] = [
     b"0\r\n",
     b"13\r\nGET /",
     b"4",

@@ -25,34 +25,30 @@ fn drain(client: &mut ClientCore<u32>) -> Vec<Output<u32>> {
     }
 }
 
+/// What `pick` takes from each output that it matches.
+fn picked<T>(outputs: &[Output<u32>], pick: impl Fn(&Output<u32>) -> Option<T>) -> Vec<T> {
+    outputs.iter().filter_map(pick).collect()
+}
+
 fn connects(outputs: &[Output<u32>]) -> Vec<(AttemptId, SocketAddr)> {
-    outputs
-        .iter()
-        .filter_map(|output| match *output {
-            Output::Connect { attempt, server } => Some((attempt, server)),
-            _ => None,
-        })
-        .collect()
+    picked(outputs, |output| match *output {
+        Output::Connect { attempt, server } => Some((attempt, server)),
+        _ => None,
+    })
 }
 
 fn events(outputs: &[Output<u32>]) -> Vec<ClientEvent> {
-    outputs
-        .iter()
-        .filter_map(|output| match *output {
-            Output::Event(event) => Some(event),
-            _ => None,
-        })
-        .collect()
+    picked(outputs, |output| match *output {
+        Output::Event(event) => Some(event),
+        _ => None,
+    })
 }
 
 fn closed(outputs: &[Output<u32>]) -> Vec<u32> {
-    outputs
-        .iter()
-        .filter_map(|output| match *output {
-            Output::Close(conn) => Some(conn),
-            _ => None,
-        })
-        .collect()
+    picked(outputs, |output| match *output {
+        Output::Close(conn) => Some(conn),
+        _ => None,
+    })
 }
 
 /// Completes `attempt` with `line` and delivers `conn`.

@@ -21,7 +21,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use callosum_proto::RoverConfig;
-use callosum_proto::client::{ClientConfig, ClientEvent, ServerConnections};
+use callosum_proto::client::{ClientConfig, ClientEvent, RemoveCause, ServerConnections};
 
 /// Runs each check once per adapter, as `<check>::smol` and `<check>::mio`: a module per
 /// check, with one test per adapter calling `check(Adapter)`.
@@ -257,6 +257,18 @@ impl ClientUnderTest {
                 Ok(_) => {}
                 Err(error) => panic!("{what}: no such event within {DEADLINE:?} ({error})"),
             }
+        }
+    }
+
+    /// The next connection removed from the pool: its server, slot and cause.
+    pub fn removed(&self, what: &str) -> (SocketAddr, u32, RemoveCause) {
+        match self.event_where(what, |e| matches!(e, ClientEvent::Removed { .. })) {
+            ClientEvent::Removed {
+                server,
+                slot,
+                cause,
+            } => (server, slot, cause),
+            other => unreachable!("{what}: matched Removed, got {other:?}"),
         }
     }
 

@@ -221,15 +221,7 @@ fn idle_connection_closed_by_its_server_is_removed(client: Adapter) {
         }
     );
     drop(accepted);
-    let removed = client.event_where("removed", |e| matches!(e, ClientEvent::Removed { .. }));
-    let ClientEvent::Removed {
-        server,
-        slot,
-        cause,
-    } = removed
-    else {
-        unreachable!("matched above");
-    };
+    let (server, slot, cause) = client.removed("removed");
     assert_eq!(
         (server, slot, cause),
         (addr, 0, RemoveCause::ClosedByServer)
@@ -281,15 +273,7 @@ fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
     });
     assert_eq!(client.round_trip("request").unwrap().line, "hello");
     drop(answering.join().unwrap());
-    let removed = client.event_where("removed", |e| matches!(e, ClientEvent::Removed { .. }));
-    let ClientEvent::Removed {
-        server,
-        slot,
-        cause,
-    } = removed
-    else {
-        unreachable!("matched above");
-    };
+    let (server, slot, cause) = client.removed("removed");
     assert_eq!(
         (server, slot, cause),
         (addr, 0, RemoveCause::ClosedByServer)
@@ -304,15 +288,7 @@ fn unsolicited_bytes_while_idle_remove_the_connection(client: Adapter) {
     accepted.write_all(b"0\r\n").unwrap();
     client.event_where("kept", |e| matches!(e, ClientEvent::Kept { .. }));
     accepted.write_all(b"unasked").unwrap();
-    let removed = client.event_where("removed", |e| matches!(e, ClientEvent::Removed { .. }));
-    let ClientEvent::Removed {
-        server,
-        slot,
-        cause,
-    } = removed
-    else {
-        unreachable!("matched above");
-    };
+    let (server, slot, cause) = client.removed("removed");
     assert_eq!(
         (server, slot, cause),
         (addr, 0, RemoveCause::UnsolicitedData)
