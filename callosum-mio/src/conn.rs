@@ -56,23 +56,11 @@ impl Conn {
 
     /// The underlying stream, for socket options and addresses. Do not read or write it
     /// directly: see the type's docs.
-    ///
-    /// ```no_run
-    /// # fn demo(client: &mut callosum_mio::Client, lease: &callosum_mio::Lease) -> std::io::Result<()> {
-    /// client.conn_mut(lease).unwrap().stream().set_nodelay(true)?;
-    /// # Ok(()) }
-    /// ```
     pub fn stream(&self) -> &TcpStream {
         &self.stream
     }
 
     /// The peer's address.
-    ///
-    /// ```no_run
-    /// # fn demo(client: &mut callosum_mio::Client, lease: &callosum_mio::Lease) -> std::io::Result<()> {
-    /// println!("talking to {}", client.conn_mut(lease).unwrap().peer_addr()?);
-    /// # Ok(()) }
-    /// ```
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
     }

@@ -42,45 +42,21 @@ impl TokenRange {
     }
 
     /// The first token of the range.
-    ///
-    /// ```
-    /// use callosum_mio::TokenRange;
-    ///
-    /// assert_eq!(TokenRange::new(10..20).start(), 10);
-    /// ```
     pub fn start(&self) -> usize {
         self.start
     }
 
     /// One past the last token of the range.
-    ///
-    /// ```
-    /// use callosum_mio::TokenRange;
-    ///
-    /// assert_eq!(TokenRange::new(10..20).end(), 20);
-    /// ```
     pub fn end(&self) -> usize {
         self.end
     }
 
     /// How many tokens the range holds.
-    ///
-    /// ```
-    /// use callosum_mio::TokenRange;
-    ///
-    /// assert_eq!(TokenRange::new(10..20).len(), 10);
-    /// ```
     pub fn len(&self) -> usize {
         self.end - self.start
     }
 
     /// Whether the range holds no token.
-    ///
-    /// ```
-    /// use callosum_mio::TokenRange;
-    ///
-    /// assert!(!TokenRange::new(0..1).is_empty());
-    /// ```
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
@@ -111,13 +87,6 @@ impl TokenRange {
 
 impl From<Range<usize>> for TokenRange {
     /// Same as [`TokenRange::new`].
-    ///
-    /// ```
-    /// use callosum_mio::TokenRange;
-    ///
-    /// let range: TokenRange = (0..8).into();
-    /// assert_eq!(range.len(), 8);
-    /// ```
     fn from(range: Range<usize>) -> TokenRange {
         TokenRange::new(range)
     }

@@ -883,19 +883,6 @@ impl<K> Pool<K> {
     }
 
     /// How many connections the pool has, by state.
-    ///
-    /// ```
-    /// use callosum_proto::ServerId;
-    /// use callosum_proto::pool::{Pool, PoolConfig, PoolStatus};
-    ///
-    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
-    /// let _ = pool.offer(ServerId(1), 0, ());
-    /// let _ = pool.offer(ServerId(1), 1, ());
-    /// let lease = pool.checkout().unwrap();
-    /// let status = pool.status();
-    /// assert_eq!((status.held, status.idle, status.leased), (2, 1, 1));
-    /// # pool.checkin(lease.id, lease.conn).unwrap();
-    /// ```
     pub fn status(&self) -> PoolStatus {
         PoolStatus {
             held: self.held.len(),
@@ -906,18 +893,6 @@ impl<K> Pool<K> {
     }
 
     /// Counters since the pool was made.
-    ///
-    /// ```
-    /// use callosum_proto::ServerId;
-    /// use callosum_proto::pool::{Pool, PoolConfig};
-    ///
-    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
-    /// let _ = pool.offer(ServerId(1), 0, ());
-    /// assert!(pool.checkout().is_some());
-    /// assert!(pool.checkout().is_none());
-    /// let stats = pool.stats();
-    /// assert_eq!((stats.offered, stats.kept, stats.checkouts, stats.empty_checkouts), (1, 1, 1, 1));
-    /// ```
     pub fn stats(&self) -> &PoolStats {
         &self.stats
     }
@@ -938,13 +913,6 @@ impl<K> Pool<K> {
     }
 
     /// The configured `max_slots`.
-    ///
-    /// ```
-    /// use callosum_proto::pool::{Pool, PoolConfig};
-    ///
-    /// let pool = Pool::<()>::new(PoolConfig { max_slots: 9 }, 0).unwrap();
-    /// assert_eq!(pool.max_slots(), 9);
-    /// ```
     pub fn max_slots(&self) -> usize {
         self.max_slots
     }

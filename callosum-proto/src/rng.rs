@@ -22,12 +22,6 @@ pub struct Rng {
 
 impl Rng {
     /// A generator whose whole output is fixed by `seed`.
-    ///
-    /// ```
-    /// # use callosum_proto::Rng;
-    /// let first = Rng::new(7).next_u64();
-    /// assert_eq!(first, Rng::new(7).next_u64());
-    /// ```
     pub const fn new(seed: u64) -> Rng {
         Rng { state: seed }
     }

@@ -60,14 +60,6 @@ pub struct AcceptId(SlotHandle);
 
 impl AcceptId {
     /// The slot this connection holds.
-    ///
-    /// ```
-    /// # use callosum_proto::server::{Accept, FixedServerCore};
-    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
-    /// let Accept::Assigned { conn, line } = server.handle_accept() else { unreachable!() };
-    /// assert_eq!(line.as_bytes(), b"0\r\n");
-    /// assert_eq!(conn.slot(), 0);
-    /// ```
     pub fn slot(self) -> u32 {
         self.0.slot()
     }
@@ -386,50 +378,22 @@ impl<S: SlotStorage> ServerCore<S> {
 
     /// While pausing after an accept error: when to accept again (then call
     /// [`ServerCore::handle_timeout`]). `None` when the server accepts as usual.
-    ///
-    /// ```
-    /// # use callosum_proto::server::FixedServerCore;
-    /// let server = FixedServerCore::<8>::new(None).unwrap();
-    /// assert_eq!(server.poll_timeout(), None);
-    /// ```
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.accept_resume
     }
 
     /// Connections holding a slot now.
-    ///
-    /// ```
-    /// # use callosum_proto::server::FixedServerCore;
-    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
-    /// let _ = server.handle_accept();
-    /// assert_eq!(server.live(), 1);
-    /// ```
     pub fn live(&self) -> u32 {
         self.slots.in_use()
     }
 
     /// Whether `slot` is held by a live connection.
-    ///
-    /// ```
-    /// # use callosum_proto::server::FixedServerCore;
-    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
-    /// let _ = server.handle_accept();
-    /// assert!(server.is_slot_in_use(0));
-    /// ```
     pub fn is_slot_in_use(&self, slot: u32) -> bool {
         self.slots.is_in_use(slot)
     }
 
     /// The counters so far.
-    ///
-    /// ```
-    /// # use callosum_proto::server::FixedServerCore;
-    /// let mut server = FixedServerCore::<8>::new(Some(1)).unwrap();
-    /// let _ = server.handle_accept();
-    /// let _ = server.handle_accept();
-    /// assert_eq!(server.stats().refused_full, 1);
-    /// ```
     pub fn stats(&self) -> &ServerStats {
         &self.stats
     }

@@ -122,13 +122,6 @@ enum Content<T> {
 impl<T> Slab<T> {
     /// An empty slab with room for `capacity` entries allocated now, bounded only by
     /// [`MAX_LEN`].
-    ///
-    /// ```
-    /// use callosum_proto::slab::Slab;
-    ///
-    /// let slab = Slab::<u8>::with_capacity(16);
-    /// assert_eq!((slab.len(), slab.footprint()), (0, 0));
-    /// ```
     pub fn with_capacity(capacity: usize) -> Slab<T> {
         Slab::empty(Vec::with_capacity(capacity), MAX_LEN)
     }

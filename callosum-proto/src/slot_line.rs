@@ -50,11 +50,6 @@ impl SlotLine {
     }
 
     /// The bytes to write, CR LF included.
-    ///
-    /// ```
-    /// # use callosum_proto::SlotLine;
-    /// assert_eq!(SlotLine::new(42).as_bytes().len(), 4);
-    /// ```
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
@@ -283,12 +278,6 @@ impl Default for Decoder {
 
 impl Decoder {
     /// A decoder at the start of a line.
-    ///
-    /// ```
-    /// # use callosum_proto::Decoder;
-    /// let decoder = Decoder::new();
-    /// assert!(!decoder.is_done());
-    /// ```
     pub const fn new() -> Decoder {
         Decoder {
             state: State::Digits,
@@ -357,26 +346,12 @@ impl Decoder {
     }
 
     /// Whether the line is complete.
-    ///
-    /// ```
-    /// # use callosum_proto::Decoder;
-    /// let mut decoder = Decoder::new();
-    /// let _ = decoder.feed(b"0\r\n");
-    /// assert!(decoder.is_done());
-    /// ```
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
     /// How many bytes of the line it has taken so far. A reader that asks for at most
     /// `MAX_LINE_LEN - received()` more bytes never reads past the longest possible line.
-    ///
-    /// ```
-    /// # use callosum_proto::Decoder;
-    /// let mut decoder = Decoder::new();
-    /// let _ = decoder.feed(b"12");
-    /// assert_eq!(decoder.received(), 2);
-    /// ```
     pub fn received(&self) -> usize {
         usize::from(self.received)
     }

@@ -171,13 +171,6 @@ impl Server {
     }
 
     /// The address the server listens on.
-    ///
-    /// ```
-    /// use callosum_smol::{Server, ServerConfig};
-    ///
-    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
-    /// assert!(server.local_addr().ip().is_loopback());
-    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -346,13 +339,6 @@ impl Server {
     }
 
     /// Whether [`Server::shutdown`] was called.
-    ///
-    /// ```
-    /// use callosum_smol::{Server, ServerConfig};
-    ///
-    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
-    /// assert!(!server.is_shut_down());
-    /// ```
     pub fn is_shut_down(&self) -> bool {
         self.listener
             .lock()
@@ -382,15 +368,6 @@ impl Server {
     /// The core's snapshot: live connections, whether it accepts (`false` while pausing
     /// after an accept error) and the counters, among them the connections lost before
     /// their slot line.
-    ///
-    /// ```
-    /// use callosum_smol::{Server, ServerConfig};
-    ///
-    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
-    /// let status = server.status();
-    /// assert_eq!((status.live, status.accepting), (0, true));
-    /// assert_eq!(status.stats.lost_before_line, 0);
-    /// ```
     pub fn status(&self) -> ServerStatus {
         self.shared.core().status()
     }
@@ -451,57 +428,21 @@ pub struct ServerConn {
 
 impl ServerConn {
     /// The slot this connection was given.
-    ///
-    /// ```no_run
-    /// # use callosum_smol::{Server, ServerConfig};
-    /// # smol::block_on(async {
-    /// # let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
-    /// let conn = server.accept().await.unwrap();
-    /// println!("slot {}", conn.slot());
-    /// # });
-    /// ```
     pub fn slot(&self) -> u32 {
         self.slot
     }
 
     /// The client's address.
-    ///
-    /// ```no_run
-    /// # use callosum_smol::{Server, ServerConfig};
-    /// # smol::block_on(async {
-    /// # let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
-    /// let conn = server.accept().await.unwrap();
-    /// println!("from {}", conn.peer_addr());
-    /// # });
-    /// ```
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
     }
 
     /// The underlying socket, for options such as `set_nodelay`.
-    ///
-    /// ```no_run
-    /// # use callosum_smol::{Server, ServerConfig};
-    /// # smol::block_on(async {
-    /// # let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
-    /// let conn = server.accept().await.unwrap();
-    /// conn.get_ref().set_nodelay(true).unwrap();
-    /// # });
-    /// ```
     pub fn get_ref(&self) -> &TcpStream {
         self.stream.get_ref()
     }
 
     /// Whether the connection ended (and its slot was freed) while still held.
-    ///
-    /// ```no_run
-    /// # use callosum_smol::{Server, ServerConfig};
-    /// # smol::block_on(async {
-    /// # let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
-    /// let conn = server.accept().await.unwrap();
-    /// assert!(!conn.has_ended());
-    /// # });
-    /// ```
     pub fn has_ended(&self) -> bool {
         self.hold.is_none()
     }

@@ -37,39 +37,16 @@ pub struct Lease {
 
 impl Lease {
     /// This lease's id, as [`LeaseReady`] names it.
-    ///
-    /// ```no_run
-    /// # fn demo(client: &mut callosum_mio::Client) {
-    /// # let lease = client.checkout().unwrap();
-    /// while let Some(ready) = client.poll_lease_ready() {
-    ///     if ready.lease == lease.id() && ready.readable { /* read the reply */ }
-    /// }
-    /// # client.checkin(lease); }
-    /// ```
     pub fn id(&self) -> LeaseId {
         self.id
     }
 
     /// The server the connection is to.
-    ///
-    /// ```no_run
-    /// # fn demo(client: &mut callosum_mio::Client) {
-    /// # let lease = client.checkout().unwrap();
-    /// println!("{}", lease.server());
-    /// # client.checkin(lease); }
-    /// ```
     pub fn server(&self) -> SocketAddr {
         self.server
     }
 
     /// The connection's slot on its server.
-    ///
-    /// ```no_run
-    /// # fn demo(client: &mut callosum_mio::Client) {
-    /// # let lease = client.checkout().unwrap();
-    /// println!("{}", lease.slot());
-    /// # client.checkin(lease); }
-    /// ```
     pub fn slot(&self) -> u32 {
         self.slot
     }

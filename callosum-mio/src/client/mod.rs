@@ -311,25 +311,12 @@ impl Client {
     }
 
     /// A snapshot: servers and their slots, the pool, attempts, counters.
-    ///
-    /// ```
-    /// # use callosum_mio::Client;
-    /// let client = Client::new(Default::default()).unwrap();
-    /// let status = client.status();
-    /// assert_eq!((status.pool.held, status.attempts_in_flight), (0, 0));
-    /// ```
     pub fn status(&self) -> ClientStatus {
         self.core.status()
     }
 
     /// The last attempt that failed, and how: what to tell a caller that found no
     /// connection.
-    ///
-    /// ```
-    /// # use callosum_mio::Client;
-    /// let client = Client::new(Default::default()).unwrap();
-    /// assert_eq!(client.last_failure(), None);
-    /// ```
     pub fn last_failure(&self) -> Option<Failure> {
         self.core.last_failure()
     }

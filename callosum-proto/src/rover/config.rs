@@ -60,15 +60,6 @@ pub struct RoverConfig {
 
 impl Default for RoverConfig {
     /// The defaults listed on each field.
-    ///
-    /// ```
-    /// # use callosum_proto::RoverConfig;
-    /// # use core::time::Duration;
-    /// let config = RoverConfig::default();
-    /// assert_eq!(config.interval, Duration::from_millis(1000));
-    /// assert_eq!(config.jitter, Duration::from_millis(100));
-    /// assert!(config.fill);
-    /// ```
     fn default() -> RoverConfig {
         RoverConfig {
             interval: Duration::from_millis(1000),

@@ -92,16 +92,6 @@ pub struct AttemptId(Key);
 impl AttemptId {
     /// The storage index, below [`RoverConfig::max_in_flight`]: an adapter can keep its
     /// sockets in a table of that size. Two live attempts never share an index.
-    ///
-    /// ```
-    /// # use callosum_proto::rover::{Action, Rover, RoverConfig};
-    /// # use callosum_proto::{Instant, ServerId};
-    /// let mut rover = Rover::new(RoverConfig { max_in_flight: 1, ..RoverConfig::default() }, 1).unwrap();
-    /// rover.add_server(ServerId(0));
-    /// rover.start(Instant::ZERO);
-    /// let Some(Action::Connect { attempt, .. }) = rover.poll_action() else { panic!() };
-    /// assert_eq!(attempt.index(), 0);
-    /// ```
     pub fn index(self) -> u32 {
         self.0.index()
     }
@@ -484,14 +474,6 @@ impl Rover {
     }
 
     /// The servers in the set, in no particular order.
-    ///
-    /// ```
-    /// # use callosum_proto::rover::{Rover, RoverConfig};
-    /// # use callosum_proto::ServerId;
-    /// let mut rover = Rover::new(RoverConfig::default(), 1).unwrap();
-    /// rover.add_server(ServerId(2));
-    /// assert_eq!(rover.servers().collect::<Vec<_>>(), [ServerId(2)]);
-    /// ```
     pub fn servers(&self) -> impl Iterator<Item = ServerId> + '_ {
         self.servers.ids()
     }
@@ -544,14 +526,6 @@ impl Rover {
     }
 
     /// Whether the rover was started and not stopped since.
-    ///
-    /// ```
-    /// # use callosum_proto::rover::{Rover, RoverConfig};
-    /// # use callosum_proto::Instant;
-    /// let mut rover = Rover::new(RoverConfig::default(), 1).unwrap();
-    /// rover.start(Instant::ZERO);
-    /// assert!(rover.is_running());
-    /// ```
     pub fn is_running(&self) -> bool {
         self.running
     }
@@ -892,12 +866,6 @@ impl Rover {
     }
 
     /// How many attempts are in flight (at most [`RoverConfig::max_in_flight`]).
-    ///
-    /// ```
-    /// # use callosum_proto::rover::{Rover, RoverConfig};
-    /// let rover = Rover::new(RoverConfig::default(), 1).unwrap();
-    /// assert_eq!(rover.in_flight(), 0);
-    /// ```
     pub fn in_flight(&self) -> usize {
         self.attempts.len()
     }

@@ -63,31 +63,11 @@ impl PooledConn {
     }
 
     /// The connection's slot on its server.
-    ///
-    /// ```no_run
-    /// # use callosum_smol::{Client, ClientConfig};
-    /// # smol::block_on(async {
-    /// # let (client, driver) = Client::new(ClientConfig::default()).unwrap();
-    /// # smol::spawn(driver).detach();
-    /// let conn = client.get().await.unwrap();
-    /// println!("using slot {}", conn.slot());
-    /// # });
-    /// ```
     pub fn slot(&self) -> u32 {
         self.slot
     }
 
     /// The server the connection goes to.
-    ///
-    /// ```no_run
-    /// # use callosum_smol::{Client, ClientConfig};
-    /// # smol::block_on(async {
-    /// # let (client, driver) = Client::new(ClientConfig::default()).unwrap();
-    /// # smol::spawn(driver).detach();
-    /// let conn = client.get().await.unwrap();
-    /// println!("talking to {}", conn.server());
-    /// # });
-    /// ```
     pub fn server(&self) -> SocketAddr {
         self.server
     }
@@ -111,16 +91,6 @@ impl PooledConn {
 
     /// Whether the connection will be closed rather than kept on drop: it was marked broken,
     /// or one of its reads or writes failed.
-    ///
-    /// ```no_run
-    /// # use callosum_smol::{Client, ClientConfig};
-    /// # smol::block_on(async {
-    /// # let (client, driver) = Client::new(ClientConfig::default()).unwrap();
-    /// # smol::spawn(driver).detach();
-    /// let conn = client.get().await.unwrap();
-    /// assert!(!conn.is_broken());
-    /// # });
-    /// ```
     pub fn is_broken(&self) -> bool {
         self.broken
     }

@@ -299,29 +299,12 @@ impl Client {
 
     /// How many events were dropped, unread, because more than
     /// [`ClientConfig::events_capacity`] were waiting.
-    ///
-    /// ```
-    /// use callosum_smol::{Client, ClientConfig};
-    ///
-    /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    /// assert_eq!(client.events_dropped(), 0);
-    /// ```
     pub fn events_dropped(&self) -> u64 {
         self.shared().lock().events.dropped()
     }
 
     /// The core's snapshot: connections per server, pool counts, attempts, waiting gets and
     /// counters.
-    ///
-    /// ```
-    /// use callosum_smol::{Client, ClientConfig};
-    ///
-    /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    /// client.add_server("127.0.0.1:7000".parse().unwrap());
-    /// let status = client.status();
-    /// assert_eq!(status.servers.len(), 1);
-    /// assert_eq!(status.pool.held, 0);
-    /// ```
     pub fn status(&self) -> ClientStatus {
         self.shared().lock().core.status()
     }
