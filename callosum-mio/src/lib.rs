@@ -10,7 +10,7 @@
 //! the server its [`ServerCore`](callosum_proto::server::ServerCore). This crate does the
 //! socket I/O, the clock and the plumbing, and speaks the core's words: [`ClientEvent`],
 //! [`ClientStatus`], [`ServerStatus`] are the same in every adapter. The protocol is
-//! described in the workspace's `PROTOCOL.md`.
+//! specified in the repository's `docs/PROTOCOL.md`.
 //!
 //! # Call order
 //!
@@ -131,6 +131,7 @@ pub use token::TokenRange;
 
 pub use callosum_proto;
 pub use callosum_proto::DecodeError;
+pub use callosum_proto::adapter::ServerError;
 pub use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, Failure, LeaseId,
     RemoveCause, RemovedCounts, ServerConnections,

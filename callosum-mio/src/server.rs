@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use callosum_proto::adapter::{self, AcceptError, Clock};
+use callosum_proto::adapter::{self, AcceptError, Clock, ServerError};
 use callosum_proto::server::{Accept, AcceptId, GrowableServerCore};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
@@ -219,11 +219,12 @@ impl Server {
     /// zero.max_slots = Some(0);
     /// assert!(Server::bind("127.0.0.1:0".parse().unwrap(), zero).is_err());
     /// ```
-    pub fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<Server> {
-        let core = core_for(config.max_slots)?;
-        let listener = TcpListener::bind(addr)?;
+    pub fn bind(addr: SocketAddr, config: ServerConfig) -> Result<Server, ServerError> {
+        let core = GrowableServerCore::from_config(&config).map_err(ServerError::Config)?;
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).map_err(bind_error)?;
         Ok(Server {
-            local_addr: listener.local_addr()?,
+            local_addr: listener.local_addr().map_err(bind_error)?,
             listener,
             max_slots: config.max_slots,
             core,
@@ -288,7 +289,10 @@ impl Server {
             Some(_) => {}
             // Unlimited: the range is the limit. Nothing was accepted yet, so the core
             // starts afresh.
-            None => self.core = core_for(Some(room))?,
+            None => {
+                self.core = GrowableServerCore::new(Some(room))
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?
+            }
         }
         registry.register(
             &mut self.listener,
@@ -602,11 +606,6 @@ impl Server {
 }
 
 /// A core numbering at most `max_slots` slots (`None`: unlimited), or why not.
-fn core_for(max_slots: Option<u32>) -> io::Result<GrowableServerCore> {
-    GrowableServerCore::new(max_slots)
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))
-}
-
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")

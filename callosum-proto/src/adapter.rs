@@ -13,10 +13,13 @@
 //! assert_eq!(read_outcome(&Err(io::ErrorKind::WouldBlock.into())), Read::Pending);
 //! ```
 
+use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant as StdInstant};
 
 use crate::Instant;
+use crate::allocator::SlotLimitError;
 use crate::rover::ConnectFailure;
 
 /// The adapter's clock: core instants are microseconds since the clock was made.
@@ -86,6 +89,59 @@ pub fn connect_failure(error: &io::Error) -> ConnectFailure {
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => ConnectFailure::Reset,
         io::ErrorKind::TimedOut => ConnectFailure::TimedOut,
         _ => ConnectFailure::Other,
+    }
+}
+
+/// Why a server could not start, the same in every adapter.
+///
+/// ```
+/// use callosum_proto::adapter::ServerError;
+/// use callosum_proto::server::GrowableServerCore;
+///
+/// let error = ServerError::Config(GrowableServerCore::new(Some(0)).unwrap_err());
+/// assert!(error.to_string().starts_with("invalid server configuration: "));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration cannot be honoured.
+    Config(SlotLimitError),
+    /// The listening socket could not be set up.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(error) => write!(f, "invalid server configuration: {error}"),
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Config(error) => Some(error),
+            ServerError::Bind { source, .. } => Some(source),
+        }
+    }
+}
+
+/// For code that speaks `io::Result`: a bind failure keeps the operating system's error kind
+/// (an address in use stays `AddrInUse`), a configuration error is `InvalidInput`.
+impl From<ServerError> for io::Error {
+    fn from(error: ServerError) -> io::Error {
+        let kind = match &error {
+            ServerError::Config(_) => io::ErrorKind::InvalidInput,
+            ServerError::Bind { source, .. } => source.kind(),
+        };
+        io::Error::new(kind, error)
     }
 }
 

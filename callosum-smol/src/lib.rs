@@ -57,6 +57,7 @@ mod server;
 
 pub use callosum_proto;
 pub use callosum_proto::DecodeError;
+pub use callosum_proto::adapter::ServerError;
 pub use callosum_proto::allocator::SlotLimitError;
 pub use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, Failure, RemoveCause,
@@ -66,7 +67,7 @@ pub use callosum_proto::pool::{PoolConfig, PoolConfigError, PoolStats, PoolStatu
 pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, RoverConfigError};
 pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
 pub use client::{Client, Driver, GetError, PooledConn};
-pub use server::{Server, ServerConn, ServerError, ShutDown};
+pub use server::{Server, ServerConn, ShutDown};
 
 /// The README's code blocks, compiled and run as doctests so that they stay true.
 #[cfg(doctest)]

@@ -9,53 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use async_io::{Async, Timer};
-use callosum_proto::adapter::{AcceptError, Clock, accept_error};
-use callosum_proto::allocator::SlotLimitError;
+use callosum_proto::adapter::{AcceptError, Clock, ServerError, accept_error};
 use callosum_proto::server::{Accept, AcceptId, GrowableServerCore, ServerConfig, ServerStatus};
 use event_listener::Event;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, future};
-
-/// Why a server could not start.
-///
-/// ```
-/// use callosum_smol::{Server, ServerConfig, ServerError};
-///
-/// let mut config = ServerConfig::default();
-/// config.max_slots = Some(0);
-/// let error = Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap_err();
-/// assert!(matches!(error, ServerError::Config(_)));
-/// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// The configuration cannot be honoured.
-    Config(SlotLimitError),
-    /// The listening socket could not be set up.
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// What the operating system said.
-        source: io::Error,
-    },
-}
-
-impl fmt::Display for ServerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ServerError::Config(error) => write!(f, "invalid server configuration: {error}"),
-            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for ServerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ServerError::Config(error) => Some(error),
-            ServerError::Bind { source, .. } => Some(source),
-        }
-    }
-}
 
 /// The server stopped accepting: [`Server::shutdown`] was called.
 ///
