@@ -7,9 +7,9 @@
 //! errors, load per server, connections opened and, after a restart or an added server, how
 //! long the load took to settle. See `README.md` beside this crate for what it shows.
 //!
-//! - [`Strategy::Callosum`]: every client has a [`callosum_proto::Pool`] and a
-//!   [`callosum_proto::Rover`], every server a
-//!   [`GrowableServerCore`](callosum_proto::server::GrowableServerCore); a request takes the
+//! - [`Strategy::Callosum`]: every client is a [`callosum_proto::ClientCore`] (the rover, the
+//!   pool and the leases of `callosum-proto`, driven as an adapter drives them), every server
+//!   a [`GrowableServerCore`](callosum_proto::server::GrowableServerCore); a request takes the
 //!   lowest idle pooled connection and waits in the client while none is idle.
 //! - The others pick a server per request (random, round robin, the better of two random
 //!   choices on outstanding requests, join the shortest queue with full information) and send

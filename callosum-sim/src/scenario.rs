@@ -7,7 +7,7 @@ use core::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Strategy {
     /// Callosum: the lowest idle pooled connection; the request waits in the client while
-    /// none is idle. Connections come from the rover and the pool of `callosum-proto`.
+    /// none is idle. Every client is a `callosum-proto` client core (its rover and pool).
     Callosum,
     /// A server drawn uniformly at random for each request.
     Random,

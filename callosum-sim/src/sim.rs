@@ -7,11 +7,15 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
 
-use callosum_proto::pool::{Checkin, ConnState, Evicted, Offer, PooledId as PoolConnId, Removed};
-use callosum_proto::rover::{Action, AttemptId, ConnectFailure, Event};
+use callosum_proto::client::{
+    ClientConfig, ClientCore, Handshake, IdleSignal, LeaseEnd, LeaseId, Output,
+};
+use callosum_proto::pool::PooledId;
+use callosum_proto::rover::{AttemptId, ConnectFailure};
 use callosum_proto::server::{Accept, AcceptId as ServerConnId, GrowableServerCore};
-use callosum_proto::{Instant, Pool, PoolConfig, Rng, Rover, RoverConfig, ServerId};
+use callosum_proto::{Instant, Rng, SlotLine};
 
 use crate::scenario::{Params, Strategy};
 
@@ -27,8 +31,8 @@ const DRAIN_LIMIT_US: u64 = 600_000_000;
 enum Stream {
     Workload = 1,
     Choice = 2,
-    Pool = 3,
-    Rover = 4,
+    /// The seed of each callosum client core (which splits it between its pool and rover).
+    Client = 3,
     Start = 5,
 }
 
@@ -38,6 +42,30 @@ fn derive_seed(seed: u64, stream: Stream, index: usize) -> u64 {
     rng.next_u64()
 }
 
+/// The port of every simulated server's address.
+const SERVER_PORT: u16 = 7000;
+
+/// The address the client cores know server `index` by, `10.0.0.0` plus the index: pure
+/// data, nothing is ever sent to it.
+fn server_addr(index: u32) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + index), SERVER_PORT))
+}
+
+/// The server that [`server_addr`] gave `addr` to.
+fn server_index(addr: SocketAddr) -> u32 {
+    match addr {
+        SocketAddr::V4(v4) if v4.port() == SERVER_PORT => u32::from(*v4.ip()) - 0x0a00_0000,
+        _ => unreachable!("{addr} is no simulated server"),
+    }
+}
+
+/// An address that is no server's (a documentation address), added to a booting client
+/// before the cluster's servers and removed after them: see [`Sim::boot`].
+const PLACEHOLDER: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+    SERVER_PORT,
+);
+
 /// An exponentially distributed duration with the given mean, in whole microseconds.
 fn exponential_us(rng: &mut Rng, mean_us: f64) -> u64 {
     let uniform = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
@@ -45,7 +73,7 @@ fn exponential_us(rng: &mut Rng, mean_us: f64) -> u64 {
 }
 
 /// What one run measured.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RunResult {
     /// The strategy that ran.
     pub strategy: Strategy,
@@ -60,8 +88,13 @@ pub struct RunResult {
     /// Connections opened during the whole run: accepted by a server (callosum), or one per
     /// request sent (the other strategies).
     pub connections_opened: u64,
-    /// Callosum only: live connections per server at the end of the traffic.
+    /// Callosum only: live connections per server at the end of the traffic (the slots the
+    /// servers' cores hold, handshakes in flight included).
     pub live_connections: Option<Vec<u32>>,
+    /// Callosum only: at the end of the traffic, per client, the connections its pool held
+    /// as `(server, slot)`, as the client core's
+    /// [`status`](callosum_proto::client::ClientCore::status) lists them.
+    pub pooled: Option<Vec<Vec<(usize, u32)>>>,
     /// Outstanding requests per server (sent, not yet answered), averaged over each
     /// [`SAMPLE_US`] window: `samples[k][server]` for the window ending at `(k + 1) * SAMPLE_US`.
     pub samples: Vec<Vec<f32>>,
@@ -76,6 +109,9 @@ pub struct RunResult {
 /// let params = Scenario::Homogeneous50.params(Size { servers: 4, clients: 8, seconds: 2, pool: 4 });
 /// let result = run(&params, Strategy::Callosum, 1);
 /// assert!(!result.latencies_us.is_empty());
+/// let pooled = result.pooled.unwrap();
+/// assert_eq!(pooled.len(), 8);
+/// assert!(pooled.iter().all(|pool| pool.len() == 4), "every pool is full");
 /// ```
 pub fn run(params: &Params, strategy: Strategy, seed: u64) -> RunResult {
     let mut sim = Sim::new(params, strategy, seed);
@@ -95,9 +131,11 @@ enum Ev {
     Done { server: u32, req: u32, epoch: u32 },
     /// The response (or error) reaches the client.
     Reply { req: u32 },
-    /// A client's rover asked to be woken.
+    /// A callosum client starts: it learns the servers and starts roving.
+    Boot { client: u32 },
+    /// A client core asked to be woken.
     Wake { client: u32 },
-    /// A rover's connection request reaches a server.
+    /// A client core's connection request reaches a server.
     Syn {
         client: u32,
         attempt: AttemptId,
@@ -166,11 +204,12 @@ struct Server {
     area_at_last_sample: u64,
 }
 
+/// A callosum client: its core, and the adapter's part (the timer and the requests waiting).
 struct CallosumClient {
-    pool: Pool<u32>,
-    rover: Rover,
-    /// Connections whose slot line was just received, until the rover's event hands them on.
-    handshakes: Vec<(AttemptId, u32)>,
+    /// Connections are numbers into `Sim::conns`.
+    core: ClientCore<u32>,
+    /// When the core asked to be woken at its last output, if at all.
+    timeout: Option<u64>,
     /// The wake-up booked last, so as not to book copies.
     wake_at: Option<u64>,
     /// Requests waiting for an idle connection, oldest first.
@@ -207,15 +246,18 @@ struct Request {
     demand_us: u64,
     stage: Stage,
     failed: bool,
-    /// The pooled connection it uses (callosum), and whether that broke meanwhile.
-    lease: Option<(PoolConnId, u32)>,
-    broken: bool,
+    /// The lease and connection it uses (callosum).
+    lease: Option<(LeaseId, u32)>,
 }
 
+/// A simulated TCP connection, from the server's accept to its close by the client.
 struct Conn {
     server: u32,
     id: ServerConnId,
-    open: bool,
+    /// The server holds its slot: until the client closes it or the server crashes.
+    at_server: bool,
+    /// The client has not closed it yet (whether or not the server is still there).
+    at_client: bool,
 }
 
 struct Sim<'a> {
@@ -231,19 +273,23 @@ struct Sim<'a> {
     free_requests: Vec<u32>,
     live_requests: usize,
     conns: Vec<Conn>,
-    /// The servers in the cluster now, for the random choices.
+    /// The servers in the cluster now, for the random choices and booting clients.
     members: Vec<u32>,
-    scratch: Vec<PoolConnId>,
     latencies_us: Vec<u32>,
     errors: u64,
     sent_per_server: Vec<u64>,
     connections_opened: u64,
     live_connections: Option<Vec<u32>>,
+    pooled: Option<Vec<Vec<(usize, u32)>>>,
     samples: Vec<Vec<f32>>,
 }
 
 impl<'a> Sim<'a> {
     fn new(params: &'a Params, strategy: Strategy, seed: u64) -> Sim<'a> {
+        assert!(
+            params.servers < 1 << 24,
+            "one address per server in 10.0.0.0/8"
+        );
         let servers = (0..params.servers)
             .map(|index| Server {
                 active: !(params.join_at_us.is_some() && params.odd_server == Some(index)),
@@ -261,30 +307,19 @@ impl<'a> Sim<'a> {
         let members: Vec<u32> = (0..params.servers as u32)
             .filter(|&s| servers[s as usize].active)
             .collect();
+        let mut config = ClientConfig::default();
+        config.pool.max_slots = params.pool_size;
         let clients = (0..params.clients)
             .map(|index| {
                 let mut choice = Rng::new(derive_seed(seed, Stream::Choice, index));
                 let round_robin = choice.below(params.servers as u64) as usize;
                 let callosum = (strategy == Strategy::Callosum).then(|| {
-                    let pool = Pool::new(
-                        PoolConfig {
-                            max_slots: params.pool_size,
-                        },
-                        derive_seed(seed, Stream::Pool, index),
-                    )
-                    .expect("the pool size is valid");
-                    let mut rover = Rover::new(
-                        RoverConfig::default(),
-                        derive_seed(seed, Stream::Rover, index),
-                    )
-                    .expect("the default rover configuration is valid");
-                    for &server in &members {
-                        rover.add_server(ServerId(server));
-                    }
+                    let core =
+                        ClientCore::new(config.clone(), derive_seed(seed, Stream::Client, index))
+                            .expect("the pool size is valid");
                     CallosumClient {
-                        pool,
-                        rover,
-                        handshakes: Vec::with_capacity(RoverConfig::default().max_in_flight),
+                        core,
+                        timeout: None,
                         wake_at: None,
                         waiting: VecDeque::new(),
                     }
@@ -312,12 +347,12 @@ impl<'a> Sim<'a> {
             live_requests: 0,
             conns: Vec::new(),
             members,
-            scratch: Vec::new(),
             latencies_us: Vec::new(),
             errors: 0,
             sent_per_server: vec![0; params.servers],
             connections_opened: 0,
             live_connections: None,
+            pooled: None,
             samples: Vec::new(),
         }
     }
@@ -333,29 +368,14 @@ impl<'a> Sim<'a> {
 
     fn start(&mut self) {
         let mut start = Rng::new(derive_seed(self.seed, Stream::Start, 0));
-        for client in 0..self.clients.len() {
+        for client in 0..self.clients.len() as u32 {
             // Clients boot within the first second, as a fleet started together.
             let boot = start.below(1_000_000);
-            let c = &mut self.clients[client];
+            let c = &mut self.clients[client as usize];
             let first = boot + exponential_us(&mut c.workload, c.mean_gap_us);
-            if let Some(cc) = &mut c.callosum {
-                let at = Instant::from_micros(boot);
-                cc.rover.set_demand(cc.pool.wanted(), at);
-                cc.rover.start(at);
-            }
-            self.book(
-                first,
-                Ev::Arrival {
-                    client: client as u32,
-                },
-            );
+            self.book(first, Ev::Arrival { client });
             if self.strategy == Strategy::Callosum {
-                self.book(
-                    boot,
-                    Ev::Wake {
-                        client: client as u32,
-                    },
-                );
+                self.book(boot, Ev::Boot { client });
             }
         }
         if let Some(crash) = self.params.crash {
@@ -375,8 +395,7 @@ impl<'a> Sim<'a> {
         while let Some(booked) = self.queue.pop() {
             if !counted_connections && booked.at > end {
                 counted_connections = true;
-                self.live_connections = (self.strategy == Strategy::Callosum)
-                    .then(|| self.servers.iter().map(|s| s.core.live()).collect());
+                self.count_connections();
             }
             if booked.at > limit || (booked.at > end && self.live_requests == 0) {
                 break;
@@ -392,6 +411,25 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Callosum: the connections of every server and of every pool, as traffic stops.
+    fn count_connections(&mut self) {
+        if self.strategy != Strategy::Callosum {
+            return;
+        }
+        self.live_connections = Some(self.servers.iter().map(|s| s.core.live()).collect());
+        let pooled = self.clients.iter().map(|c| {
+            let status = c.callosum.as_ref().expect("callosum clients").core.status();
+            let servers = status.servers.into_iter();
+            servers
+                .flat_map(|held| {
+                    let server = server_index(held.server) as usize;
+                    held.slots.into_iter().map(move |slot| (server, slot))
+                })
+                .collect()
+        });
+        self.pooled = Some(pooled.collect());
+    }
+
     fn finish(self) -> RunResult {
         let mut latencies_us = self.latencies_us;
         latencies_us.sort_unstable();
@@ -402,6 +440,7 @@ impl<'a> Sim<'a> {
             sent_per_server: self.sent_per_server,
             connections_opened: self.connections_opened,
             live_connections: self.live_connections,
+            pooled: self.pooled,
             samples: self.samples,
         }
     }
@@ -412,6 +451,7 @@ impl<'a> Sim<'a> {
             Ev::AtServer { req } => self.at_server(req),
             Ev::Done { server, req, epoch } => self.done(server, req, epoch),
             Ev::Reply { req } => self.reply(req),
+            Ev::Boot { client } => self.boot(client),
             Ev::Wake { client } => self.wake(client),
             Ev::Syn {
                 client,
@@ -425,12 +465,10 @@ impl<'a> Sim<'a> {
             } => self.slot_line(client, attempt, conn),
             Ev::Refused { client, attempt } => {
                 let now = Instant::from_micros(self.now);
-                let cc = self.callosum(client);
+                let core = &mut self.callosum(client).core;
                 // Stale if the attempt timed out meanwhile: nothing to do then.
-                let _ = cc
-                    .rover
-                    .handle_connect_failed(attempt, ConnectFailure::Refused, now);
-                self.after_input(client);
+                let _ = core.handle_connect_failed(attempt, ConnectFailure::Refused, now);
+                self.drain(client);
             }
             Ev::Crash => self.crash(),
             Ev::Restart => {
@@ -473,7 +511,6 @@ impl<'a> Sim<'a> {
             stage: Stage::Waiting,
             failed: false,
             lease: None,
-            broken: false,
         };
         let req = match self.free_requests.pop() {
             Some(req) => {
@@ -489,6 +526,7 @@ impl<'a> Sim<'a> {
         if self.strategy == Strategy::Callosum {
             self.callosum(client).waiting.push_back(req);
             self.dispatch_waiting(client);
+            self.drain(client);
         } else {
             let server = self.choose(client);
             self.connections_opened += 1;
@@ -544,17 +582,18 @@ impl<'a> Sim<'a> {
 
     /// Sends every waiting request of a callosum client that can get an idle connection.
     fn dispatch_waiting(&mut self, client: u32) {
+        let now = Instant::from_micros(self.now);
         loop {
             let cc = self.callosum(client);
             if cc.waiting.is_empty() {
                 return;
             }
-            let Some(lease) = cc.pool.checkout() else {
+            let Some(lease) = cc.core.checkout(now) else {
                 return;
             };
             let req = cc.waiting.pop_front().expect("not empty");
             self.requests[req as usize].lease = Some((lease.id, lease.conn));
-            self.send(req, lease.server.0);
+            self.send(req, server_index(lease.server));
         }
     }
 
@@ -584,9 +623,13 @@ impl<'a> Sim<'a> {
     }
 
     fn at_server(&mut self, req: u32) {
-        let server = self.requests[req as usize].server as usize;
+        let r = self.requests[req as usize];
+        let server = r.server as usize;
         let fast_fail = self.params.fast_fail && self.params.odd_server == Some(server);
-        if !self.servers[server].up || fast_fail {
+        let dead_conn = r
+            .lease
+            .is_some_and(|(_, conn)| !self.conns[conn as usize].at_server);
+        if !self.servers[server].up || fast_fail || dead_conn {
             self.fail(req);
             return;
         }
@@ -645,20 +688,51 @@ impl<'a> Sim<'a> {
         self.requests[req as usize].stage = Stage::Free;
         self.free_requests.push(req);
         self.live_requests -= 1;
-        if let Some((id, conn)) = r.lease {
-            // A connection that broke was already removed from the pool and closed.
-            if !r.broken {
-                match self.callosum(r.client).pool.checkin(id, conn) {
-                    Ok(Checkin::Idle(_)) => {}
-                    Ok(Checkin::Close(conn)) => self.close(conn),
-                    Err(error) => panic!("checkin of a leased connection refused: {error}"),
-                }
+        if let Some((lease, conn)) = r.lease {
+            // A connection whose server crashed meanwhile is broken, whatever the answer.
+            let end = if self.conns[conn as usize].at_server {
+                LeaseEnd::Finished
+            } else {
+                LeaseEnd::Broken
+            };
+            let now = Instant::from_micros(self.now);
+            let core = &mut self.callosum(r.client).core;
+            if let Err(error) = core.checkin(lease, conn, end, now) {
+                panic!("checkin of a leased connection refused: {error}");
             }
-            self.after_input(r.client);
+            self.drain(r.client);
         }
     }
 
     // --- callosum connections -------------------------------------------------------------
+
+    /// Starts a client core with every server of the cluster.
+    ///
+    /// The core starts roving when its first server is added and fills its pool at once, so
+    /// adding the servers one by one would send every first attempt of every client to the
+    /// first server of the list. Instead a placeholder is added first and takes those
+    /// attempts; removing it once every server is known aborts them, and the core makes its
+    /// first attempts again, to servers drawn among all of them.
+    fn boot(&mut self, client: u32) {
+        let now = Instant::from_micros(self.now);
+        let members = std::mem::take(&mut self.members);
+        let core = &mut self.callosum(client).core;
+        core.add_server(PLACEHOLDER, now);
+        loop {
+            match core.poll_output() {
+                // Never opened: removing the placeholder aborts it.
+                Output::Connect { server, .. } => assert_eq!(server, PLACEHOLDER),
+                Output::Timeout(_) => break,
+                other => unreachable!("a client with no connection yet: {other:?}"),
+            }
+        }
+        for &server in &members {
+            core.add_server(server_addr(server), now);
+        }
+        core.remove_server(PLACEHOLDER, now);
+        self.members = members;
+        self.drain(client);
+    }
 
     fn wake(&mut self, client: u32) {
         let now = self.now;
@@ -666,14 +740,10 @@ impl<'a> Sim<'a> {
         if cc.wake_at == Some(now) {
             cc.wake_at = None;
         }
-        if cc
-            .rover
-            .poll_timeout()
-            .is_some_and(|t| t.as_micros() <= now)
-        {
-            cc.rover.handle_timeout(Instant::from_micros(now));
+        if cc.timeout.is_some_and(|t| t <= now) {
+            cc.core.handle_timeout(Instant::from_micros(now));
         }
-        self.after_input(client);
+        self.drain(client);
     }
 
     fn syn(&mut self, client: u32, attempt: AttemptId, server: u32) {
@@ -689,7 +759,8 @@ impl<'a> Sim<'a> {
                 self.conns.push(Conn {
                     server,
                     id,
-                    open: true,
+                    at_server: true,
+                    at_client: true,
                 });
                 let conn = (self.conns.len() - 1) as u32;
                 self.book(
@@ -707,106 +778,82 @@ impl<'a> Sim<'a> {
 
     fn slot_line(&mut self, client: u32, attempt: AttemptId, conn: u32) {
         let now = Instant::from_micros(self.now);
-        let Conn { id, open, .. } = self.conns[conn as usize];
-        let cc = self.callosum(client);
-        if !open {
-            // The server crashed after accepting: the stream ends before the line.
-            let _ = cc.rover.handle_closed(attempt, now);
+        let Conn { id, at_server, .. } = self.conns[conn as usize];
+        let core = &mut self.callosum(client).core;
+        if !at_server {
+            // The server crashed after accepting: the stream ends before the line. (Stale if
+            // the attempt ended meanwhile: nothing to tell then.)
+            let _ = core.handle_closed(attempt, now);
+            self.close(conn);
         } else {
-            let line = callosum_proto::SlotLine::new(id.slot());
-            let delivered = cc
-                .rover
+            let line = SlotLine::new(id.slot());
+            let handshake = core
                 .handle_connected(attempt, now)
-                .and_then(|()| cc.rover.handle_received(attempt, line.as_bytes(), now));
-            match delivered {
-                Ok(_) => cc.handshakes.push((attempt, conn)),
-                // The attempt timed out meanwhile: hang up.
-                Err(_) => self.close(conn),
+                .and_then(|()| core.handle_received(attempt, line.as_bytes(), now));
+            match handshake {
+                Ok(Handshake::Complete(ready)) => {
+                    // Kept, or rejected and given back in an `Output::Close`.
+                    let _ = core.deliver(ready, conn, now);
+                }
+                Ok(Handshake::NeedMore { .. }) => unreachable!("the whole line came at once"),
+                // The attempt timed out or was aborted meanwhile (or the line failed, which
+                // a server's line never does): hang up.
+                Ok(Handshake::Failed) | Err(_) => self.close(conn),
             }
         }
-        self.after_input(client);
+        self.drain(client);
     }
 
-    /// Tells the rover what the pool wants, acts on everything it says until it has nothing
-    /// more to say, books its next wake-up, and sends waiting requests on idle connections.
-    fn after_input(&mut self, client: u32) {
-        let now = Instant::from_micros(self.now);
+    /// Acts on every output of the client's core until it asks to be woken, and books that
+    /// wake-up.
+    fn drain(&mut self, client: u32) {
         loop {
-            let cc = self.callosum(client);
-            let wanted = cc.pool.wanted();
-            cc.rover.set_demand(wanted, now);
-            let mut said_something = false;
-            while let Some(action) = self.callosum(client).rover.poll_action() {
-                said_something = true;
-                match action {
-                    Action::Connect { attempt, server } => {
-                        self.book(
-                            self.now + self.params.one_way_us,
-                            Ev::Syn {
-                                client,
-                                attempt,
-                                server: server.0,
-                            },
-                        );
-                    }
-                    Action::Close { attempt } => {
-                        let cc = self.callosum(client);
-                        if let Some(at) = cc.handshakes.iter().position(|&(a, _)| a == attempt) {
-                            let (_, conn) = cc.handshakes.swap_remove(at);
-                            self.close(conn);
-                        }
-                    }
+            match self.callosum(client).core.poll_output() {
+                Output::Connect { attempt, server } => {
+                    let server = server_index(server);
+                    let syn = Ev::Syn {
+                        client,
+                        attempt,
+                        server,
+                    };
+                    self.book(self.now + self.params.one_way_us, syn);
                 }
-            }
-            while let Some(event) = self.callosum(client).rover.poll_event() {
-                said_something = true;
-                if let Event::Connection {
-                    attempt,
-                    server,
-                    slot,
-                } = event
-                {
+                // The SYN or the slot line on its way finds the attempt stale when it arrives
+                // and hangs up then.
+                Output::Abort(_) => {}
+                Output::Close(conn) => self.close(conn),
+                // The reports count connections at the servers.
+                Output::Event(_) => {}
+                Output::Idle => self.dispatch_waiting(client),
+                Output::Timeout(timeout) => {
+                    let now = self.now;
                     let cc = self.callosum(client);
-                    let at = cc
-                        .handshakes
-                        .iter()
-                        .position(|&(a, _)| a == attempt)
-                        .expect("a connection event follows its slot line");
-                    let (_, conn) = cc.handshakes.swap_remove(at);
-                    match cc.pool.offer(server, slot, conn) {
-                        Offer::Kept(_) => {}
-                        Offer::Replaced { evicted, .. } => {
-                            if let Evicted::Idle { conn, .. } = evicted {
-                                self.close(conn);
-                            }
+                    cc.timeout = timeout.map(Instant::as_micros);
+                    if let Some(wake) = cc.timeout {
+                        let wake = wake.max(now);
+                        if cc.wake_at.is_none_or(|booked| wake < booked) {
+                            cc.wake_at = Some(wake);
+                            self.book(wake, Ev::Wake { client });
                         }
-                        Offer::Rejected(conn) => self.close(conn),
                     }
+                    return;
                 }
             }
-            if !said_something {
-                break;
-            }
         }
-        let cc = self.callosum(client);
-        if let Some(wake) = cc.rover.poll_timeout() {
-            let wake = wake.as_micros().max(now.as_micros());
-            if cc.wake_at.is_none_or(|booked| wake < booked) {
-                cc.wake_at = Some(wake);
-                self.book(wake, Ev::Wake { client });
-            }
-        }
-        self.dispatch_waiting(client);
     }
 
+    /// The client closes a connection; the server frees its slot unless it crashed since.
     fn close(&mut self, conn: u32) {
         let c = &mut self.conns[conn as usize];
-        assert!(c.open, "connection {conn} closed twice");
-        c.open = false;
-        self.servers[c.server as usize]
-            .core
-            .handle_closed(c.id)
-            .expect("each connection frees its slot exactly once");
+        assert!(c.at_client, "connection {conn} closed twice");
+        c.at_client = false;
+        if c.at_server {
+            c.at_server = false;
+            self.servers[c.server as usize]
+                .core
+                .handle_closed(c.id)
+                .expect("each connection frees its slot exactly once");
+        }
     }
 
     // --- disturbances ---------------------------------------------------------------------
@@ -818,50 +865,48 @@ impl<'a> Sim<'a> {
         s.epoch += 1;
         s.busy = 0;
         s.queue.clear();
-        // Work at the server is lost: the clients see their connections reset.
+        // Work at the server is lost. Requests on their way there fail when they arrive, and
+        // the answers on their way back still arrive; callosum clients return the leases of
+        // all of them as broken.
         for req in 0..self.requests.len() as u32 {
             let r = self.requests[req as usize];
-            if r.stage == Stage::Free || r.server as usize != odd || r.stage == Stage::Waiting {
-                continue;
-            }
-            if let Some((id, _)) = r.lease {
-                let removed = self.callosum(r.client).pool.remove(id);
-                debug_assert!(matches!(
-                    removed,
-                    Ok(Removed::Leased { .. } | Removed::Evicted { .. })
-                ));
-                self.requests[req as usize].broken = true;
-            }
-            if r.stage == Stage::AtServer {
+            if r.stage == Stage::AtServer && r.server as usize == odd {
                 self.fail(req);
             }
         }
-        if self.strategy == Strategy::Callosum {
-            for client in 0..self.clients.len() as u32 {
-                let mut idle = std::mem::take(&mut self.scratch);
-                let cc = self.callosum(client);
-                idle.extend(
-                    cc.pool
-                        .connections()
-                        .filter(|c| c.server == ServerId(odd as u32) && c.state == ConnState::Idle)
-                        .map(|c| c.id),
-                );
-                for id in idle.drain(..) {
-                    let removed = cc.pool.remove(id);
-                    debug_assert!(matches!(removed, Ok(Removed::Idle { .. })));
-                }
-                self.scratch = idle;
+        if self.strategy != Strategy::Callosum {
+            return;
+        }
+        // Every connection of the server ends: its slots are free...
+        for c in &mut self.conns {
+            if c.at_server && c.server as usize == odd {
+                c.at_server = false;
+                self.servers[odd]
+                    .core
+                    .handle_closed(c.id)
+                    .expect("each connection frees its slot exactly once");
             }
-            // Every connection of the server ends, in pools or still handshaking.
-            for conn in 0..self.conns.len() as u32 {
-                let c = &self.conns[conn as usize];
-                if c.open && c.server as usize == odd {
-                    self.close(conn);
-                }
+        }
+        // ...and every client sees the end of its idle ones.
+        let now = Instant::from_micros(self.now);
+        let mut idle: Vec<PooledId> = Vec::new();
+        for client in 0..self.clients.len() as u32 {
+            let conns = &self.conns;
+            let core = &mut self.clients[client as usize]
+                .callosum
+                .as_mut()
+                .expect("callosum clients")
+                .core;
+            idle.extend(
+                core.idle_mut()
+                    .filter(|(_, conn)| !conns[**conn as usize].at_server)
+                    .map(|(id, _)| id),
+            );
+            for id in idle.drain(..) {
+                core.handle_idle_signal(id, IdleSignal::Closed, now)
+                    .expect("an idle connection");
             }
-            for client in 0..self.clients.len() as u32 {
-                self.after_input(client);
-            }
+            self.drain(client);
         }
     }
 
@@ -870,9 +915,14 @@ impl<'a> Sim<'a> {
         self.servers[odd].active = true;
         self.members.push(odd as u32);
         if self.strategy == Strategy::Callosum {
+            let now = Instant::from_micros(self.now);
             for client in 0..self.clients.len() as u32 {
-                self.callosum(client).rover.add_server(ServerId(odd as u32));
-                self.after_input(client);
+                let core = &mut self.callosum(client).core;
+                // A client not booted yet learns every member when it boots.
+                if core.servers().next().is_some() {
+                    core.add_server(server_addr(odd as u32), now);
+                    self.drain(client);
+                }
             }
         }
     }
