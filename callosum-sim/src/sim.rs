@@ -45,26 +45,22 @@ fn derive_seed(seed: u64, stream: Stream, index: usize) -> u64 {
 /// The port of every simulated server's address.
 const SERVER_PORT: u16 = 7000;
 
-/// The address the client cores know server `index` by, `10.0.0.0` plus the index: pure
-/// data, nothing is ever sent to it.
+/// The first address of the simulated servers, 127.1.0.0 (loopback): pure data, nothing is
+/// ever sent to it.
+const FIRST_SERVER: u32 = 0x7f01_0000;
+
+/// The address the client cores know server `index` by: [`FIRST_SERVER`] plus the index.
 fn server_addr(index: u32) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + index), SERVER_PORT))
+    SocketAddr::from((Ipv4Addr::from(FIRST_SERVER + index), SERVER_PORT))
 }
 
 /// The server that [`server_addr`] gave `addr` to.
 fn server_index(addr: SocketAddr) -> u32 {
     match addr {
-        SocketAddr::V4(v4) if v4.port() == SERVER_PORT => u32::from(*v4.ip()) - 0x0a00_0000,
+        SocketAddr::V4(v4) if v4.port() == SERVER_PORT => u32::from(*v4.ip()) - FIRST_SERVER,
         _ => unreachable!("{addr} is no simulated server"),
     }
 }
-
-/// An address that is no server's (a documentation address), added to a booting client
-/// before the cluster's servers and removed after them: see [`Sim::boot`].
-const PLACEHOLDER: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-    SERVER_PORT,
-);
 
 /// An exponentially distributed duration with the given mean, in whole microseconds.
 fn exponential_us(rng: &mut Rng, mean_us: f64) -> u64 {
@@ -706,30 +702,15 @@ impl<'a> Sim<'a> {
 
     // --- callosum connections -------------------------------------------------------------
 
-    /// Starts a client core with every server of the cluster.
-    ///
-    /// The core starts roving when its first server is added and fills its pool at once, so
-    /// adding the servers one by one would send every first attempt of every client to the
-    /// first server of the list. Instead a placeholder is added first and takes those
-    /// attempts; removing it once every server is known aborts them, and the core makes its
-    /// first attempts again, to servers drawn among all of them.
+    /// Starts a client core with every server of the cluster. The core starts roving at its
+    /// first timeout, due at once, so its first attempts are drawn among all of them.
     fn boot(&mut self, client: u32) {
         let now = Instant::from_micros(self.now);
         let members = std::mem::take(&mut self.members);
         let core = &mut self.callosum(client).core;
-        core.add_server(PLACEHOLDER, now);
-        loop {
-            match core.poll_output() {
-                // Never opened: removing the placeholder aborts it.
-                Output::Connect { server, .. } => assert_eq!(server, PLACEHOLDER),
-                Output::Timeout(_) => break,
-                other => unreachable!("a client with no connection yet: {other:?}"),
-            }
-        }
         for &server in &members {
             core.add_server(server_addr(server), now);
         }
-        core.remove_server(PLACEHOLDER, now);
         self.members = members;
         self.drain(client);
     }

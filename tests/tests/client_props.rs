@@ -94,6 +94,7 @@ fn a_line_split_anywhere_is_the_same_line() {
         let (head, tail) = line.split_at(split);
         let ops = [
             ClientOp::AddServer(0),
+            ClientOp::AdvanceToTimeout,
             ClientOp::Connected(0),
             ClientOp::Received(0, head.to_vec()),
             ClientOp::Received(0, tail.to_vec()),

@@ -38,6 +38,10 @@
 //! let mut client = ClientCore::new(ClientConfig::default(), 7).unwrap();
 //! let now = Instant::ZERO;
 //! client.add_server("127.0.0.1:7000".parse().unwrap(), now);
+//! // Step 3 at once: roving starts at the first timeout, so that servers added together all
+//! // take part in the first draw.
+//! assert_eq!(client.poll_output(), Output::Timeout(Some(now)));
+//! client.handle_timeout(now);
 //! // Step 2: the first output is an attempt to connect (the "socket" is a string here).
 //! let Output::Connect { attempt, server } = client.poll_output() else { panic!() };
 //! assert_eq!(server.port(), 7000);
@@ -277,6 +281,9 @@ pub struct ClientCore<K> {
     ready: Option<Ready>,
     /// Lines completed but not yet delivered: the rover must not rove again for them.
     undelivered: usize,
+    /// When to start roving: the first server was added, and the adapter has not yet come
+    /// back at this timeout.
+    start_at: Option<Instant>,
     line: VecDeque<u64>,
     next_ticket: u64,
     closed: bool,
@@ -310,6 +317,7 @@ impl<K> ClientCore<K> {
             current: None,
             ready: None,
             undelivered: 0,
+            start_at: None,
             line: VecDeque::new(),
             next_ticket: 0,
             closed: false,
@@ -319,7 +327,10 @@ impl<K> ClientCore<K> {
     }
 
     /// Adds a server; `false` if it was known already or the client is closed. The first
-    /// server starts the rover; a later one is tried as soon as fill mode has room.
+    /// server makes the client start roving at its next timeout, due at once (`now`): servers
+    /// added together, before the adapter acts on that timeout, are all candidates for the
+    /// first attempts, instead of the first one added taking them all. A server added later
+    /// is tried as soon as fill mode has room.
     pub fn add_server(&mut self, server: SocketAddr, now: Instant) -> bool {
         if self.closed {
             return false;
@@ -328,8 +339,8 @@ impl<K> ClientCore<K> {
             return false;
         };
         self.rover.add_server(id);
-        if !self.rover.is_running() {
-            self.rover.start(now);
+        if !self.rover.is_running() && self.start_at.is_none() {
+            self.start_at = Some(now);
         }
         self.settle(now);
         true
@@ -603,9 +614,13 @@ impl<K> ClientCore<K> {
         self.pool.idle_mut()
     }
 
-    /// The timer fired (or the adapter woke for another reason): time-outs and the rover's
-    /// next attempts.
+    /// The timer fired (or the adapter woke for another reason): the start of roving,
+    /// time-outs and the rover's next attempts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.start_at.is_some_and(|start| start <= now) {
+            self.start_at = None;
+            self.rover.start(now);
+        }
         self.rover.handle_timeout(now);
         self.settle(now);
     }
@@ -618,6 +633,7 @@ impl<K> ClientCore<K> {
             return;
         }
         self.closed = true;
+        self.start_at = None;
         self.rover.stop();
         let idle: Vec<PooledId> = self.pool.idle_mut().map(|(id, _)| id).collect();
         for id in idle {
@@ -641,7 +657,10 @@ impl<K> ClientCore<K> {
     pub fn poll_output(&mut self) -> Output<K> {
         match self.outputs.pop_front() {
             Some(output) => output,
-            None => Output::Timeout(self.rover.poll_timeout()),
+            None => Output::Timeout(match (self.start_at, self.rover.poll_timeout()) {
+                (Some(start), Some(next)) => Some(start.min(next)),
+                (start, next) => start.or(next),
+            }),
         }
     }
 

@@ -2,28 +2,30 @@
 //! use.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use crate::ServerId;
 
-/// Addresses by id and ids by address. Ids are handed out in order and never reused, so the
-/// table lists servers in the order they were added.
+/// Addresses by id and ids by address. Ids are handed out in order and never reused (a
+/// connection evicted while leased may still name a removed server's id when it comes back),
+/// so the table lists servers in the order they were added, and finding a server's address,
+/// which every checkout does, is an index into a vector: 32 bytes per server ever added.
 #[derive(Clone, Debug, Default)]
 pub(super) struct ServerTable {
-    by_id: BTreeMap<ServerId, SocketAddr>,
+    by_id: Vec<Option<SocketAddr>>,
     by_addr: BTreeMap<SocketAddr, ServerId>,
-    next: u32,
 }
 
 impl ServerTable {
-    /// Adds an address under a new id; `None` if it is known already.
+    /// Adds an address under a new id; `None` if it is known already, or if `u32::MAX` servers
+    /// were added already.
     pub(super) fn insert(&mut self, addr: SocketAddr) -> Option<ServerId> {
         if self.by_addr.contains_key(&addr) {
             return None;
         }
-        let id = ServerId(self.next);
-        self.next = self.next.wrapping_add(1);
-        self.by_id.insert(id, addr);
+        let id = ServerId(u32::try_from(self.by_id.len()).ok()?);
+        self.by_id.push(Some(addr));
         self.by_addr.insert(addr, id);
         Some(id)
     }
@@ -31,19 +33,21 @@ impl ServerTable {
     /// Removes an address, returning the id it had.
     pub(super) fn remove(&mut self, addr: SocketAddr) -> Option<ServerId> {
         let id = self.by_addr.remove(&addr)?;
-        self.by_id.remove(&id);
+        self.by_id[id.0 as usize] = None;
         Some(id)
     }
 
     pub(super) fn addr(&self, id: ServerId) -> Option<SocketAddr> {
-        self.by_id.get(&id).copied()
+        self.by_id.get(id.0 as usize).copied().flatten()
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (ServerId, SocketAddr)> + '_ {
-        self.by_id.iter().map(|(&id, &addr)| (id, addr))
+        (0u32..)
+            .zip(&self.by_id)
+            .filter_map(|(id, addr)| addr.map(|addr| (ServerId(id), addr)))
     }
 
     pub(super) fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.by_id.values().copied()
+        self.by_id.iter().flatten().copied()
     }
 }

@@ -67,8 +67,15 @@ fn the_first_server_starts_roving_and_a_line_fills_the_pool() {
         drain(&mut client).is_empty(),
         "nothing to do without servers"
     );
+    assert_eq!(client.poll_output(), Output::Timeout(None));
     assert!(client.add_server(addr(1), NOW));
     assert!(!client.add_server(addr(1), NOW), "an address is one server");
+    assert!(
+        drain(&mut client).is_empty(),
+        "roving starts at the timeout"
+    );
+    assert_eq!(client.poll_output(), Output::Timeout(Some(NOW)));
+    client.handle_timeout(NOW);
     let outputs = drain(&mut client);
     let [(attempt, server)] = connects(&outputs)[..] else {
         panic!("one attempt for one wanted connection: {outputs:?}")
@@ -101,6 +108,7 @@ fn the_first_server_starts_roving_and_a_line_fills_the_pool() {
 fn only_a_finished_lease_goes_back_to_idle() {
     let mut client = client(2);
     client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
     let attempts = connects(&drain(&mut client));
     connect(&mut client, attempts[0].0, b"0\r\n", 10);
     connect(&mut client, attempts[1].0, b"1\r\n", 11);
@@ -142,6 +150,7 @@ fn only_a_finished_lease_goes_back_to_idle() {
 fn bytes_after_the_line_fail_the_attempt_whatever_the_segmentation() {
     let mut client = client(1);
     client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
     let [(attempt, _)] = connects(&drain(&mut client))[..] else {
         panic!("one attempt")
     };
@@ -192,6 +201,7 @@ fn bytes_after_the_line_fail_the_attempt_whatever_the_segmentation() {
 fn removing_a_server_closes_its_idle_connections_and_its_leases_on_return() {
     let mut client = client(2);
     client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
     let attempts = connects(&drain(&mut client));
     connect(&mut client, attempts[0].0, b"0\r\n", 10);
     connect(&mut client, attempts[1].0, b"1\r\n", 11);
@@ -228,6 +238,7 @@ fn removing_a_server_closes_its_idle_connections_and_its_leases_on_return() {
 fn an_attempt_to_a_removed_server_is_aborted_and_its_line_never_delivered() {
     let mut client = client(1);
     client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
     let [(attempt, _)] = connects(&drain(&mut client))[..] else {
         panic!("one attempt")
     };
@@ -240,9 +251,36 @@ fn an_attempt_to_a_removed_server_is_aborted_and_its_line_never_delivered() {
 }
 
 #[test]
+fn servers_added_together_all_take_part_in_the_first_attempts() {
+    let mut config = ClientConfig::default();
+    config.pool.max_slots = 64;
+    config.rover.max_in_flight = 64;
+    let mut client: ClientCore<u32> = ClientCore::new(config, 9).unwrap();
+    for port in 1..=4 {
+        client.add_server(addr(port), NOW);
+    }
+    client.handle_timeout(NOW);
+    let outputs = drain(&mut client);
+    let mut servers: Vec<SocketAddr> = connects(&outputs).iter().map(|&(_, s)| s).collect();
+    assert_eq!(
+        servers.len(),
+        64,
+        "fill mode: one attempt per wanted connection"
+    );
+    servers.sort_unstable();
+    servers.dedup();
+    assert_eq!(
+        servers.len(),
+        4,
+        "every server drawn, not only the first added"
+    );
+}
+
+#[test]
 fn callers_in_line_are_served_first_and_in_order() {
     let mut client = client(1);
     client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
     let [(attempt, _)] = connects(&drain(&mut client))[..] else {
         panic!("one attempt")
     };
@@ -271,6 +309,7 @@ fn callers_in_line_are_served_first_and_in_order() {
 fn a_caller_leaving_the_front_of_the_line_wakes_the_next() {
     let mut client = client(1);
     client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
     let [(attempt, _)] = connects(&drain(&mut client))[..] else {
         panic!("one attempt")
     };
@@ -287,6 +326,7 @@ fn a_caller_leaving_the_front_of_the_line_wakes_the_next() {
 fn failures_are_events_and_the_last_one_is_kept() {
     let mut client = client(1);
     client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
     let [(attempt, _)] = connects(&drain(&mut client))[..] else {
         panic!("one attempt")
     };
@@ -316,6 +356,7 @@ fn failures_are_events_and_the_last_one_is_kept() {
 fn closing_closes_idle_connections_now_and_leases_on_return() {
     let mut client = client(2);
     client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
     let attempts = connects(&drain(&mut client));
     connect(&mut client, attempts[0].0, b"0\r\n", 10);
     drain(&mut client);
