@@ -10,7 +10,53 @@
 //! do. It owns no socket, reads no clock and starts no thread, so one implementation serves
 //! every runtime adapter and the deterministic simulation alike.
 //!
-//! This crate is `#![no_std]
+//! This crate is `#![no_std]`. Without features it offers the time and randomness types,
+//! the slot-line codec, the fixed-capacity slot allocator and the server core. The `alloc`
+//! feature (on by default) adds growable storage (the unbounded slot allocator, the
+//! generation-checked [`slab`]), the pool, the rover and the client core. The `std` feature
+//! adds [`adapter`]: what every adapter on `std` needs (the clock conversion and the reading
+//! of I/O errors), written once.
+//!
+//! # Call order
+//!
+//! Every state machine here is driven the same way, and never reads a clock itself:
+//!
+//! 1. **Inputs**: tell it what happened as it happens, with `handle_*(…, now)` (`now` an
+//!    [`Instant`] from the adapter's clock, never going back).
+//! 2. **Outputs**: after every input, drain its outputs and act on each one.
+//! 3. **Timers**: sleep until its next timeout (or the next input, whichever is first), then
+//!    call `handle_timeout(now)` and go back to step 2.
+//!
+//! - **Server core** ([`server::ServerCore`]): [`server::ServerCore::handle_accept`] returns
+//!   its decision directly ([`server::Accept`]: write this line, or close at once), and
+//!   [`server::ServerCore::handle_closed`] is called exactly once when a connection ends.
+//!   An accept error goes to [`server::ServerCore::handle_accept_error`], which returns when
+//!   to accept again; that instant is also its `poll_timeout()`, after which the adapter calls
+//!   `handle_timeout(now)` and accepts again. No output queue.
+//! - **Client core** ([`client::ClientCore`], with `alloc`): the rover, the pool, the servers
+//!   and the leases in one machine with one output queue, drained with
+//!   [`client::ClientCore::poll_output`] until it yields [`client::Output::Timeout`]. Its
+//!   [module docs](client#call-order) detail the inputs, with an example. Adapters and the
+//!   simulator drive this, never the pool or the rover on their own.
+//! - **Pool** ([`pool::Pool`]) and **rover** ([`rover::Rover`]): the client core's parts,
+//!   public for their own tests and models.
+//!
+//! ```
+//! use callosum_proto::Instant;
+//! use callosum_proto::server::{Accept, FixedServerCore};
+//!
+//! let mut server = FixedServerCore::<64>::new(None).unwrap();
+//! // A connection was accepted: write the line in one call, or close at once.
+//! let Accept::Assigned { conn, line } = server.handle_accept() else { panic!("full") };
+//! assert_eq!(line.as_bytes(), b"0\r\n");
+//! // ... whatever ends it later (FIN, RST, error), report it once:
+//! assert_eq!(server.handle_closed(conn), Ok(0));
+//! // accept() failed (EMFILE): do not accept again before `resume`.
+//! let resume = server.handle_accept_error(Instant::from_millis(7));
+//! assert_eq!(server.poll_timeout(), Some(resume));
+//! server.handle_timeout(resume);
+//! ```
+#![no_std]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "alloc")]
