@@ -38,6 +38,12 @@ pub struct ClientConfig {
     /// draws one from the operating system, so that clients started together do not choose
     /// in step. A fixed seed makes a client's choices repeatable.
     pub seed: Option<u64>,
+    /// A connection that ends (closed by its server, failed, returned broken, or spoke
+    /// unasked) before any exchange on it finished, or within this time of its slot line,
+    /// died young: it counts as a failure of its server for the rover's backoff, so that a
+    /// server that closes every connection after its line draws a growing backoff instead
+    /// of a reconnect per round trip (default 1 s).
+    pub young_death: Duration,
 }
 
 impl Default for ClientConfig {
@@ -48,6 +54,7 @@ impl Default for ClientConfig {
             get_timeout: Duration::from_secs(10),
             events_capacity: 1024,
             seed: None,
+            young_death: Duration::from_secs(1),
         }
     }
 }

@@ -147,11 +147,80 @@ impl Ready {
 
 /// Names one lease: the id a lent connection is returned under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LeaseId(PooledId);
+pub struct LeaseId {
+    id: PooledId,
+    /// What the connection carries while it is out, for its return.
+    server: ServerId,
+    age: Age,
+}
 
 impl fmt::Display for LeaseId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "lease of {}", self.0)
+        write!(f, "lease of {}", self.id)
+    }
+}
+
+/// When a connection's line came, and whether an exchange on it ever finished: what decides
+/// whether its end is its server's failure (it died young).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Age {
+    born: Instant,
+    proven: bool,
+}
+
+/// A connection as the pool holds it: the adapter's, and its age.
+#[derive(Debug)]
+struct Pooled<K> {
+    conn: K,
+    age: Age,
+}
+
+/// What a guard saw of its lease, kept by the adapter's guard so that every adapter ends a
+/// lease by one rule ([`LeaseUse::end`]): untouched or finished goes back to idle, touched and
+/// not finished was interrupted, broken is broken.
+///
+/// ```
+/// use callosum_proto::client::{LeaseEnd, LeaseUse};
+///
+/// let mut used = LeaseUse::default();
+/// assert_eq!(used.end(false), LeaseEnd::Finished); // dropped untouched
+/// used.record_io();
+/// assert_eq!(used.end(false), LeaseEnd::Interrupted); // dropped mid-exchange
+/// assert_eq!(used.end(true), LeaseEnd::Finished); // its holder said it finished
+/// used.mark_broken();
+/// assert_eq!(used.end(true), LeaseEnd::Broken);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LeaseUse {
+    touched: bool,
+    broken: bool,
+}
+
+impl LeaseUse {
+    /// A read or a write was attempted on the connection.
+    pub fn record_io(&mut self) {
+        self.touched = true;
+    }
+
+    /// The connection failed or its holder said it is broken.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// Whether [`LeaseUse::mark_broken`] was called.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// How the lease ends: `finished` when its holder said the exchange finished.
+    pub fn end(self, finished: bool) -> LeaseEnd {
+        if self.broken {
+            LeaseEnd::Broken
+        } else if finished || !self.touched {
+            LeaseEnd::Finished
+        } else {
+            LeaseEnd::Interrupted
+        }
     }
 }
 
@@ -267,11 +336,75 @@ impl fmt::Display for Failure {
     }
 }
 
+/// Why a caller got no connection, in the words of every adapter's `get`.
+///
+/// ```
+/// use callosum_proto::client::{Failure, GetError};
+/// use callosum_proto::rover::ConnectFailure;
+/// use core::time::Duration;
+///
+/// let server = "127.0.0.1:7000".parse().unwrap();
+/// let last_failure = Some(Failure::Unreachable { server, reason: ConnectFailure::Refused });
+/// let error = GetError::TimedOut { waited: Duration::from_secs(1), last_failure };
+/// assert_eq!(
+///     error.to_string(),
+///     "no pooled connection became idle within 1s (last failure: 127.0.0.1:7000 unreachable: connection refused)"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GetError {
+    /// The client knows no server: add one first.
+    NoServers,
+    /// The client's background work (its driver) is not running, so no connection can
+    /// arrive: spawn it.
+    NotRunning,
+    /// The client was closed.
+    Closed,
+    /// No connection became idle in time.
+    TimedOut {
+        /// How long the caller waited.
+        waited: core::time::Duration,
+        /// The last attempt that failed, if any: often why the pool is empty.
+        last_failure: Option<Failure>,
+    },
+}
+
+impl fmt::Display for GetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::NoServers => f.write_str("no servers: add one with add_server"),
+            GetError::NotRunning => f.write_str(
+                "the client's driver is not running, so no connection can arrive: spawn it",
+            ),
+            GetError::Closed => f.write_str("the client was closed"),
+            GetError::TimedOut {
+                waited,
+                last_failure: Some(failure),
+            } => write!(
+                f,
+                "no pooled connection became idle within {waited:?} (last failure: {failure})"
+            ),
+            GetError::TimedOut {
+                waited,
+                last_failure: None,
+            } => write!(
+                f,
+                "no pooled connection became idle within {waited:?} (every one was busy)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for GetError {}
+
 /// The client state machine: rover, pool, servers and leases. See the
 /// [module docs](self#call-order) for the call order.
 #[derive(Debug)]
 pub struct ClientCore<K> {
-    pool: Pool<K>,
+    pool: Pool<Pooled<K>>,
+    /// A connection that ends within this time after its line counts as its server's failure.
+    young: core::time::Duration,
     rover: Rover,
     servers: ServerTable,
     outputs: VecDeque<Output<K>>,
@@ -311,6 +444,7 @@ impl<K> ClientCore<K> {
         let rover = Rover::new(config.rover, seeds.next_u64()).map_err(ClientConfigError::Rover)?;
         Ok(ClientCore {
             pool,
+            young: config.young_death,
             rover,
             servers: ServerTable::default(),
             outputs: VecDeque::new(),
@@ -357,7 +491,7 @@ impl<K> ClientCore<K> {
         for evicted in self.pool.remove_server(id) {
             let slot = match evicted {
                 Evicted::Idle { slot, conn, .. } => {
-                    self.outputs.push_back(Output::Close(conn));
+                    self.outputs.push_back(Output::Close(conn.conn));
                     slot
                 }
                 Evicted::Leased { slot, .. } => slot,
@@ -393,7 +527,15 @@ impl<K> ClientCore<K> {
         now: Instant,
     ) -> Result<(), StaleAttempt> {
         self.current = Some(attempt);
-        let result = self.rover.handle_connect_failed(attempt, reason, now);
+        let result = if reason == ConnectFailure::Reset {
+            // Only an established connection is reset (a reset during the TCP handshake is
+            // refused): whether the adapter saw it at connect or at its first read is timing.
+            self.rover
+                .handle_connected(attempt, now)
+                .and_then(|()| self.rover.handle_read_failed(attempt, now))
+        } else {
+            self.rover.handle_connect_failed(attempt, reason, now)
+        };
         self.settle(now);
         self.current = None;
         result
@@ -425,6 +567,7 @@ impl<K> ClientCore<K> {
             if let Some(server) = self.servers.addr(ready.server) {
                 self.removed(server, ready.slot, RemoveCause::UnsolicitedData);
             }
+            self.died_young(ready.server, now);
             self.settle(now);
             return Ok(Handshake::Failed);
         }
@@ -459,7 +602,7 @@ impl<K> ClientCore<K> {
     pub fn deliver(&mut self, ready: Ready, conn: K, now: Instant) -> Option<PooledId> {
         self.undelivered -= 1;
         let kept = match self.servers.addr(ready.server) {
-            Some(server) if !self.closed => self.offer(ready, server, conn),
+            Some(server) if !self.closed => self.offer(ready, server, conn, now),
             _ => {
                 self.outputs.push_back(Output::Close(conn));
                 None
@@ -514,7 +657,10 @@ impl<K> ClientCore<K> {
     }
 
     /// Returns a lease. Only [`LeaseEnd::Finished`] makes it idle again; anything else, and
-    /// a connection evicted or whose server was removed while it was out, is closed.
+    /// a connection evicted or whose server was removed while it was out, is closed. A
+    /// connection returned broken before any exchange on it finished, or soon after its line
+    /// ([`ClientConfig::young_death`]), counts as a failure of its server for the rover's
+    /// backoff; the first finished exchange forgives the server's failures.
     pub fn checkin(
         &mut self,
         lease: LeaseId,
@@ -529,26 +675,16 @@ impl<K> ClientCore<K> {
             LeaseEnd::Broken => Some(RemoveCause::Broken),
         };
         let returned = match cause {
-            None => match self.pool.checkin(lease.0, conn) {
-                Ok(Checkin::Idle(id)) => {
-                    self.outputs.push_back(Output::Idle);
-                    Ok(Returned::Idle(id))
-                }
-                Ok(Checkin::Close(conn)) => {
-                    self.outputs.push_back(Output::Close(conn));
-                    Ok(Returned::Closed)
-                }
-                Err(error) => {
-                    self.outputs.push_back(Output::Close(error.into_conn()));
-                    Err(NotLeased { lease })
-                }
-            },
+            None => self.return_finished(lease, conn),
             Some(cause) => {
                 self.outputs.push_back(Output::Close(conn));
-                match self.pool.remove(lease.0) {
+                match self.pool.remove(lease.id) {
                     Ok(Removed::Leased { server, slot }) => {
-                        if let Some(server) = self.servers.addr(server) {
-                            self.removed(server, slot, cause);
+                        if let Some(addr) = self.servers.addr(server) {
+                            self.removed(addr, slot, cause);
+                        }
+                        if cause == RemoveCause::Broken && self.is_young(lease.age, now) {
+                            self.died_young(server, now);
                         }
                         Ok(Returned::Closed)
                     }
@@ -557,7 +693,7 @@ impl<K> ClientCore<K> {
                     // The pool renews ids at checkout and checkin, so a lease id never names
                     // an idle connection; were it to, that connection is closed as well.
                     Ok(Removed::Idle { conn, .. }) => {
-                        self.outputs.push_back(Output::Close(conn));
+                        self.outputs.push_back(Output::Close(conn.conn));
                         Err(NotLeased { lease })
                     }
                     Err(UnknownConn { .. }) => Err(NotLeased { lease }),
@@ -568,13 +704,38 @@ impl<K> ClientCore<K> {
         returned
     }
 
+    fn return_finished(&mut self, lease: LeaseId, conn: K) -> Result<Returned, NotLeased> {
+        let age = Age {
+            proven: true,
+            ..lease.age
+        };
+        match self.pool.checkin(lease.id, Pooled { conn, age }) {
+            Ok(Checkin::Idle(id)) => {
+                if !lease.age.proven {
+                    self.rover.handle_server_ok(lease.server);
+                }
+                self.outputs.push_back(Output::Idle);
+                Ok(Returned::Idle(id))
+            }
+            Ok(Checkin::Close(pooled)) => {
+                self.outputs.push_back(Output::Close(pooled.conn));
+                Ok(Returned::Closed)
+            }
+            Err(error) => {
+                self.outputs
+                    .push_back(Output::Close(error.into_conn().conn));
+                Err(NotLeased { lease })
+            }
+        }
+    }
+
     /// Takes a leased connection out of the pool for good (the caller keeps the socket and
     /// closes it itself); its place in the pool is free at once.
     pub fn detach(&mut self, lease: LeaseId, now: Instant) -> Result<(), NotLeased> {
-        let result = match self.pool.remove(lease.0) {
+        let result = match self.pool.remove(lease.id) {
             Ok(Removed::Leased { .. } | Removed::Evicted { .. }) => Ok(()),
             Ok(Removed::Idle { conn, .. }) => {
-                self.outputs.push_back(Output::Close(conn));
+                self.outputs.push_back(Output::Close(conn.conn));
                 Err(NotLeased { lease })
             }
             Err(UnknownConn { .. }) => Err(NotLeased { lease }),
@@ -594,9 +755,12 @@ impl<K> ClientCore<K> {
         let removed = self.pool.remove(id);
         let result = match removed {
             Ok(Removed::Idle { server, slot, conn }) => {
-                self.outputs.push_back(Output::Close(conn));
-                if let Some(server) = self.servers.addr(server) {
-                    self.removed(server, slot, signal.cause());
+                self.outputs.push_back(Output::Close(conn.conn));
+                if let Some(addr) = self.servers.addr(server) {
+                    self.removed(addr, slot, signal.cause());
+                }
+                if self.is_young(conn.age, now) {
+                    self.died_young(server, now);
                 }
                 Ok(())
             }
@@ -611,7 +775,9 @@ impl<K> ClientCore<K> {
 
     /// The idle connections, for an adapter that watches them for [`IdleSignal`]s.
     pub fn idle_mut(&mut self) -> impl Iterator<Item = (PooledId, &mut K)> + '_ {
-        self.pool.idle_mut()
+        self.pool
+            .idle_mut()
+            .map(|(id, pooled)| (id, &mut pooled.conn))
     }
 
     /// The timer fired (or the adapter woke for another reason): the start of roving,
@@ -638,7 +804,7 @@ impl<K> ClientCore<K> {
         let idle: Vec<PooledId> = self.pool.idle_mut().map(|(id, _)| id).collect();
         for id in idle {
             if let Ok(Removed::Idle { server, slot, conn }) = self.pool.remove(id) {
-                self.outputs.push_back(Output::Close(conn));
+                self.outputs.push_back(Output::Close(conn.conn));
                 if let Some(server) = self.servers.addr(server) {
                     self.removed(server, slot, RemoveCause::ClientClosed);
                 }
@@ -709,16 +875,30 @@ impl<K> ClientCore<K> {
         };
         self.settle(now);
         Some(Lease {
-            id: LeaseId(lease.id),
+            id: LeaseId {
+                id: lease.id,
+                server: lease.server,
+                age: lease.conn.age,
+            },
             server,
             slot: lease.slot,
-            conn: lease.conn,
+            conn: lease.conn.conn,
         })
     }
 
-    fn offer(&mut self, ready: Ready, server: SocketAddr, conn: K) -> Option<PooledId> {
+    fn offer(
+        &mut self,
+        ready: Ready,
+        server: SocketAddr,
+        conn: K,
+        now: Instant,
+    ) -> Option<PooledId> {
         let slot = ready.slot;
-        match self.pool.offer(ready.server, slot, conn) {
+        let age = Age {
+            born: now,
+            proven: false,
+        };
+        match self.pool.offer(ready.server, slot, Pooled { conn, age }) {
             Offer::Kept(id) => {
                 self.event(ClientEvent::Kept { server, slot });
                 self.outputs.push_back(Output::Idle);
@@ -730,7 +910,7 @@ impl<K> ClientCore<K> {
                     Evicted::Idle {
                         server, slot, conn, ..
                     } => {
-                        self.outputs.push_back(Output::Close(conn));
+                        self.outputs.push_back(Output::Close(conn.conn));
                         (server, slot)
                     }
                     Evicted::Leased { server, slot, .. } => (server, slot),
@@ -744,10 +924,37 @@ impl<K> ClientCore<K> {
                 self.outputs.push_back(Output::Idle);
                 Some(kept)
             }
-            Offer::Rejected(conn) => {
-                self.outputs.push_back(Output::Close(conn));
+            Offer::Rejected(pooled) => {
+                self.outputs.push_back(Output::Close(pooled.conn));
                 self.event(ClientEvent::Rejected { server, slot });
                 None
+            }
+        }
+    }
+
+    /// Whether a connection of this age that ends now died young: before any exchange on it
+    /// finished, or within [`ClientConfig::young_death`] of its line.
+    fn is_young(&self, age: Age, now: Instant) -> bool {
+        !age.proven || now.saturating_duration_since(age.born) < self.young
+    }
+
+    /// A connection of `server` died young: a failure of the server, so that one that closes
+    /// every connection after its line draws backoff, not a reconnect per round trip.
+    fn died_young(&mut self, server: ServerId, now: Instant) {
+        self.stats.died_young += 1;
+        self.rover.handle_server_failed(server, now);
+    }
+
+    /// Why a caller found no connection within `waited`, for an adapter whose driver runs.
+    pub fn get_error(&self, waited: core::time::Duration) -> GetError {
+        if self.closed {
+            GetError::Closed
+        } else if self.servers.addrs().next().is_none() {
+            GetError::NoServers
+        } else {
+            GetError::TimedOut {
+                waited,
+                last_failure: self.last_failure,
             }
         }
     }

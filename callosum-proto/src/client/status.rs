@@ -46,6 +46,10 @@ pub struct ClientStats {
     pub unreachable: u64,
     /// Attempts that connected but gave no slot line.
     pub handshake_failed: u64,
+    /// Connections that died young (see
+    /// [`ClientConfig::young_death`](super::ClientConfig::young_death)), each counted as a
+    /// failure of its server.
+    pub died_young: u64,
 }
 
 /// Connections removed from the pool, one counter per [`RemoveCause`].

@@ -1,6 +1,7 @@
 use alloc::vec::Vec;
 
 use super::*;
+use crate::rover::HandshakeFailure;
 
 const NOW: Instant = Instant::ZERO;
 
@@ -49,6 +50,20 @@ fn closed(outputs: &[Output<u32>]) -> Vec<u32> {
         Output::Close(conn) => Some(conn),
         _ => None,
     })
+}
+
+/// Sleeps from timeout to timeout until the client starts an attempt: when, and which.
+fn next_connect(client: &mut ClientCore<u32>) -> (Instant, AttemptId) {
+    for _ in 0..100 {
+        let Output::Timeout(Some(at)) = client.poll_output() else {
+            panic!("a timer to wait for")
+        };
+        client.handle_timeout(at);
+        if let [(attempt, _)] = connects(&drain(client))[..] {
+            return (at, attempt);
+        }
+    }
+    panic!("no attempt within 100 timeouts")
 }
 
 /// Completes `attempt` with `line` and delivers `conn`.
@@ -173,11 +188,15 @@ fn bytes_after_the_line_fail_the_attempt_whatever_the_segmentation() {
         "the direct answer said it"
     );
     assert_eq!(client.status().pool.held, 0);
+    assert!(
+        connects(&outputs).is_empty(),
+        "the server backs off: it spoke unasked"
+    );
+    assert_eq!(client.status().stats.died_young, 1);
 
     // The same byte in a later read, while idle: the same cause.
-    let [(attempt, _)] = connects(&outputs)[..] else {
-        panic!("the rover tries again: {outputs:?}")
-    };
+    let (later, attempt) = next_connect(&mut client);
+    assert!(later >= Instant::from_millis(500), "after the backoff base");
     connect(&mut client, attempt, b"0\r\n", 7);
     drain(&mut client);
     let (id, _) = client.idle_mut().next().unwrap();
@@ -378,4 +397,113 @@ fn closing_closes_idle_connections_now_and_leases_on_return() {
     let outputs = drain(&mut client);
     assert_eq!(closed(&outputs), [10]);
     assert_eq!(client.status().stats.removed.client_closed, 2);
+}
+
+#[test]
+fn a_reset_at_connect_is_a_handshake_failure_as_at_the_first_read() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt")
+    };
+    client
+        .handle_connect_failed(attempt, ConnectFailure::Reset, NOW)
+        .unwrap();
+    let outputs = drain(&mut client);
+    assert_eq!(
+        events(&outputs),
+        [ClientEvent::HandshakeFailed {
+            server: addr(1),
+            reason: HandshakeFailure::ReadFailed
+        }]
+    );
+    assert!(!outputs.contains(&Output::Abort(attempt)));
+    assert_eq!(client.status().stats.handshake_failed, 1);
+}
+
+#[test]
+fn a_server_that_closes_every_connection_after_its_line_backs_off_more_each_time() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let [(mut attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt")
+    };
+    let mut tried = Vec::new();
+    let mut now = NOW;
+    for conn in 0..6 {
+        connect(&mut client, attempt, b"0\r\n", conn);
+        drain(&mut client);
+        let (id, _) = client.idle_mut().next().unwrap();
+        client
+            .handle_idle_signal(id, IdleSignal::Closed, now)
+            .unwrap();
+        drain(&mut client);
+        (now, attempt) = next_connect(&mut client);
+        tried.push(now.as_micros() / 1_000);
+    }
+    let gaps: Vec<u64> = core::iter::once(tried[0])
+        .chain(tried.windows(2).map(|w| w[1] - w[0]))
+        .collect();
+    // The default backoff: 500 ms doubling; never a reconnect per round trip.
+    assert_eq!(gaps, [500, 1_000, 2_000, 4_000, 8_000, 16_000]);
+    assert_eq!(client.status().stats.died_young, 6);
+}
+
+#[test]
+fn a_finished_exchange_forgives_the_servers_failures() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt")
+    };
+    connect(&mut client, attempt, b"0\r\n", 1);
+    let lease = client.checkout(NOW).unwrap();
+    let _ = client.checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW);
+    // Old and proven: its end is no failure, so the next attempt comes at once.
+    let later = Instant::from_millis(5_000);
+    let (id, _) = client.idle_mut().next().unwrap();
+    client
+        .handle_idle_signal(id, IdleSignal::Closed, later)
+        .unwrap();
+    let outputs = drain(&mut client);
+    assert_eq!(connects(&outputs).len(), 1, "fill mode replaces it at once");
+    assert_eq!(client.status().stats.died_young, 0);
+}
+
+#[test]
+fn a_caller_without_a_connection_is_told_why() {
+    let mut client = client(1);
+    let waited = core::time::Duration::from_secs(1);
+    assert_eq!(client.get_error(waited), GetError::NoServers);
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    assert_eq!(
+        client.get_error(waited),
+        GetError::TimedOut {
+            waited,
+            last_failure: None
+        }
+    );
+    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt")
+    };
+    client
+        .handle_connect_failed(attempt, ConnectFailure::Refused, NOW)
+        .unwrap();
+    let failure = Failure::Unreachable {
+        server: addr(1),
+        reason: ConnectFailure::Refused,
+    };
+    assert_eq!(
+        client.get_error(waited),
+        GetError::TimedOut {
+            waited,
+            last_failure: Some(failure)
+        }
+    );
+    client.close(NOW);
+    assert_eq!(client.get_error(waited), GetError::Closed);
 }

@@ -59,6 +59,7 @@ mod servers;
 mod tests;
 
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
@@ -445,10 +446,22 @@ impl Rover {
         if !self.servers.remove(id) {
             return false;
         }
+        // An attempt whose `Connect` is still queued never reached the adapter: withdraw the
+        // `Connect` rather than follow it with a `Close`.
+        let mut never_opened = Vec::new();
+        self.actions.retain(|action| match *action {
+            Action::Connect { attempt, server } if server == id => {
+                never_opened.push(attempt);
+                false
+            }
+            _ => true,
+        });
         let mut aborted = false;
         for index in self.attempts.indices() {
             if let Some((attempt, _)) = self.attempts.remove_at_if(index, |a| a.server == id) {
-                self.actions.push_back(Action::Close { attempt });
+                if !never_opened.contains(&attempt) {
+                    self.actions.push_back(Action::Close { attempt });
+                }
                 aborted = true;
             }
         }
@@ -786,7 +799,6 @@ impl Rover {
                     server,
                     slot,
                 });
-                self.servers.record_success(server);
                 self.queued_connections += 1;
                 self.demand = self.demand.saturating_sub(1);
                 consumed
@@ -856,6 +868,22 @@ impl Rover {
         self.fail_handshake(attempt, server, HandshakeFailure::ReadFailed, now);
         self.fill(now);
         Ok(())
+    }
+
+    /// A connection to `server` proved itself (an exchange on it finished, or it lived past
+    /// its young age): the server's failures are forgiven, so a later one backs off from
+    /// [`RoverConfig::backoff_base`] again. A slot line alone does not forgive: a server that
+    /// closes every connection right after its line must keep backing off.
+    pub fn handle_server_ok(&mut self, server: ServerId) {
+        self.servers.record_success(server);
+    }
+
+    /// A connection to `server` died young (closed before any exchange finished on it, or
+    /// soon after its line): a failure of the server, as an attempt's would be.
+    pub fn handle_server_failed(&mut self, server: ServerId, now: Instant) {
+        self.last_now = now;
+        self.record_failure(server, now);
+        self.fill(now);
     }
 
     /// How many more bytes the attempt's slot line can take (`None` for an attempt not in

@@ -373,8 +373,11 @@ fn backoff_grows_caps_and_resets_on_success() {
     // Tried again as soon as each backoff ends: 100, 200, 400, then capped at 800.
     assert_eq!(gaps, [100, 200, 400, 800, 800, 800]);
 
-    // A success forgives the failures: the next failure backs off for the base again.
+    // A slot line alone forgives nothing; a connection that proved itself does: the next
+    // failure backs off for the base again.
     rover.handle_received(attempt, b"3\r\n", now).unwrap();
+    assert_eq!(rover.servers.failures(server), Some(7));
+    rover.handle_server_ok(server);
     assert_eq!(rover.servers.failures(server), Some(0));
     let (retry, attempt) = next_connect(&mut rover);
     assert_eq!(retry, now + Duration::from_millis(10));
