@@ -419,7 +419,14 @@ impl Checker {
                 self.rover
                     .handle_connect_failed(attempt, *reason, now)
                     .expect(refused);
-                Outcome::Unreachable(*reason)
+                // Unreachable means never established: a connection that was established
+                // (connected, or reset, which only an established one is) failed its
+                // handshake, whatever the moment the adapter noticed.
+                if tracked.phase == AttemptPhase::Handshaking || *reason == ConnectFailure::Reset {
+                    Outcome::HandshakeFailed(HandshakeFailure::ReadFailed)
+                } else {
+                    Outcome::Unreachable(*reason)
+                }
             }
             RoverOp::Received(_, bytes) => {
                 let consumed = self

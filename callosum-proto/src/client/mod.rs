@@ -527,15 +527,8 @@ impl<K> ClientCore<K> {
         now: Instant,
     ) -> Result<(), StaleAttempt> {
         self.current = Some(attempt);
-        let result = if reason == ConnectFailure::Reset {
-            // Only an established connection is reset (a reset during the TCP handshake is
-            // refused): whether the adapter saw it at connect or at its first read is timing.
-            self.rover
-                .handle_connected(attempt, now)
-                .and_then(|()| self.rover.handle_read_failed(attempt, now))
-        } else {
-            self.rover.handle_connect_failed(attempt, reason, now)
-        };
+        // A reset is a handshake failure (the rover decides), as at the first read.
+        let result = self.rover.handle_connect_failed(attempt, reason, now);
         self.settle(now);
         self.current = None;
         result

@@ -117,7 +117,9 @@ impl fmt::Display for AttemptId {
 pub enum ConnectFailure {
     /// The server refused the connection (nothing listening).
     Refused,
-    /// The connection was reset while connecting.
+    /// The connection was reset before the connect was reported. Only an established
+    /// connection can be reset (a reset during the TCP handshake is refused), so the rover
+    /// reports it as [`HandshakeFailure::ReadFailed`], as a reset at the first read.
     Reset,
     /// The connect took longer than [`RoverConfig::connect_timeout`].
     TimedOut,
@@ -735,11 +737,24 @@ impl Rover {
             .attempts
             .remove(attempt)
             .ok_or(StaleAttempt { attempt })?;
-        self.events.push_back(Event::Unreachable {
-            attempt,
-            server: ended.server,
-            reason,
-        });
+        let server = ended.server;
+        // Unreachable means never established. A connection that was (the adapter saw it
+        // connect, or it was reset, which only an established connection can be: a reset
+        // during the TCP handshake is refused) failed its handshake, whenever the adapter
+        // noticed, so the outcome does not depend on timing.
+        if ended.phase == AttemptPhase::Handshaking || reason == ConnectFailure::Reset {
+            self.events.push_back(Event::HandshakeFailed {
+                attempt,
+                server,
+                reason: HandshakeFailure::ReadFailed,
+            });
+        } else {
+            self.events.push_back(Event::Unreachable {
+                attempt,
+                server,
+                reason,
+            });
+        }
         self.actions.push_back(Action::Close { attempt });
         self.record_failure(ended.server, now);
         self.fill(now);

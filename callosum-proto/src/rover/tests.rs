@@ -261,7 +261,7 @@ fn connect_and_read_failures_are_reported_with_their_reason() {
     let mut rover = rover_with(config(), 1);
     let (attempt, server) = first_attempt(&mut rover, ms(0));
     rover
-        .handle_connect_failed(attempt, ConnectFailure::Reset, ms(1))
+        .handle_connect_failed(attempt, ConnectFailure::Refused, ms(1))
         .unwrap();
     let (actions, events) = drain(&mut rover);
     assert_eq!(actions, [Action::Close { attempt }]);
@@ -270,7 +270,7 @@ fn connect_and_read_failures_are_reported_with_their_reason() {
         [Event::Unreachable {
             attempt,
             server,
-            reason: ConnectFailure::Reset
+            reason: ConnectFailure::Refused
         }]
     );
 
@@ -552,6 +552,33 @@ fn removing_a_server_aborts_its_attempts_and_withdraws_its_connections() {
         assert!(actions.contains(&Action::Close { attempt: *attempt }));
     }
     assert_eq!(rover.servers().count(), 0);
+}
+
+/// Only a connection that was established can be reset (a reset during the TCP handshake is
+/// refused), so a reset is a handshake failure whether the adapter saw it when the connect
+/// completed or at its first read: the outcome does not depend on timing.
+#[test]
+fn a_reset_is_a_handshake_failure_however_early_the_adapter_sees_it() {
+    let mut rover = rover_with(config(), 1);
+    let (attempt, server) = first_attempt(&mut rover, ms(0));
+    rover
+        .handle_connect_failed(attempt, ConnectFailure::Reset, ms(1))
+        .unwrap();
+    let at_connect = drain(&mut rover).1;
+
+    rover.handle_timeout(ms(2000));
+    let (attempt_b, _) = connects(&drain(&mut rover).0)[0];
+    rover.handle_connected(attempt_b, ms(2001)).unwrap();
+    rover.handle_read_failed(attempt_b, ms(2002)).unwrap();
+    let at_read = drain(&mut rover).1;
+
+    let failed = |attempt| Event::HandshakeFailed {
+        attempt,
+        server,
+        reason: HandshakeFailure::ReadFailed,
+    };
+    assert_eq!(at_connect, [failed(attempt)]);
+    assert_eq!(at_read, [failed(attempt_b)]);
 }
 
 #[test]
