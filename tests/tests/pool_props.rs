@@ -47,10 +47,15 @@ fn pool(max_slots: usize) -> Pool<&'static str> {
     Pool::new(PoolConfig { max_slots }, 0x5EED).expect("valid config")
 }
 
+/// Setup that must hold: the offer was kept (into a pool with room).
+fn kept<K: std::fmt::Debug>(offer: Offer<K>) {
+    assert!(matches!(offer, Offer::Kept(_)), "setup: {offer:?}");
+}
+
 #[test]
 fn returned_twice_is_not_handed_to_two_callers() {
     let mut pool = pool(1);
-    let _ = pool.offer(ServerId(1), 0, "conn");
+    kept(pool.offer(ServerId(1), 0, "conn"));
     let first = pool.checkout().expect("one idle");
     assert!(matches!(
         pool.checkin(first.id, first.conn),
@@ -84,8 +89,8 @@ fn returned_twice_is_not_handed_to_two_callers() {
 #[test]
 fn evicted_while_leased_that_breaks_frees_one_place_only() {
     let mut pool = pool(2);
-    let _ = pool.offer(ServerId(1), 5, "a5");
-    let _ = pool.offer(ServerId(2), 3, "b3");
+    kept(pool.offer(ServerId(1), 5, "a5"));
+    kept(pool.offer(ServerId(2), 3, "b3"));
     let low = pool.checkout().expect("b3");
     let high = pool.checkout().expect("a5");
     assert_eq!((low.slot, high.slot), (3, 5));
@@ -124,7 +129,7 @@ fn evicted_while_leased_that_breaks_frees_one_place_only() {
 fn lease_return_cycles_do_not_grow_memory() {
     let mut pool = Pool::new(PoolConfig { max_slots: 4 }, 9).expect("valid config");
     for slot in 0..4 {
-        let _ = pool.offer(ServerId(slot), slot, u64::from(slot));
+        kept(pool.offer(ServerId(slot), slot, u64::from(slot)));
     }
     let footprint = pool.footprint();
     assert_eq!(footprint, 4);
@@ -181,7 +186,7 @@ fn idle_connection_with_unsolicited_data_is_removed() {
     let Offer::Kept(chatty) = pool.offer(ServerId(1), 0, "chatty") else {
         panic!("kept");
     };
-    let _ = pool.offer(ServerId(2), 1, "quiet");
+    kept(pool.offer(ServerId(2), 1, "quiet"));
     // The adapter sees bytes arrive on the idle connection and reports it broken.
     assert_eq!(
         pool.remove(chatty).map(Removed::into_conn),
@@ -234,7 +239,7 @@ fn ties_between_equal_slots_favour_no_server() {
         let mut pool = Pool::new(PoolConfig { max_slots: 4 }, seed).expect("valid config");
         for server in [1, 2] {
             for slot in [0, 1] {
-                let _ = pool.offer(ServerId(server), slot, (server, slot));
+                kept(pool.offer(ServerId(server), slot, (server, slot)));
             }
         }
         let rounds = 10_000;
@@ -282,10 +287,14 @@ fn ties_between_equal_slots_favour_no_server() {
 #[test]
 fn connections_report_per_server_state() {
     let mut pool = pool(2);
-    let _ = pool.offer(ServerId(1), 4, "a");
+    kept(pool.offer(ServerId(1), 4, "a"));
     let lease = pool.checkout().expect("a");
-    let _ = pool.offer(ServerId(2), 2, "b");
-    let _ = pool.offer(ServerId(3), 1, "c"); // evicts the leased "a"
+    kept(pool.offer(ServerId(2), 2, "b"));
+    let evicting = pool.offer(ServerId(3), 1, "c");
+    assert!(
+        matches!(evicting, Offer::Replaced { .. }),
+        "evicts the leased \"a\""
+    );
     let mut infos: Vec<_> = pool
         .connections()
         .map(|c| (c.server, c.slot, c.state))

@@ -281,6 +281,9 @@ fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
     assert_eq!(client.held(), 0);
 }
 
+/// Bytes in a later write than the line, while idle: the very outcome of bytes in the same
+/// write as the line (`bytes_after_the_slot_line_remove_the_connection`), whatever TCP did
+/// with the segments: removed as unsolicited data, its socket closed, nothing held.
 fn unsolicited_bytes_while_idle_remove_the_connection(client: Adapter) {
     let (listener, addr) = raw_listener();
     let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
