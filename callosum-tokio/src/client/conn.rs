@@ -1,0 +1,271 @@
+//! The guard a caller holds while using a pooled connection.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use callosum_proto::client::{Lease, LeaseId, LeaseUse, Returned};
+use callosum_proto::slab::Key;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::state::Shared;
+
+/// The stream leaves a `PooledConn` only when it is finished, detached or dropped, each of
+/// which consumes it.
+const HELD: &str = "a PooledConn holds its stream until it is finished, detached or dropped";
+
+/// A connection lent by the pool: the lowest idle slot when it was taken. Tokio's
+/// [`AsyncRead`] and [`AsyncWrite`] over the socket, and [`Deref`] to the [`TcpStream`].
+///
+/// When the exchange is complete (the whole reply read), say so with
+/// [`PooledConn::finish`]: the connection goes back to the pool for the next caller. A guard
+/// dropped without it goes back only if nothing was read or written through it; one dropped
+/// in the middle of an exchange (by `tokio::time::timeout`, a `select!` or an aborted task)
+/// is closed, so that the rest of its reply can never reach the next caller. A connection
+/// whose read saw the end of the stream or an error, or whose write failed, is closed too,
+/// and [`PooledConn::mark_broken`] does the same for a failure only the application can see.
+///
+/// ```no_run
+/// use callosum_tokio::{Client, ClientConfig};
+/// use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+///
+/// # async fn request(client: &Client) -> Result<String, Box<dyn std::error::Error>> {
+/// let mut conn = client.get().await?;
+/// conn.write_all(b"hello\n").await?;
+/// let mut reply = String::new();
+/// BufReader::new(&mut conn).read_line(&mut reply).await?;
+/// println!("slot {} on {} said {reply}", conn.slot(), conn.server());
+/// conn.finish(); // back to the pool
+/// # Ok(reply)
+/// # }
+/// ```
+pub struct PooledConn {
+    shared: Arc<Shared>,
+    id: LeaseId,
+    key: Key,
+    server: SocketAddr,
+    slot: u32,
+    /// `None` only once finished, detached or dropped.
+    stream: Option<TcpStream>,
+    used: LeaseUse,
+}
+
+impl PooledConn {
+    pub(crate) fn new(shared: Arc<Shared>, lease: Lease<Key>, stream: TcpStream) -> PooledConn {
+        PooledConn {
+            shared,
+            id: lease.id,
+            key: lease.conn,
+            server: lease.server,
+            slot: lease.slot,
+            stream: Some(stream),
+            used: LeaseUse::default(),
+        }
+    }
+
+    /// The connection's slot on its server.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The server the connection goes to.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// Says the connection is no good (a protocol error the application saw, say): it is
+    /// closed and removed from the pool when the guard goes, finished or not.
+    ///
+    /// ```no_run
+    /// # async fn broken(client: &callosum_tokio::Client) {
+    /// let mut conn = client.get().await.unwrap();
+    /// conn.mark_broken();
+    /// assert!(conn.is_broken());
+    /// # }
+    /// ```
+    pub fn mark_broken(&mut self) {
+        self.used.mark_broken();
+    }
+
+    /// Whether the connection will be closed rather than kept: it was marked broken, or one
+    /// of its reads or writes failed.
+    pub fn is_broken(&self) -> bool {
+        self.used.is_broken()
+    }
+
+    /// The exchange is complete: the connection goes back to the pool for the next caller
+    /// (unless it is broken). Call it once the whole reply was read; a guard dropped
+    /// without it after a read or a write is closed instead.
+    ///
+    /// ```no_run
+    /// # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// # async fn exchange(client: &callosum_tokio::Client) -> std::io::Result<()> {
+    /// let mut conn = client.get().await.unwrap();
+    /// conn.write_all(b"ping\n").await?;
+    /// let mut reply = [0u8; 5];
+    /// conn.read_exact(&mut reply).await?;
+    /// conn.finish();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn finish(mut self) {
+        self.give_back(true);
+    }
+
+    /// Takes the connection out of the pool for good (its place is freed at once) and
+    /// returns the stream, which is now the caller's alone.
+    ///
+    /// ```no_run
+    /// # async fn detach(client: &callosum_tokio::Client) {
+    /// let conn = client.get().await.unwrap();
+    /// let stream = conn.detach();
+    /// println!("still connected to {}", stream.peer_addr().unwrap());
+    /// # }
+    /// ```
+    pub fn detach(mut self) -> TcpStream {
+        let stream = self.stream.take().expect(HELD);
+        let (id, key) = (self.id, self.key);
+        let detached = self.shared.input(|state, now| {
+            drop(state.conns.remove(key));
+            state.core.detach(id, now)
+        });
+        if let Err(error) = detached {
+            // Unreachable through this crate's API, which holds each lease once.
+            log::error!("callosum client: {error}");
+        }
+        stream
+    }
+
+    /// Checks the lease in, ended as its use says.
+    fn give_back(&mut self, finished: bool) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let (id, key, end) = (self.id, self.key, self.used.end(finished));
+        self.shared.input(|state, now| {
+            // Back in its place first: the check-in may close it.
+            state.put_back(key, stream);
+            match state.core.checkin(id, key, end, now) {
+                Ok(Returned::Idle(pooled)) => state.watch(key, pooled, now),
+                Ok(Returned::Closed) => {}
+                // Unreachable through this crate's API; the core closed the stream.
+                Err(error) => log::error!("callosum client: {error}"),
+            }
+        });
+    }
+
+    fn stream_mut(&mut self) -> &mut TcpStream {
+        self.stream.as_mut().expect(HELD)
+    }
+
+    /// A read or write failed: the connection is broken, unless the call was only
+    /// interrupted (its caller tries again).
+    fn failed(&mut self, error: &io::Error) {
+        if error.kind() != io::ErrorKind::Interrupted {
+            self.used.mark_broken();
+        }
+    }
+}
+
+/// The stream itself, for its methods (`peer_addr`, `set_nodelay`, `readable`, ...). Reads
+/// and writes through the guard are what [`PooledConn::finish`] and `Drop` go by; through
+/// this, they are not seen.
+impl Deref for PooledConn {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        self.stream.as_ref().expect(HELD)
+    }
+}
+
+impl fmt::Debug for PooledConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConn")
+            .field("server", &self.server)
+            .field("slot", &self.slot)
+            .field("used", &self.used)
+            .finish()
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        self.give_back(false);
+    }
+}
+
+impl AsyncRead for PooledConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.used.record_io();
+        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
+        let result = Pin::new(self.stream_mut()).poll_read(cx, buf);
+        match &result {
+            // The end of the stream: the server closed it.
+            Poll::Ready(Ok(())) if room && buf.filled().len() == before => {
+                self.used.mark_broken();
+            }
+            Poll::Ready(Err(error)) => self.failed(error),
+            _ => {}
+        }
+        result
+    }
+}
+
+impl AsyncWrite for PooledConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.used.record_io();
+        let result = Pin::new(self.stream_mut()).poll_write(cx, buf);
+        if let Poll::Ready(Err(error)) = &result {
+            self.failed(error);
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.used.record_io();
+        let result = Pin::new(self.stream_mut()).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Err(error)) = &result {
+            self.failed(error);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(|stream| stream.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.used.record_io();
+        let result = Pin::new(self.stream_mut()).poll_flush(cx);
+        if let Poll::Ready(Err(error)) = &result {
+            self.failed(error);
+        }
+        result
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Closing the write half means the connection cannot be reused.
+        self.used.record_io();
+        self.used.mark_broken();
+        Pin::new(self.stream_mut()).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,533 @@
+//! A Callosum server: accepts TCP connections, writes each one its slot line, and frees the
+//! slot when the connection ends.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use callosum_proto::adapter::{AcceptError, Clock, ServerError, accept_error};
+use callosum_proto::server::{Accept, AcceptId, GrowableServerCore, ServerConfig, ServerStatus};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use crate::race;
+
+/// The server stopped accepting: [`Server::shutdown`] was called.
+///
+/// ```
+/// use callosum_tokio::{Server, ServerConfig, ShutDown};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+/// server.shutdown();
+/// assert_eq!(server.accept().await.err(), Some(ShutDown));
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutDown;
+
+impl fmt::Display for ShutDown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the server is shut down and accepts no more connections")
+    }
+}
+
+impl std::error::Error for ShutDown {}
+
+/// State shared by the server and every connection it handed out.
+struct Shared {
+    core: Mutex<GrowableServerCore>,
+    clock: Clock,
+    /// Notified when a slot is freed, for [`Server::wait_idle`].
+    slot_freed: Notify,
+    /// Set, then notified, by [`Server::shutdown`].
+    shut_down: AtomicBool,
+    shutting_down: Notify,
+}
+
+impl Shared {
+    fn core(&self) -> MutexGuard<'_, GrowableServerCore> {
+        // The core stays consistent even if a thread panicked while holding the lock: every
+        // operation on it is a single call that either happened or did not.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A connection ended; `before_line` if its slot line could not be written.
+    fn release(&self, conn: AcceptId, before_line: bool) {
+        let mut core = self.core();
+        let released = if before_line {
+            core.handle_lost_before_line(conn)
+        } else {
+            core.handle_closed(conn)
+        };
+        drop(core);
+        if let Err(error) = released {
+            // Unreachable through this crate's API, which releases each slot once; logged
+            // rather than panicking, because the core has refused it and is unharmed.
+            log::error!("callosum server: {error}");
+        }
+        log::debug!("callosum server: slot {} freed", conn.slot());
+        self.slot_freed.notify_waiters();
+    }
+
+    /// Waits until [`Server::shutdown`] is called.
+    async fn shut_down(&self) {
+        let mut notified = pin!(self.shutting_down.notified());
+        // Registered before the flag is read, so a shutdown between the two is not missed.
+        notified.as_mut().enable();
+        if !self.shut_down.load(Ordering::Acquire) {
+            notified.await;
+        }
+    }
+}
+
+/// A listening Callosum server on tokio's reactor.
+///
+/// Call [`Server::accept`] in a loop (usually spawning a task per connection). Each
+/// [`ServerConn`] already had its slot line written, and frees its slot when it ends.
+///
+/// ```
+/// use callosum_tokio::{Server, ServerConfig};
+/// use tokio::io::AsyncReadExt;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let server = Server::bind("127.0.0.1:0".parse()?, ServerConfig::default())?;
+/// let addr = server.local_addr();
+/// let client = tokio::spawn(async move {
+///     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+///     let mut line = [0u8; 3];
+///     stream.read_exact(&mut line).await?;
+///     std::io::Result::Ok(line)
+/// });
+/// let conn = server.accept().await?;
+/// assert_eq!(conn.slot(), 0);
+/// assert_eq!(&client.await??, b"0\r\n");
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct Server {
+    listener: Mutex<Option<Arc<TcpListener>>>,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Listens on `addr`, IPv4 or IPv6 (port 0 picks a free port; see
+    /// [`Server::local_addr`]).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled, as every tokio socket does.
+    ///
+    /// ```
+    /// use callosum_tokio::{Server, ServerConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let server = Server::bind("[::1]:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// assert!(server.local_addr().is_ipv6());
+    /// assert_ne!(server.local_addr().port(), 0);
+    /// # });
+    /// ```
+    pub fn bind(addr: SocketAddr, config: ServerConfig) -> Result<Server, ServerError> {
+        let core = GrowableServerCore::from_config(&config).map_err(ServerError::Config)?;
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+        listener.set_nonblocking(true).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let listener = TcpListener::from_std(listener).map_err(bind_error)?;
+        Ok(Server {
+            listener: Mutex::new(Some(Arc::new(listener))),
+            local_addr,
+            shared: Arc::new(Shared {
+                core: Mutex::new(core),
+                clock: Clock::new(),
+                slot_freed: Notify::new(),
+                shut_down: AtomicBool::new(false),
+                shutting_down: Notify::new(),
+            }),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits for the next connection, gives it the lowest free slot and writes its slot line
+    /// in one write call.
+    ///
+    /// Connections refused because every slot is taken, connections that vanish before their
+    /// line is written, and accept errors are dealt with here and never returned. An error of
+    /// one connection (aborted or reset before it was accepted, an interrupted call) is
+    /// passed over at once; a shortage (too many open files, say) pauses accepting for as
+    /// long as the core's backoff says (10 ms doubling up to 1 s while errors go on), so it
+    /// neither stops nor spins. It returns [`ShutDown`] only once [`Server::shutdown`] was
+    /// called.
+    ///
+    /// ```no_run
+    /// use callosum_tokio::{Server, ServerConfig};
+    ///
+    /// # async fn serve() {
+    /// let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// while let Ok(conn) = server.accept().await {
+    ///     tokio::spawn(async move {
+    ///         // ... serve `conn`; dropping it frees its slot.
+    ///         drop(conn);
+    ///     });
+    /// }
+    /// # }
+    /// ```
+    pub async fn accept(&self) -> Result<ServerConn, ShutDown> {
+        loop {
+            let listener = self
+                .listener
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .ok_or(ShutDown)?;
+            let shut_down = async {
+                self.shared.shut_down().await;
+                None
+            };
+            let accepted = race(shut_down, async { Some(listener.accept().await) }).await;
+            match accepted.ok_or(ShutDown)? {
+                Ok((stream, peer)) => {
+                    if let Some(conn) = self.start(stream, peer).await {
+                        return Ok(conn);
+                    }
+                }
+                Err(error) => self.accept_failed(&error).await?,
+            }
+        }
+    }
+
+    /// Deals with a failed accept: at once for a trouble of one connection, after the core's
+    /// pause for a shortage of resources.
+    async fn accept_failed(&self, error: &io::Error) -> Result<(), ShutDown> {
+        match accept_error(error) {
+            AcceptError::Pending => return Ok(()),
+            AcceptError::PerConnection => {
+                log::debug!(
+                    "callosum server {}: accept failed ({error}); accepting again",
+                    self.local_addr,
+                );
+                return Ok(());
+            }
+            AcceptError::Resource => {}
+        }
+        let clock = self.shared.clock;
+        let now = clock.now();
+        let resume = self.shared.core().handle_accept_error(now);
+        log::warn!(
+            "callosum server {}: accept failed ({error}); pausing {:?}",
+            self.local_addr,
+            resume.saturating_duration_since(now),
+        );
+        // A resume beyond the system clock's reach: only a shutdown ends the pause.
+        match clock.to_std(resume) {
+            Some(resume) => {
+                let shut_down = async {
+                    self.shared.shut_down().await;
+                    Err(ShutDown)
+                };
+                race(shut_down, async {
+                    tokio::time::sleep_until(resume.into()).await;
+                    Ok(())
+                })
+                .await?;
+            }
+            None => {
+                self.shared.shut_down().await;
+                return Err(ShutDown);
+            }
+        }
+        self.shared.core().handle_timeout(clock.now());
+        Ok(())
+    }
+
+    /// Gives a new connection its slot and line; `None` if it was refused or vanished.
+    async fn start(&self, stream: TcpStream, peer: SocketAddr) -> Option<ServerConn> {
+        let accept = self.shared.core().handle_accept();
+        let Accept::Assigned { conn, line } = accept else {
+            log::info!(
+                "callosum server {}: all slots in use; closing {peer} without a line",
+                self.local_addr
+            );
+            return None;
+        };
+        // Held from here, so that a connection that vanishes (or an accept dropped while
+        // writing) frees its slot, counted as lost before its line.
+        let mut hold = SlotHold {
+            shared: Arc::clone(&self.shared),
+            conn,
+            before_line: true,
+        };
+        if let Err(error) = write_line(&stream, line.as_bytes()).await {
+            log::debug!(
+                "callosum server {}: {peer} left before its slot line ({error})",
+                self.local_addr
+            );
+            return None;
+        }
+        hold.before_line = false;
+        log::debug!(
+            "callosum server {}: slot {} assigned to {peer}",
+            self.local_addr,
+            conn.slot()
+        );
+        Some(ServerConn {
+            stream,
+            peer,
+            slot: conn.slot(),
+            hold: Some(hold),
+        })
+    }
+
+    /// Stops accepting: the listening socket closes (new connections are refused) and every
+    /// pending and later [`Server::accept`] returns [`ShutDown`]. Connections already handed
+    /// out go on until they end; [`Server::wait_idle`] waits for that.
+    ///
+    /// ```
+    /// use callosum_tokio::{Server, ServerConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// server.shutdown();
+    /// assert!(server.is_shut_down());
+    /// # });
+    /// ```
+    pub fn shutdown(&self) {
+        self.listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.shared.shut_down.store(true, Ordering::Release);
+        self.shared.shutting_down.notify_waiters();
+    }
+
+    /// Whether [`Server::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.shut_down.load(Ordering::Acquire)
+    }
+
+    /// Waits until no connection holds a slot: with [`Server::shutdown`], a graceful stop.
+    ///
+    /// ```
+    /// use callosum_tokio::{Server, ServerConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    /// server.shutdown();
+    /// server.wait_idle().await; // no connections: returns at once
+    /// # });
+    /// ```
+    pub async fn wait_idle(&self) {
+        loop {
+            let mut freed = pin!(self.shared.slot_freed.notified());
+            freed.as_mut().enable();
+            if self.shared.core().live() == 0 {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    /// The core's snapshot: live connections, whether it accepts (`false` while pausing
+    /// after an accept error) and the counters, among them the connections lost before
+    /// their slot line.
+    pub fn status(&self) -> ServerStatus {
+        self.shared.core().status()
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// Writes the slot line in one write call: old clients parse each read on its own
+/// (PROTOCOL.md section 1). A fresh socket takes 12 bytes at once in practice; if it ever
+/// does not, the rest still goes out rather than the client getting half a line.
+async fn write_line(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// A slot held by a connection, freed exactly once: when the connection ends or is dropped.
+struct SlotHold {
+    shared: Arc<Shared>,
+    conn: AcceptId,
+    /// Until its slot line is written: an end now is a connection lost before its line.
+    before_line: bool,
+}
+
+impl Drop for SlotHold {
+    fn drop(&mut self) {
+        self.shared.release(self.conn, self.before_line);
+    }
+}
+
+/// One accepted connection, its slot line already written: tokio's [`AsyncRead`] and
+/// [`AsyncWrite`] over the socket.
+///
+/// Its slot is freed when the connection ends: when a read sees the end of the stream or an
+/// error, when a write fails, or when it is dropped, whichever comes first. The end of the
+/// client's stream ends the whole connection (the socket is shut down then), so a slot is
+/// never shared by two connections that could both still send; a client that half-closes to
+/// mark the end of a request gets no reply.
+///
+/// ```no_run
+/// use callosum_tokio::{Server, ServerConfig};
+/// use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+///
+/// # async fn serve() {
+/// let server = Server::bind("127.0.0.1:7000".parse().unwrap(), ServerConfig::default()).unwrap();
+/// let conn = server.accept().await.unwrap();
+/// println!("slot {} for {}", conn.slot(), conn.peer_addr());
+/// let mut conn = BufReader::new(conn);
+/// let mut line = String::new();
+/// conn.read_line(&mut line).await.unwrap();
+/// conn.write_all(line.as_bytes()).await.unwrap();
+/// # }
+/// ```
+pub struct ServerConn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: u32,
+    /// `None` once the connection ended and its slot was freed.
+    hold: Option<SlotHold>,
+}
+
+impl ServerConn {
+    /// The slot this connection was given.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The underlying socket, for options such as `set_nodelay`.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Whether the connection ended (and its slot was freed) while still held.
+    pub fn has_ended(&self) -> bool {
+        self.hold.is_none()
+    }
+
+    /// The connection is over: its slot is free, and the socket is shut down so that it can
+    /// never act alongside a new connection that gets the same slot.
+    fn end(&mut self) {
+        if self.hold.take().is_some() {
+            // Already shut down by the peer or broken: nothing to report either way.
+            let _ = socket_shutdown(&self.stream);
+        }
+    }
+}
+
+/// Shuts both directions of the socket down.
+fn socket_shutdown(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both)
+}
+
+impl fmt::Debug for ServerConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConn")
+            .field("slot", &self.slot)
+            .field("peer", &self.peer)
+            .field("ended", &self.has_ended())
+            .finish()
+    }
+}
+
+/// Whether a finished read or write ended the connection: the end of the stream (a read of
+/// nothing into room for something) or an error other than an interrupted call.
+fn ends_connection(result: &io::Result<()>, read_nothing: bool) -> bool {
+    match result {
+        Ok(()) => read_nothing,
+        Err(error) => error.kind() != io::ErrorKind::Interrupted,
+    }
+}
+
+impl AsyncRead for ServerConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if let Poll::Ready(result) = &result
+            && ends_connection(result, room && buf.filled().len() == before)
+        {
+            self.end();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for ServerConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if let Poll::Ready(Err(error)) = &result
+            && error.kind() != io::ErrorKind::Interrupted
+        {
+            self.end();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Err(error)) = &result
+            && error.kind() != io::ErrorKind::Interrupted
+        {
+            self.end();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
