@@ -9,6 +9,10 @@
 //! are busy for longer, so the client finds them idle less often and sends it a much smaller
 //! share of the requests. Nothing measured the servers: it falls out of "use the lowest idle
 //! slot".
+//!
+//! The servers answer lines as `smol-server` does (`examples/shared/lines.rs`: a cap on line
+//! length, backpressure, no buffer while idle); each request task calls `finish()` on its
+//! connection once the reply is read, so that the connection goes back to the pool.
 
 #[path = "shared/lines.rs"]
 mod lines;
@@ -123,12 +127,14 @@ async fn request_loop(
             Err(error) => Err(error),
         };
         match answered {
-            Ok(n) if n > 0 => {
+            Ok(_) if reply.ends_with('\n') => {
                 *served
                     .lock()
                     .expect("counter lock")
                     .entry(conn.server())
                     .or_default() += 1;
+                // The whole reply was read: the connection may serve the next request.
+                conn.finish();
             }
             _ => {
                 conn.mark_broken();

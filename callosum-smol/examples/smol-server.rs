@@ -5,6 +5,13 @@
 //! Prints `listening on ADDR` first, then answers each line a client sends with the same line
 //! after MS milliseconds. Logs every slot assigned and freed to stderr. SIGINT or SIGTERM
 //! stops it cleanly: it stops accepting and waits for its connections to end.
+//!
+//! Safe to copy into a server that faces untrusted clients (the line handling is in
+//! `examples/shared/lines.rs`): a line longer than 64 KiB gets `error: line too long` and the
+//! connection is closed; one reply at a time, and nothing is read while a reply cannot be
+//! written, so a client that never reads its replies stalls itself, not the server's memory;
+//! an idle connection holds no buffer; each connection is its own task, woken only by its own
+//! socket.
 
 #[path = "shared/flags.rs"]
 mod flags;

@@ -9,7 +9,15 @@
 //! - [`Server`]: listens, gives each connection the lowest free slot, writes the slot line in
 //!   one write, and frees the slot when the connection ends.
 //! - [`Client`]: a rover that keeps trying random servers and a pool that keeps the lowest
-//!   slots found. [`Client::get`] lends the lowest idle connection.
+//!   slots found. [`Client::get`] lends the lowest idle connection, or says why it could not
+//!   ([`GetError`]: no servers, the driver not running, the client closed, or a timeout with
+//!   the last connect or handshake failure).
+//!
+//! A lent connection goes back to the pool as idle only when its holder says the exchange
+//! finished, with [`PooledConn::finish`]. A [`PooledConn`] dropped after a read or a write
+//! without that call (a timeout, a `select!`, a task abort) is closed and removed as
+//! [`RemoveCause::Interrupted`], so a late reply can never reach the next caller; one
+//! dropped untouched goes back to idle; a broken one is closed.
 //!
 //! The client's background work runs in its [`Driver`], a future you spawn on the executor of
 //! your choice; nothing is spawned behind your back.
@@ -19,7 +27,8 @@
 //! use futures_lite::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
 //!
 //! smol::block_on(async {
-//!     // A server that echoes one line per request.
+//!     // A server that echoes one line per request (examples/smol-server.rs is one that is
+//!     // safe against hostile clients: a cap on line length, backpressure, small buffers).
 //!     let server = Server::bind("127.0.0.1:0".parse()?, ServerConfig::default())?;
 //!     let addr = server.local_addr();
 //!     smol::spawn(async move {
@@ -47,6 +56,8 @@
 //!     let mut reply = String::new();
 //!     BufReader::new(&mut conn).read_line(&mut reply).await?;
 //!     assert_eq!(reply, "hello\n");
+//!     conn.finish(); // the whole reply was read: the connection is idle again
+//!     assert!(client.status().pool.idle >= 1);
 //!     Ok::<_, Box<dyn std::error::Error>>(())
 //! })
 //! .unwrap();
@@ -60,13 +71,13 @@ pub use callosum_proto::DecodeError;
 pub use callosum_proto::adapter::ServerError;
 pub use callosum_proto::allocator::SlotLimitError;
 pub use callosum_proto::client::{
-    ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, Failure, RemoveCause,
-    RemovedCounts, ServerConnections,
+    ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, Failure, GetError,
+    RemoveCause, RemovedCounts, ServerConnections,
 };
 pub use callosum_proto::pool::{PoolConfig, PoolConfigError, PoolStats, PoolStatus};
 pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, RoverConfigError};
 pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
-pub use client::{Client, Driver, GetError, PooledConn};
+pub use client::{Client, Driver, PooledConn};
 pub use server::{Server, ServerConn, ShutDown};
 
 /// The README's code blocks, compiled and run as doctests so that they stay true.

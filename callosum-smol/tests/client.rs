@@ -5,13 +5,39 @@
 
 mod support;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callosum_smol::{Client, ClientConfig, ClientEvent, RemoveCause, RoverConfig, ServerConfig};
+use async_io::Timer;
+use callosum_smol::{
+    Client, ClientConfig, ClientEvent, ConnectFailure, Failure, GetError, RemoveCause, RoverConfig,
+    ServerConfig,
+};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use smol::net::{TcpListener, TcpStream};
-use support::{live_reaches, raw_slot, read_to_close, reading_server, until, within};
+use support::{DEADLINE, live_reaches, raw_slot, read_to_close, reading_server, until, within};
+
+/// How long a `get` that fails "at once" may take on a busy machine: far less than the
+/// [`DEADLINE`] it is given.
+const AT_ONCE: Duration = Duration::from_secs(2);
+
+/// Runs `step`, failing the test unless it is done within `bound`: an upper bound on steps
+/// that must end well before [`DEADLINE`].
+async fn before<T>(bound: Duration, what: &str, step: impl Future<Output = T>) -> T {
+    future::or(step, async {
+        Timer::after(bound).await;
+        panic!("{what}: not done within {bound:?}")
+    })
+    .await
+}
+
+/// An address on loopback where nothing listens (connections are refused).
+fn refusing_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
 
 /// A client's settings: a pool of `max_slots`, `rover`, a fixed seed.
 fn config(max_slots: usize, rover: RoverConfig) -> ClientConfig {
@@ -241,22 +267,153 @@ fn a_failed_read_marks_the_lease_broken_and_it_is_not_returned() {
 }
 
 #[test]
-fn get_with_a_timeout_never_waits_past_it_and_leaves_the_line() {
+fn get_with_a_timeout_never_waits_past_it_says_why_and_leaves_the_line() {
     smol::block_on(async {
         let client = client(1, quick_rover());
         // Nothing listens there.
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        client.add_server(closed.local_addr().unwrap());
-        drop(closed);
+        let server = refusing_addr();
+        client.add_server(server);
+        // The cause the timeout will carry is in before the wait starts.
+        event_where(&client, "refused", |event| {
+            matches!(event, ClientEvent::Unreachable { .. })
+        })
+        .await;
         let started = Instant::now();
         let waited = Duration::from_millis(200);
-        let result = within("get times out", client.get_timeout(waited)).await;
-        assert_eq!(
-            result.unwrap_err().to_string(),
-            format!("no pooled connection became idle within {waited:?}")
-        );
+        let error = before(waited * 25, "get times out", client.get_timeout(waited))
+            .await
+            .unwrap_err();
         assert!(started.elapsed() >= waited);
+        assert_eq!(
+            error,
+            GetError::TimedOut {
+                waited,
+                last_failure: Some(Failure::Unreachable {
+                    server,
+                    reason: ConnectFailure::Refused
+                })
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "no pooled connection became idle within 200ms (last failure: {server} unreachable: connection refused)"
+            )
+        );
         assert_eq!(client.status().waiting_gets, 0);
+    });
+}
+
+#[test]
+fn a_get_that_times_out_while_every_connection_is_busy_says_so() {
+    smol::block_on(async {
+        let (_server, addr) = reading_server(ServerConfig::default());
+        let client = client(1, quick_rover());
+        client.add_server(addr);
+        let _held = within("get", client.get()).await.unwrap();
+        let waited = Duration::from_millis(50);
+        let error = before(waited * 100, "get times out", client.get_timeout(waited))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            GetError::TimedOut {
+                waited,
+                last_failure: None
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "no pooled connection became idle within 50ms (every one was busy)"
+        );
+    });
+}
+
+#[test]
+fn a_get_without_servers_fails_at_once() {
+    smol::block_on(async {
+        let client = client(1, quick_rover());
+        let error = before(AT_ONCE, "get fails", client.get_timeout(DEADLINE))
+            .await
+            .unwrap_err();
+        assert_eq!(error, GetError::NoServers);
+        assert_eq!(error.to_string(), "no servers: add one with add_server");
+        // Removing the last server is the same.
+        let (_server, addr) = reading_server(ServerConfig::default());
+        client.add_server(addr);
+        client.remove_server(addr);
+        let error = before(AT_ONCE, "get fails", client.get_timeout(DEADLINE)).await;
+        assert_eq!(error.unwrap_err(), GetError::NoServers);
+    });
+}
+
+#[test]
+fn a_get_of_a_closed_client_fails_at_once_and_a_waiting_one_is_woken() {
+    smol::block_on(async {
+        let client = client(1, quick_rover());
+        client.add_server(refusing_addr());
+        let waiting = {
+            let client = client.clone();
+            smol::spawn(async move { client.get_timeout(DEADLINE).await.map(|conn| conn.slot()) })
+        };
+        until("the get is waiting", || client.status().waiting_gets == 1).await;
+        client.close();
+        let error = before(AT_ONCE, "the waiting get fails", waiting)
+            .await
+            .unwrap_err();
+        assert_eq!(error, GetError::Closed);
+        assert_eq!(error.to_string(), "the client was closed");
+        let error = before(AT_ONCE, "get fails", client.get_timeout(DEADLINE)).await;
+        assert_eq!(error.unwrap_err(), GetError::Closed);
+        assert!(client.status().closed);
+    });
+}
+
+#[test]
+fn a_get_whose_driver_was_never_polled_says_it_is_not_running() {
+    smol::block_on(async {
+        let (_server, addr) = reading_server(ServerConfig::default());
+        let (client, _driver) = Client::new(config(1, quick_rover())).unwrap();
+        client.add_server(addr);
+        let waited = Duration::from_millis(50);
+        let error = before(waited * 100, "get times out", client.get_timeout(waited))
+            .await
+            .unwrap_err();
+        assert_eq!(error, GetError::NotRunning);
+        assert_eq!(
+            error.to_string(),
+            "the client's driver is not running, so no connection can arrive: spawn it"
+        );
+    });
+}
+
+#[test]
+fn a_get_whose_driver_was_dropped_fails_at_once_and_a_waiting_one_is_woken() {
+    smol::block_on(async {
+        let (client, driver) = Client::new(config(1, quick_rover())).unwrap();
+        let driver = smol::spawn(driver);
+        client.add_server(refusing_addr());
+        let waiting = {
+            let client = client.clone();
+            smol::spawn(async move { client.get_timeout(DEADLINE).await.map(|conn| conn.slot()) })
+        };
+        until("the get is waiting", || client.status().waiting_gets == 1).await;
+        assert_eq!(
+            driver.cancel().await,
+            None,
+            "the driver never ends by itself"
+        );
+        let error = before(AT_ONCE, "the waiting get fails", waiting).await;
+        assert_eq!(error.unwrap_err(), GetError::NotRunning);
+        let error = before(AT_ONCE, "get fails", client.get_timeout(DEADLINE)).await;
+        assert_eq!(error.unwrap_err(), GetError::NotRunning);
+
+        // A driver dropped without ever running: the same, at once.
+        let (client, driver) = Client::new(config(1, quick_rover())).unwrap();
+        client.add_server(refusing_addr());
+        drop(driver);
+        let error = before(AT_ONCE, "get fails", client.get_timeout(DEADLINE)).await;
+        assert_eq!(error.unwrap_err(), GetError::NotRunning);
     });
 }
 
@@ -392,23 +549,138 @@ fn waiting_gets_are_served_first_and_in_order() {
         client.add_server(addr);
         event_where(&client, "kept", kept).await;
         let held = within("get", client.get()).await.unwrap();
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let client = client.clone();
+        // Who got the one connection, in order; each keeps it until the test releases it.
+        let served: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let mut waiters = Vec::new();
+        for waiter in 0..3 {
+            let (release, released) = smol::channel::bounded::<()>(1);
+            let task = {
+                let (client, served) = (client.clone(), Arc::clone(&served));
                 smol::spawn(async move {
-                    let conn = client.get_timeout(Duration::from_secs(10)).await.unwrap();
-                    drop(conn);
+                    let conn = client.get_timeout(DEADLINE).await.unwrap();
+                    served.lock().unwrap().push(waiter);
+                    let _ = released.recv().await;
+                    drop(conn); // untouched: back to idle, for the next in line
                 })
+            };
+            // Each joins the line before the next one is started: the order is known.
+            until("the get is waiting", || {
+                client.status().waiting_gets == waiter + 1
             })
-            .collect();
-        until("both are waiting", || client.status().waiting_gets == 2).await;
+            .await;
+            waiters.push((release, task));
+        }
         drop(held);
         // The caller that just returned the connection does not get it back ahead of them.
         assert!(client.try_get().is_none());
-        for waiter in waiters {
-            within("a waiter is served", waiter).await;
+        for (waiter, (release, task)) in waiters.into_iter().enumerate() {
+            let expected: Vec<usize> = (0..=waiter).collect();
+            until("the next in line is served", || {
+                *served.lock().unwrap() == expected
+            })
+            .await;
+            assert_eq!(client.status().waiting_gets, 2 - waiter);
+            release.send(()).await.unwrap();
+            within("the waiter ends", task).await;
         }
+        assert_eq!(*served.lock().unwrap(), [0, 1, 2]);
         assert_eq!(client.status().waiting_gets, 0);
         assert!(client.try_get().is_some());
+    });
+}
+
+/// A raw server's side of a pooled connection (pool of one) whose line was sent, and the
+/// client, which holds it idle.
+async fn client_with_an_idle_raw_connection() -> (Client, SocketAddr, TcpStream) {
+    let (client, addr, mut accepted) = client_of_a_raw_server().await;
+    accepted.write_all(b"0\r\n").await.unwrap();
+    event_where(&client, "kept", kept).await;
+    (client, addr, accepted)
+}
+
+#[test]
+fn a_finished_exchange_returns_the_connection_to_idle() {
+    smol::block_on(async {
+        let (client, _addr, mut accepted) = client_with_an_idle_raw_connection().await;
+        let mut conn = within("get", client.get()).await.unwrap();
+        conn.write_all(b"ping\n").await.unwrap();
+        let mut request = [0u8; 5];
+        within("request", accepted.read_exact(&mut request))
+            .await
+            .unwrap();
+        accepted.write_all(b"pong\n").await.unwrap();
+        let mut reply = [0u8; 5];
+        within("reply", conn.read_exact(&mut reply)).await.unwrap();
+        assert_eq!(&reply, b"pong\n");
+        conn.finish();
+        let status = client.status();
+        assert_eq!((status.pool.idle, status.stats.removed.interrupted), (1, 0));
+        // The same connection serves the next caller.
+        let conn = within("get again", client.get()).await.unwrap();
+        assert_eq!(conn.slot(), 0);
+    });
+}
+
+#[test]
+fn a_guard_dropped_untouched_returns_the_connection_to_idle() {
+    smol::block_on(async {
+        let (client, _addr, _accepted) = client_with_an_idle_raw_connection().await;
+        let conn = within("get", client.get()).await.unwrap();
+        assert_eq!((conn.slot(), conn.is_broken()), (0, false));
+        drop(conn);
+        assert_eq!(client.status().pool.idle, 1);
+        while let Some(event) = client.try_next_event() {
+            assert!(!removed(&event), "{event}");
+        }
+    });
+}
+
+#[test]
+fn a_guard_dropped_mid_exchange_is_closed_and_removed_as_interrupted() {
+    smol::block_on(async {
+        let (client, addr, mut accepted) = client_with_an_idle_raw_connection().await;
+        let mut conn = within("get", client.get()).await.unwrap();
+        conn.write_all(b"ping\n").await.unwrap();
+        // A timeout drops the guard while its read waits for the reply.
+        let mut reply = [0u8; 5];
+        let read = future::or(async { Some(conn.read_exact(&mut reply).await) }, async {
+            future::yield_now().await;
+            None
+        });
+        assert!(read.await.is_none(), "no reply was sent");
+        drop(conn);
+        assert_removed(&client, addr, RemoveCause::Interrupted).await;
+        // The late reply can reach nobody: the socket is closed.
+        let _ = accepted.write_all(b"pong\n").await;
+        assert_eq!(
+            within("client closes", read_to_close(&mut accepted)).await,
+            b"ping\n"
+        );
+        let status = client.status();
+        assert_eq!((status.pool.held, status.stats.removed.interrupted), (0, 1));
+    });
+}
+
+#[test]
+fn reaching_the_stream_through_deref_counts_as_use() {
+    smol::block_on(async {
+        let (client, addr, _accepted) = client_with_an_idle_raw_connection().await;
+        let conn = within("get", client.get()).await.unwrap();
+        // Whatever is done through the stream itself, the guard cannot see.
+        conn.get_ref().local_addr().unwrap();
+        drop(conn);
+        assert_removed(&client, addr, RemoveCause::Interrupted).await;
+    });
+}
+
+#[test]
+fn finish_on_a_broken_connection_closes_it() {
+    smol::block_on(async {
+        let (client, addr, _accepted) = client_with_an_idle_raw_connection().await;
+        let mut conn = within("get", client.get()).await.unwrap();
+        conn.mark_broken();
+        conn.finish();
+        assert_removed(&client, addr, RemoveCause::Broken).await;
+        assert_eq!(client.status().pool.held, 0);
     });
 }

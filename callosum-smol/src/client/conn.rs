@@ -6,24 +6,40 @@ use std::net::{SocketAddr, TcpStream};
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use async_io::Async;
-use callosum_proto::client::{Lease, LeaseEnd, LeaseId};
+use callosum_proto::client::{Lease, LeaseId, LeaseUse};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::state::{PooledStream, Shared};
 
-/// The stream leaves a `PooledConn` only in `detach`, which consumes it, and in `drop`.
+/// The stream leaves a `PooledConn` only in `detach` and `finish`, which consume it, and in
+/// `drop`.
 const HELD_UNTIL_DETACHED: &str = "a PooledConn holds its stream until detached";
 
 /// A connection lent by the pool: the lowest idle slot when it was taken.
 ///
-/// It derefs to the stream, and reads and writes like it. Dropping it returns the connection
-/// to the pool. A connection that failed (a read saw the end of the stream or an error, a
-/// write failed) is returned broken and closed, and [`PooledConn::mark_broken`] does the same
-/// for a failure only the application can see. [`PooledConn::detach`] takes the connection
-/// out of the pool for good.
+/// It reads and writes like the stream (and derefs to it). **Call [`PooledConn::finish`] once
+/// the exchange is over** (the whole reply was read): only then does the connection go back
+/// to the pool as idle, for the next caller.
+///
+/// Dropping the guard instead is always safe, and decides by what the guard saw:
+///
+/// - **untouched** (no read, write, flush or close through it, and the stream never reached
+///   through [`Deref`]): the connection goes back to idle, as nothing was said on it;
+/// - **touched without `finish`** (a timeout, a `select!` or a task abort dropped it in the
+///   middle of an exchange): a reply may still be on its way, so the connection is closed and
+///   removed from the pool as [`RemoveCause::Interrupted`](crate::RemoveCause::Interrupted),
+///   never handed to the next caller with someone else's reply in it;
+/// - **broken** (a read saw the end of the stream or an error, a write failed, the write half
+///   was closed, or [`PooledConn::mark_broken`] was called): it is closed and removed as
+///   [`RemoveCause::Broken`](crate::RemoveCause::Broken), `finish` or not.
+///
+/// The guard cannot see what is done with the stream through [`Deref`] (`get_ref`,
+/// `peek`, reads through `&Async<TcpStream>`), so reaching it that way counts as touching it.
+/// [`PooledConn::detach`] takes the connection out of the pool for good.
 ///
 /// ```no_run
 /// use callosum_smol::{Client, ClientConfig};
@@ -38,16 +54,21 @@ const HELD_UNTIL_DETACHED: &str = "a PooledConn holds its stream until detached"
 ///     let mut reply = String::new();
 ///     BufReader::new(&mut conn).read_line(&mut reply).await.unwrap();
 ///     println!("slot {} on {} said {reply}", conn.slot(), conn.server());
-/// }); // `conn` goes back to the pool here
+///     conn.finish(); // the whole reply was read: back to the pool, idle
+/// });
 /// ```
 pub struct PooledConn {
     shared: Arc<Shared>,
     id: LeaseId,
     server: SocketAddr,
     slot: u32,
-    /// `None` only once detached or dropped.
+    /// `None` only once detached, finished or dropped.
     stream: Option<PooledStream>,
-    broken: bool,
+    /// The reads, writes and failures seen through the guard.
+    used: LeaseUse,
+    /// Whether the stream was reached through `Deref`, where the guard cannot see what is
+    /// done with it (atomic, so that the guard stays `Sync`).
+    reached: AtomicBool,
 }
 
 impl PooledConn {
@@ -58,7 +79,8 @@ impl PooledConn {
             server: lease.server,
             slot: lease.slot,
             stream: Some(lease.conn),
-            broken: false,
+            used: LeaseUse::default(),
+            reached: AtomicBool::new(false),
         }
     }
 
@@ -72,8 +94,29 @@ impl PooledConn {
         self.server
     }
 
-    /// Says the connection is no good (a protocol error the application saw, say): on drop
-    /// it is returned broken, so it is closed and removed from the pool.
+    /// Says the exchange on this connection finished (the whole reply was read) and returns
+    /// it to the pool: idle for the next caller, unless it is broken (then it is closed).
+    /// Without this call, a guard dropped after any read or write closes its connection.
+    ///
+    /// ```no_run
+    /// # use callosum_smol::{Client, ClientConfig};
+    /// # use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    /// # smol::block_on(async {
+    /// # let (client, driver) = Client::new(ClientConfig::default()).unwrap();
+    /// # smol::spawn(driver).detach();
+    /// let mut conn = client.get().await.unwrap();
+    /// conn.write_all(b"ping\n").await.unwrap();
+    /// let mut reply = [0u8; 5];
+    /// conn.read_exact(&mut reply).await.unwrap();
+    /// conn.finish();
+    /// # });
+    /// ```
+    pub fn finish(mut self) {
+        self.give_back(true);
+    }
+
+    /// Says the connection is no good (a protocol error the application saw, say): it is
+    /// closed and removed from the pool when the guard goes, [`PooledConn::finish`] or not.
     ///
     /// ```no_run
     /// # use callosum_smol::{Client, ClientConfig};
@@ -86,13 +129,13 @@ impl PooledConn {
     /// # });
     /// ```
     pub fn mark_broken(&mut self) {
-        self.broken = true;
+        self.used.mark_broken();
     }
 
-    /// Whether the connection will be closed rather than kept on drop: it was marked broken,
-    /// or one of its reads or writes failed.
+    /// Whether the connection will be closed rather than kept: it was marked broken, or one
+    /// of its reads or writes failed.
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.used.is_broken()
     }
 
     /// Takes the connection out of the pool for good (its place is freed at once) and
@@ -118,45 +161,17 @@ impl PooledConn {
         stream
     }
 
-    fn stream(&self) -> &PooledStream {
-        self.stream.as_ref().expect(HELD_UNTIL_DETACHED)
-    }
-
-    fn stream_mut(&mut self) -> &mut PooledStream {
-        self.stream.as_mut().expect(HELD_UNTIL_DETACHED)
-    }
-}
-
-/// The stream itself, for its methods (`get_ref`, `readable`, `peek`, ...). Reads and writes
-/// through the guard mark the connection broken when they fail; through this, they do not.
-impl Deref for PooledConn {
-    type Target = Async<TcpStream>;
-
-    fn deref(&self) -> &Async<TcpStream> {
-        self.stream()
-    }
-}
-
-impl fmt::Debug for PooledConn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledConn")
-            .field("server", &self.server)
-            .field("slot", &self.slot)
-            .field("broken", &self.broken)
-            .finish()
-    }
-}
-
-impl Drop for PooledConn {
-    fn drop(&mut self) {
+    /// Returns the lease to the core, `finished` when the holder said the exchange finished;
+    /// the core keeps it idle or closes it by [`LeaseUse::end`]'s rule.
+    fn give_back(&mut self, finished: bool) {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        let end = if self.broken {
-            LeaseEnd::Broken
-        } else {
-            LeaseEnd::Finished
-        };
+        let mut used = self.used;
+        if self.reached.load(Ordering::Relaxed) {
+            used.record_io();
+        }
+        let end = used.end(finished);
         let id = self.id;
         let returned = self
             .shared
@@ -166,6 +181,50 @@ impl Drop for PooledConn {
             log::error!("callosum client: {error}");
         }
     }
+
+    /// The stream for a read or a write through the guard, which records it.
+    fn stream_for_io(&mut self) -> Pin<&mut PooledStream> {
+        self.used.record_io();
+        Pin::new(self.stream.as_mut().expect(HELD_UNTIL_DETACHED))
+    }
+
+    /// Notes a failed read or write: the connection is broken.
+    fn failed(&mut self, error: &io::Error) {
+        if error.kind() != io::ErrorKind::Interrupted {
+            self.used.mark_broken();
+        }
+    }
+}
+
+/// The stream itself, for its methods (`get_ref`, `readable`, `peek`, ...). The guard cannot
+/// see what is done through it, so reaching the stream this way counts as using the
+/// connection: dropped without [`PooledConn::finish`], it is closed. Reads and writes
+/// through this do not mark the connection broken when they fail.
+impl Deref for PooledConn {
+    type Target = Async<TcpStream>;
+
+    fn deref(&self) -> &Async<TcpStream> {
+        self.reached.store(true, Ordering::Relaxed);
+        self.stream.as_ref().expect(HELD_UNTIL_DETACHED)
+    }
+}
+
+impl fmt::Debug for PooledConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConn")
+            .field("server", &self.server)
+            .field("slot", &self.slot)
+            .field("used", &self.used)
+            .finish()
+    }
+}
+
+/// Returns the connection as the guard saw it: idle if untouched, closed as interrupted if
+/// touched (no [`PooledConn::finish`] came), closed as broken if broken.
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        self.give_back(false);
+    }
 }
 
 impl AsyncRead for PooledConn {
@@ -174,12 +233,10 @@ impl AsyncRead for PooledConn {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(self.stream_mut()).poll_read(cx, buf);
+        let result = self.stream_for_io().poll_read(cx, buf);
         match &result {
-            Poll::Ready(Ok(0)) if !buf.is_empty() => self.broken = true,
-            Poll::Ready(Err(error)) if error.kind() != io::ErrorKind::Interrupted => {
-                self.broken = true;
-            }
+            Poll::Ready(Ok(0)) if !buf.is_empty() => self.used.mark_broken(),
+            Poll::Ready(Err(error)) => self.failed(error),
             _ => {}
         }
         result
@@ -192,22 +249,24 @@ impl AsyncWrite for PooledConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(self.stream_mut()).poll_write(cx, buf);
-        if let Poll::Ready(Err(error)) = &result
-            && error.kind() != io::ErrorKind::Interrupted
-        {
-            self.broken = true;
+        let result = self.stream_for_io().poll_write(cx, buf);
+        if let Poll::Ready(Err(error)) = &result {
+            self.failed(error);
         }
         result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.stream_mut()).poll_flush(cx)
+        let result = self.stream_for_io().poll_flush(cx);
+        if let Poll::Ready(Err(error)) = &result {
+            self.failed(error);
+        }
+        result
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Closing the write half means the connection cannot be reused.
-        self.broken = true;
-        Pin::new(self.stream_mut()).poll_close(cx)
+        self.used.mark_broken();
+        self.stream_for_io().poll_close(cx)
     }
 }

@@ -11,15 +11,16 @@ use callosum_proto::adapter::{Read, read_outcome};
 use callosum_proto::client::IdleSignal;
 use futures_lite::future;
 
-use super::state::{PooledStream, Shared};
+use super::state::{DriverState, PooledStream, Shared};
 
 /// The future that does a [`Client`](super::Client)'s background work: spawn it on any
 /// executor (or `block_on` it). It runs the core's timer and the connection attempts, and
 /// watches the idle connections so that one the server closes, or that receives bytes nobody
 /// asked for, leaves the pool at once. It finishes when the last `Client` handle is dropped.
 ///
-/// Without it running, no connection is ever made and [`Client::get`](super::Client::get)
-/// waits until its timeout.
+/// Without it running, no connection is ever made: [`Client::get`](super::Client::get) fails
+/// with [`GetError::NotRunning`](crate::GetError::NotRunning), at once if the driver was
+/// dropped or finished, at its timeout if the driver was never polled.
 ///
 /// ```no_run
 /// use callosum_smol::{Client, ClientConfig};
@@ -30,12 +31,17 @@ use super::state::{PooledStream, Shared};
 /// ```
 #[must_use = "a client does nothing unless its driver runs"]
 pub struct Driver {
+    shared: Arc<Shared>,
     future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Whether the client was told that the driver runs.
+    polled: bool,
 }
 
 impl Driver {
     pub(crate) fn new(shared: Arc<Shared>) -> Driver {
         Driver {
+            shared: Arc::clone(&shared),
+            polled: false,
             future: Box::pin(async move {
                 let work = future::or(run_timer(&shared), watch_idle(&shared));
                 shared.executor.run(work).await;
@@ -58,7 +64,23 @@ impl Future for Driver {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.future.as_mut().poll(cx)
+        if !self.polled {
+            self.polled = true;
+            self.shared.set_driver(DriverState::Running);
+        }
+        let done = self.future.as_mut().poll(cx);
+        if done.is_ready() {
+            self.shared.set_driver(DriverState::Ended);
+        }
+        done
+    }
+}
+
+/// A driver dropped (finished or not) makes every waiting and later `get` fail as
+/// [`GetError::NotRunning`](crate::GetError::NotRunning) (unless the client is closed).
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.shared.set_driver(DriverState::Ended);
     }
 }
 

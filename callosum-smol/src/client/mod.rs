@@ -13,46 +13,15 @@ use std::time::Duration;
 use async_io::Timer;
 use callosum_proto::adapter;
 use callosum_proto::client::{
-    ClientConfig, ClientConfigError, ClientCore, ClientEvent, ClientStatus, EventQueue, Ticket,
+    ClientConfig, ClientConfigError, ClientCore, ClientEvent, ClientStatus, EventQueue, GetError,
+    Ticket,
 };
 use futures_lite::future;
 
 pub use conn::PooledConn;
 pub use driver::Driver;
 
-use state::Shared;
-
-/// No connection became idle in time.
-///
-/// ```
-/// use callosum_smol::{Client, ClientConfig, GetError};
-/// use std::time::Duration;
-///
-/// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-/// let waited = Duration::from_millis(1);
-/// assert_eq!(smol::block_on(client.get_timeout(waited)).unwrap_err(), GetError::TimedOut { waited });
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum GetError {
-    /// Waited this long and no connection was idle.
-    TimedOut {
-        /// How long.
-        waited: Duration,
-    },
-}
-
-impl fmt::Display for GetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GetError::TimedOut { waited } => {
-                write!(f, "no pooled connection became idle within {waited:?}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for GetError {}
+use state::{DriverState, Shared};
 
 /// A place in the core's line of waiting `get` calls, given up when dropped (served, timed
 /// out or cancelled).
@@ -91,9 +60,7 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.input(|state, now| state.core.close(now));
-        // The driver ends, whether or not the core's timeout changed.
-        self.shared.timer.notify(usize::MAX);
+        self.shared.close();
     }
 }
 
@@ -105,7 +72,7 @@ impl Drop for Handle {
 ///
 /// ```no_run
 /// use callosum_smol::{Client, ClientConfig};
-/// use futures_lite::AsyncWriteExt;
+/// use futures_lite::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
 ///
 /// smol::block_on(async {
 ///     let (client, driver) = Client::new(ClientConfig::default()).unwrap();
@@ -114,6 +81,9 @@ impl Drop for Handle {
 ///     client.add_server("127.0.0.1:7001".parse().unwrap());
 ///     let mut conn = client.get().await.unwrap(); // the lowest idle slot
 ///     conn.write_all(b"ping\n").await.unwrap();
+///     let mut reply = String::new();
+///     BufReader::new(&mut conn).read_line(&mut reply).await.unwrap();
+///     conn.finish(); // back to the pool; dropped without this, it would be closed
 /// });
 /// ```
 #[derive(Clone)]
@@ -192,7 +162,19 @@ impl Client {
 
     /// Takes the idle connection with the lowest slot, waiting up to the configured
     /// [`ClientConfig::get_timeout`] for one to become idle. Waiting callers are served in
-    /// the order they came.
+    /// the order they came. Call [`PooledConn::finish`] on the connection once its exchange
+    /// is over, or it is closed when dropped.
+    ///
+    /// Fails, saying why ([`GetError`]):
+    ///
+    /// - [`GetError::Closed`] at once if the client was closed ([`Client::close`]);
+    /// - [`GetError::NoServers`] at once if no server is configured
+    ///   ([`Client::add_server`]);
+    /// - [`GetError::NotRunning`] if the [`Driver`] is not running: at once if it was
+    ///   dropped or finished (and as soon as that happens to a `get` already waiting), at the
+    ///   timeout if it was never polled;
+    /// - [`GetError::TimedOut`] otherwise, carrying the last connect or handshake failure
+    ///   seen (often the reason the pool is empty).
     ///
     /// ```no_run
     /// # use callosum_smol::{Client, ClientConfig};
@@ -212,13 +194,17 @@ impl Client {
     /// Like [`Client::get`], waiting at most `timeout`.
     ///
     /// ```
-    /// use callosum_smol::{Client, ClientConfig};
+    /// use callosum_smol::{Client, ClientConfig, GetError};
     /// use std::time::Duration;
     ///
     /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    /// assert!(smol::block_on(client.get_timeout(Duration::ZERO)).is_err());
+    /// let got = smol::block_on(client.get_timeout(Duration::from_secs(10)));
+    /// assert_eq!(got.unwrap_err(), GetError::NoServers); // at once
     /// ```
     pub async fn get_timeout(&self, timeout: Duration) -> Result<PooledConn, GetError> {
+        if let Some(error) = self.refusal() {
+            return Err(error);
+        }
         if let Some(conn) = self.try_get() {
             return Ok(conn);
         }
@@ -229,6 +215,10 @@ impl Client {
             let idle = self.shared().idle.listen();
             if let Some(conn) = place.checkout() {
                 return Ok(conn);
+            }
+            // Closing the client and the driver's end both wake the waiting calls.
+            if let Some(error) = self.refusal() {
+                return Err(error);
             }
             let timed_out = future::or(
                 async {
@@ -242,10 +232,30 @@ impl Client {
             )
             .await;
             if timed_out {
-                return place
-                    .checkout()
-                    .ok_or(GetError::TimedOut { waited: timeout });
+                return place.checkout().ok_or_else(|| self.timed_out(timeout));
             }
+        }
+    }
+
+    /// Why a `get` fails at once, if it does: the client is closed, it has no servers, or
+    /// its driver ended.
+    fn refusal(&self) -> Option<GetError> {
+        let state = self.shared().lock();
+        match state.core.get_error(Duration::ZERO) {
+            error @ (GetError::Closed | GetError::NoServers) => Some(error),
+            _ if state.driver == DriverState::Ended => Some(GetError::NotRunning),
+            _ => None,
+        }
+    }
+
+    /// Why a `get` that waited `waited` found nothing.
+    fn timed_out(&self, waited: Duration) -> GetError {
+        let state = self.shared().lock();
+        match state.core.get_error(waited) {
+            GetError::TimedOut { .. } if state.driver != DriverState::Running => {
+                GetError::NotRunning
+            }
+            error => error,
         }
     }
 
@@ -262,6 +272,25 @@ impl Client {
     pub fn try_get(&self) -> Option<PooledConn> {
         let lease = self.shared().input(|state, now| state.core.checkout(now))?;
         Some(PooledConn::new(Arc::clone(self.shared()), lease))
+    }
+
+    /// Closes the client, for every clone of it: the rover stops (its attempts are aborted),
+    /// idle connections are closed now and lent ones when they come back, each reported as
+    /// removed ([`RemoveCause::ClientClosed`](crate::RemoveCause::ClientClosed)); the
+    /// [`Driver`] finishes, and every waiting and later `get` fails as [`GetError::Closed`].
+    /// Dropping the last handle closes the client too.
+    ///
+    /// ```
+    /// use callosum_smol::{Client, ClientConfig, GetError};
+    ///
+    /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
+    /// client.add_server("127.0.0.1:7000".parse().unwrap());
+    /// client.close();
+    /// assert!(client.status().closed);
+    /// assert_eq!(smol::block_on(client.get()).unwrap_err(), GetError::Closed);
+    /// ```
+    pub fn close(&self) {
+        self.shared().close();
     }
 
     /// The next event, waiting for one.

@@ -31,6 +31,19 @@ pub(crate) struct State {
     pub(crate) watcher: Option<Waker>,
     /// The core's last [`Output::Timeout`]: when the driver's timer calls `handle_timeout`.
     pub(crate) timeout: Option<Instant>,
+    /// Whether the [`Driver`](super::Driver) runs: what a `get` that found nothing is told.
+    pub(crate) driver: DriverState,
+}
+
+/// Where the [`Driver`](super::Driver) future is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DriverState {
+    /// Not polled yet: perhaps about to be spawned.
+    NotPolled,
+    /// Polled, and neither finished nor dropped.
+    Running,
+    /// Finished or dropped: no connection will ever arrive.
+    Ended,
 }
 
 impl State {
@@ -67,6 +80,7 @@ impl Shared {
                 events,
                 watcher: None,
                 timeout: None,
+                driver: DriverState::NotPolled,
             }),
             executor: Executor::new(),
             idle: Notify::new(),
@@ -88,6 +102,21 @@ impl Shared {
         let result = input(&mut state, now);
         self.drain(&mut state);
         result
+    }
+
+    /// Closes the client (for every handle): see [`Client::close`](super::Client::close).
+    pub(crate) fn close(self: &Arc<Shared>) {
+        self.input(|state, now| state.core.close(now));
+        // The driver ends, whether or not the core's timeout changed.
+        self.timer.notify(usize::MAX);
+    }
+
+    /// The driver moved on to `driver`; waiting `get` calls are woken to see an end.
+    pub(crate) fn set_driver(&self, driver: DriverState) {
+        self.lock().driver = driver;
+        if driver == DriverState::Ended {
+            self.idle.notify(usize::MAX);
+        }
     }
 
     /// Takes the core's outputs until its timeout, acting on each.
