@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use callosum_proto::client::{Lease, LeaseId, LeaseUse, Returned};
@@ -23,12 +24,19 @@ const HELD: &str = "a PooledConn holds its stream until it is finished, detached
 /// [`AsyncRead`] and [`AsyncWrite`] over the socket, and [`Deref`] to the [`TcpStream`].
 ///
 /// When the exchange is complete (the whole reply read), say so with
-/// [`PooledConn::finish`]: the connection goes back to the pool for the next caller. A guard
-/// dropped without it goes back only if nothing was read or written through it; one dropped
-/// in the middle of an exchange (by `tokio::time::timeout`, a `select!` or an aborted task)
-/// is closed, so that the rest of its reply can never reach the next caller. A connection
-/// whose read saw the end of the stream or an error, or whose write failed, is closed too,
-/// and [`PooledConn::mark_broken`] does the same for a failure only the application can see.
+/// [`PooledConn::finish`]: the connection goes back to the pool for the next caller.
+/// Dropping the guard instead is always safe, and decides by what the guard saw:
+///
+/// - **untouched** (no read, write, flush or shutdown through it, and the stream never
+///   reached through [`Deref`]): the connection goes back to idle, as nothing was said on it;
+/// - **touched without `finish`** (`tokio::time::timeout`, a `select!` or an aborted task
+///   dropped it in the middle of an exchange): a reply may still be on its way, so the
+///   connection is closed and removed from the pool as
+///   [`RemoveCause::Interrupted`](crate::RemoveCause::Interrupted), never handed to the next
+///   caller with someone else's reply in it;
+/// - **broken** (a read saw the end of the stream or an error, a write failed, the write half
+///   was shut down, or [`PooledConn::mark_broken`] was called): it is closed and removed as
+///   [`RemoveCause::Broken`](crate::RemoveCause::Broken), `finish` or not.
 ///
 /// ```no_run
 /// use callosum_tokio::{Client, ClientConfig};
@@ -52,7 +60,11 @@ pub struct PooledConn {
     slot: u32,
     /// `None` only once finished, detached or dropped.
     stream: Option<TcpStream>,
+    /// The reads, writes and failures seen through the guard.
     used: LeaseUse,
+    /// Whether the stream was reached through `Deref`, where the guard cannot see what is
+    /// done with it (atomic, so that the guard stays `Sync`).
+    reached: AtomicBool,
 }
 
 impl PooledConn {
@@ -65,6 +77,7 @@ impl PooledConn {
             slot: lease.slot,
             stream: Some(stream),
             used: LeaseUse::default(),
+            reached: AtomicBool::new(false),
         }
     }
 
@@ -146,7 +159,11 @@ impl PooledConn {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        let (id, key, end) = (self.id, self.key, self.used.end(finished));
+        let mut used = self.used;
+        if self.reached.load(Ordering::Relaxed) {
+            used.record_io();
+        }
+        let (id, key, end) = (self.id, self.key, used.end(finished));
         self.shared.input(|state, now| {
             // Back in its place first: the check-in may close it.
             state.put_back(key, stream);
@@ -172,13 +189,14 @@ impl PooledConn {
     }
 }
 
-/// The stream itself, for its methods (`peer_addr`, `set_nodelay`, `readable`, ...). Reads
-/// and writes through the guard are what [`PooledConn::finish`] and `Drop` go by; through
-/// this, they are not seen.
+/// The stream itself, for its methods (`peer_addr`, `set_nodelay`, `readable`, `try_read`,
+/// ...). What is done through it is not seen by the guard, so a guard whose stream was
+/// reached this way counts as touched: dropped without [`PooledConn::finish`], it is closed.
 impl Deref for PooledConn {
     type Target = TcpStream;
 
     fn deref(&self) -> &TcpStream {
+        self.reached.store(true, Ordering::Relaxed);
         self.stream.as_ref().expect(HELD)
     }
 }

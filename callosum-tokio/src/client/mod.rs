@@ -78,11 +78,17 @@ struct Handle {
     shared: Arc<Shared>,
 }
 
-impl Drop for Handle {
-    fn drop(&mut self) {
+impl Handle {
+    fn close(&self) {
         self.shared.input(|state, now| state.core.close(now));
         // The driver ends, whether or not the core's timeout changed.
         self.shared.signals.driver.notify_one();
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -186,11 +192,19 @@ impl Client {
     /// [`ClientConfig::get_timeout`] for one to become idle. Waiting callers are served in
     /// the order they came.
     ///
-    /// It fails at once if the client was closed ([`GetError::Closed`]), knows no server
-    /// ([`GetError::NoServers`]), or its [`Driver`] finished or was dropped
-    /// ([`GetError::NotRunning`]); at the timeout with [`GetError::NotRunning`] if the
-    /// driver was never polled, and otherwise with [`GetError::TimedOut`], which tells the
-    /// last connect or handshake failure, if any.
+    /// Call [`PooledConn::finish`] on the connection once its exchange is over, or it is
+    /// closed when dropped after a read or a write.
+    ///
+    /// Fails, saying why ([`GetError`]):
+    ///
+    /// - [`GetError::Closed`] at once if the client was closed ([`Client::close`]);
+    /// - [`GetError::NoServers`] at once if no server is configured
+    ///   ([`Client::add_server`]);
+    /// - [`GetError::NotRunning`] if the [`Driver`] is not running: at once if it was
+    ///   dropped or finished (and as soon as that happens to a `get` already waiting), at the
+    ///   timeout if it was never polled;
+    /// - [`GetError::TimedOut`] otherwise, carrying the last connect or handshake failure
+    ///   seen (often the reason the pool is empty).
     ///
     /// ```no_run
     /// # async fn example(client: callosum_tokio::Client) {
@@ -268,6 +282,27 @@ impl Client {
             lent(state, lease)
         })?;
         Ok(lent.map(|(lease, stream)| PooledConn::new(Arc::clone(self.shared()), lease, stream)))
+    }
+
+    /// Closes the client, for every clone of it: the rover stops (its attempts are aborted),
+    /// idle connections are closed now and lent ones when they come back, each reported as
+    /// removed ([`RemoveCause::ClientClosed`](crate::RemoveCause::ClientClosed)); the
+    /// [`Driver`] finishes, and every waiting and later `get` fails with
+    /// [`GetError::Closed`]. Dropping the last handle closes the client too.
+    ///
+    /// ```
+    /// use callosum_tokio::{Client, ClientConfig, GetError};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
+    /// client.add_server("127.0.0.1:7000".parse().unwrap());
+    /// client.close();
+    /// assert!(client.status().closed);
+    /// assert_eq!(client.get().await.unwrap_err(), GetError::Closed);
+    /// # });
+    /// ```
+    pub fn close(&self) {
+        self.handle.close();
     }
 
     /// The next event, waiting for one.

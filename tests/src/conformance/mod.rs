@@ -1,6 +1,7 @@
 //! The conformance harness: one API over every adapter, a server under test and a client
 //! under test, each running on a thread of its own (the smol one on a local executor, the mio
-//! one on its own `Poll`), plus raw std sockets to play the other side by hand.
+//! one on its own `Poll`, the tokio one on a runtime of its own), plus raw std sockets to play
+//! the other side by hand.
 //!
 //! The checks themselves are written once over this API, in the `adapters` test binary, and
 //! run for each adapter ([`each_adapter!`](crate::each_adapter)) or each client x server pair
@@ -13,6 +14,7 @@
 
 mod mio_side;
 mod smol_side;
+mod tokio_side;
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,8 +25,8 @@ use std::time::{Duration, Instant};
 use callosum_proto::RoverConfig;
 use callosum_proto::client::{ClientConfig, ClientEvent, RemoveCause, ServerConnections};
 
-/// Runs each check once per adapter, as `<check>::smol` and `<check>::mio`: a module per
-/// check, with one test per adapter calling `check(Adapter)`.
+/// Runs each check once per adapter, as `<check>::smol`, `<check>::mio` and `<check>::tokio`:
+/// a module per check, with one test per adapter calling `check(Adapter)`.
 #[macro_export]
 macro_rules! each_adapter {
     ($($check:ident),* $(,)?) => {$(
@@ -40,6 +42,11 @@ macro_rules! each_adapter {
             fn mio() {
                 super::$check(Adapter::Mio);
             }
+
+            #[test]
+            fn tokio() {
+                super::$check(Adapter::Tokio);
+            }
         }
     )*};
 }
@@ -50,7 +57,7 @@ macro_rules! each_adapter {
 macro_rules! each_pair {
     ($($check:ident),* $(,)?) => {$(
         mod $check {
-            use $crate::conformance::Adapter::{Mio, Smol};
+            use $crate::conformance::Adapter::{Mio, Smol, Tokio};
 
             #[test]
             fn smol_to_smol() {
@@ -71,6 +78,31 @@ macro_rules! each_pair {
             fn mio_to_mio() {
                 super::$check(Mio, Mio);
             }
+
+            #[test]
+            fn smol_to_tokio() {
+                super::$check(Smol, Tokio);
+            }
+
+            #[test]
+            fn mio_to_tokio() {
+                super::$check(Mio, Tokio);
+            }
+
+            #[test]
+            fn tokio_to_smol() {
+                super::$check(Tokio, Smol);
+            }
+
+            #[test]
+            fn tokio_to_mio() {
+                super::$check(Tokio, Mio);
+            }
+
+            #[test]
+            fn tokio_to_tokio() {
+                super::$check(Tokio, Tokio);
+            }
         }
     )*};
 }
@@ -85,6 +117,8 @@ pub enum Adapter {
     Smol,
     /// `callosum-mio`.
     Mio,
+    /// `callosum-tokio`.
+    Tokio,
 }
 
 /// A number published by a background thread that the test waits on.
@@ -166,6 +200,7 @@ impl ServerUnderTest {
         match adapter {
             Adapter::Smol => smol_side::server(max_slots),
             Adapter::Mio => mio_side::server(max_slots),
+            Adapter::Tokio => tokio_side::server(max_slots),
         }
     }
 
@@ -244,6 +279,7 @@ impl ClientUnderTest {
         match adapter {
             Adapter::Smol => smol_side::client(spec),
             Adapter::Mio => mio_side::client(spec),
+            Adapter::Tokio => tokio_side::client(spec),
         }
     }
 

@@ -23,6 +23,7 @@ impl Counted {
         match adapter {
             Adapter::Smol => smol_server(),
             Adapter::Mio => mio_server(),
+            Adapter::Tokio => tokio_server(),
         }
     }
 
@@ -61,6 +62,51 @@ fn smol_server() -> Counted {
                 executor.spawn(echo).detach();
             }
         }));
+    };
+    Counted {
+        server: ServerUnderTest {
+            addr,
+            live,
+            _background: Background::spawn(move || stopping.shutdown(), body),
+        },
+        accept_errors: Box::new(move || counted.status().stats.accept_errors),
+    }
+}
+
+fn tokio_server() -> Counted {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = callosum_tokio::ServerConfig::default();
+    let server = {
+        let _entered = runtime.enter();
+        Arc::new(callosum_tokio::Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap())
+    };
+    let addr = server.local_addr();
+    let live = Arc::new(Watch::default());
+    let stopping = Arc::clone(&server);
+    let counted = Arc::clone(&server);
+    let published = Arc::clone(&live);
+    let body = move || {
+        runtime.block_on(async {
+            while let Ok(mut conn) = server.accept().await {
+                published.set(server.status().live);
+                let server = Arc::clone(&server);
+                let published = Arc::clone(&published);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 256];
+                    while let Ok(n @ 1..) = conn.read(&mut buf).await {
+                        if conn.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    drop(conn);
+                    published.set(server.status().live);
+                });
+            }
+        });
     };
     Counted {
         server: ServerUnderTest {

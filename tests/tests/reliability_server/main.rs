@@ -1,5 +1,5 @@
 //! Servers under faults and hostile peers (PROTOCOL.md section 2), written once and run
-//! against each adapter's server (`<check>::smol`, `<check>::mio`): churn through thousands
+//! against each adapter's server (`<check>::smol`, `<check>::mio`, `<check>::tokio`): churn through thousands
 //! of connections that end in every way, and running out of file descriptors.
 //!
 //! Both checks concern the whole process (they count its open file descriptors, or lower its
@@ -15,7 +15,7 @@ use std::time::Duration;
 use callosum_tests::conformance::Adapter;
 
 /// In the module of a check with the module's name, the check's tests for each server
-/// adapter, each run in a child process: `<check>::smol` and `<check>::mio`.
+/// adapter, each run in a child process: `<check>::smol`, `<check>::mio` and `<check>::tokio`.
 macro_rules! each_server_in_child {
     ($check:ident) => {
         #[test]
@@ -35,6 +35,15 @@ macro_rules! each_server_in_child {
                 $check,
             );
         }
+
+        #[test]
+        fn tokio() {
+            $crate::in_child(
+                concat!(stringify!($check), "::tokio"),
+                callosum_tests::conformance::Adapter::Tokio,
+                $check,
+            );
+        }
     };
 }
 
@@ -42,7 +51,7 @@ mod churn;
 mod counted;
 mod exhaustion;
 
-/// Set in a child process: the adapter it checks (`Smol` or `Mio`).
+/// Set in a child process: the adapter it checks (`Smol`, `Mio` or `Tokio`).
 const CHILD: &str = "CALLOSUM_RELIABILITY_CHILD";
 
 /// How long a child may run before it gives up; its own waits are bounded well below this.

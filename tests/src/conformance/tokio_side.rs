@@ -1,0 +1,134 @@
+//! The tokio adapter behind the harness: the server on a thread of its own with a
+//! current-thread runtime, the client on a thread of its own with a multi-thread runtime (so
+//! the suite runs the adapter on both); stopping a thread drops its runtime, and with it every
+//! task and socket it owns.
+
+use std::sync::{Arc, mpsc};
+
+use callosum_tokio::{Client, Server, ServerConfig, ServerConn};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::runtime::{Builder, Runtime};
+
+use super::{
+    Background, ClientSpec, ClientUnderTest, Command, DEADLINE, Reply, ServerUnderTest, Watch,
+};
+
+fn current_thread() -> Runtime {
+    Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+pub(super) fn server(max_slots: Option<u32>) -> ServerUnderTest {
+    let runtime = current_thread();
+    let mut config = ServerConfig::default();
+    config.max_slots = max_slots;
+    let server = {
+        let _entered = runtime.enter();
+        Arc::new(Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap())
+    };
+    let addr = server.local_addr();
+    let live = Arc::new(Watch::default());
+    let stopping = Arc::clone(&server);
+    let published = Arc::clone(&live);
+    let body = move || {
+        runtime.block_on(async {
+            while let Ok(conn) = server.accept().await {
+                published.set(server.status().live);
+                let server = Arc::clone(&server);
+                let published = Arc::clone(&published);
+                tokio::spawn(async move {
+                    echo(conn).await;
+                    published.set(server.status().live);
+                });
+            }
+        });
+        // Dropping the runtime drops the connections still being served.
+    };
+    ServerUnderTest {
+        addr,
+        live,
+        _background: Background::spawn(move || stopping.shutdown(), body),
+    }
+}
+
+/// Echoes until the connection ends; dropping it frees its slot.
+async fn echo(mut conn: ServerConn) {
+    let mut buf = [0u8; 256];
+    while let Ok(n @ 1..) = conn.read(&mut buf).await {
+        if conn.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
+    let (client, driver) = Client::new(spec.config).unwrap();
+    let (events_sender, events) = mpsc::channel();
+    let (commands, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let body = move || {
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::spawn(driver);
+            let watched = client.clone();
+            tokio::spawn(
+                async move { while events_sender.send(watched.next_event().await).is_ok() {} },
+            );
+            for &server in &spec.servers {
+                client.add_server(server);
+            }
+            while let Some(command) = received.recv().await {
+                match command {
+                    Command::Status(reply) => {
+                        let _ = reply.send(client.status().servers);
+                    }
+                    Command::RoundTrip(line, reply) => {
+                        let answer = tokio::time::timeout(DEADLINE, round_trip(&client, &line))
+                            .await
+                            .unwrap_or_else(|_| Err("no reply in time".to_owned()));
+                        let _ = reply.send(answer);
+                    }
+                    Command::RemoveServer(server, reply) => {
+                        let _ = reply.send(client.remove_server(server));
+                    }
+                    Command::Stop => return,
+                }
+            }
+        });
+    };
+    let stop = {
+        let commands = commands.clone();
+        move || {
+            let _ = commands.send(Command::Stop);
+        }
+    };
+    ClientUnderTest {
+        events,
+        send: Box::new(move |command| {
+            let _ = commands.send(command);
+        }),
+        _background: Background::spawn(stop, body),
+    }
+}
+
+async fn round_trip(client: &Client, line: &str) -> Result<Reply, String> {
+    let mut conn = client.try_get().ok_or("no idle connection")?;
+    let failed = |error: std::io::Error| error.to_string();
+    conn.write_all(format!("{line}\n").as_bytes())
+        .await
+        .map_err(failed)?;
+    let mut answer = String::new();
+    BufReader::new(&mut conn)
+        .read_line(&mut answer)
+        .await
+        .map_err(failed)?;
+    let reply = Reply {
+        server: conn.server(),
+        slot: conn.slot(),
+        line: answer.trim_end().to_owned(),
+    };
+    conn.finish();
+    Ok(reply)
+}
