@@ -1,0 +1,144 @@
+//! A Callosum server for the line protocol, on tokio.
+//!
+//! `cargo run -p callosum-tokio --example tokio-server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS]`
+//!
+//! Prints `listening on ADDR` first, then answers each line a client sends with the same line
+//! after MS milliseconds. Logs every slot assigned and freed to stderr. SIGINT or SIGTERM
+//! stops it cleanly: it stops accepting and waits for its connections to end (a second signal
+//! stops it at once).
+//!
+//! The lines go through `tokio_util::codec::LinesCodec` with a cap on their length: a line
+//! longer than 64 KiB gets `error: line too long` and the connection is closed. One reply at
+//! a time, and nothing is read while a reply waits for its service time or for the socket
+//! to take it, so a client that never reads its replies stalls itself, not the server's
+//! memory. Each connection is its own task, woken only by its own socket and timer.
+
+#[path = "shared/flags.rs"]
+mod flags;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callosum_tokio::{Server, ServerConfig, ServerConn};
+use futures_util::{SinkExt, StreamExt};
+use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+
+/// The longest line accepted, its newline excluded: 64 KiB.
+const MAX_LINE: usize = 64 * 1024;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("server: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let flags = flags::flags(&["listen", "max-slots", "service-ms"])?;
+    let listen: SocketAddr = flags::parsed(&flags, "listen", "127.0.0.1:0".parse()?)?;
+    let max_slots: Option<u32> = flags
+        .get("max-slots")
+        .map(|_| flags::parsed(&flags, "max-slots", 0))
+        .transpose()?;
+    let service = Duration::from_millis(flags::parsed(&flags, "service-ms", 0)?);
+    let mut stop = Stop::new()?;
+
+    let mut config = ServerConfig::default();
+    config.max_slots = max_slots;
+    let server = Arc::new(Server::bind(listen, config)?);
+    println!("listening on {}", server.local_addr());
+    std::io::stdout().flush()?;
+
+    let accepting = {
+        let server = Arc::clone(&server);
+        async move {
+            while let Ok(conn) = server.accept().await {
+                let (slot, peer) = (conn.slot(), conn.peer_addr());
+                eprintln!("slot {slot} assigned to {peer}");
+                tokio::spawn(async move {
+                    serve_lines(conn, service).await;
+                    eprintln!("slot {slot} freed");
+                });
+            }
+        }
+    };
+    tokio::select! {
+        () = accepting => {}
+        signal = stop.next() => eprintln!("server: {}, stopping", signal?),
+    }
+    server.shutdown();
+    // Connections end when their clients go; a second signal stops at once.
+    tokio::select! {
+        () = server.wait_idle() => {}
+        _ = stop.next() => {}
+    }
+    Ok(())
+}
+
+/// Serves one connection until it ends: for each line received, waits `service` and writes
+/// the line back.
+async fn serve_lines(conn: ServerConn, service: Duration) {
+    let mut lines = Framed::new(conn, LinesCodec::new_with_max_length(MAX_LINE));
+    while let Some(line) = lines.next().await {
+        let reply = match line {
+            Ok(line) => line,
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                // A best effort: the connection closes either way.
+                let _ = lines.send("error: line too long").await;
+                return;
+            }
+            Err(LinesCodecError::Io(_)) => return,
+        };
+        if !service.is_zero() {
+            tokio::time::sleep(service).await;
+        }
+        if lines.send(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// SIGTERM and SIGINT (Ctrl-C elsewhere than Unix).
+struct Stop {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn new() -> std::io::Result<Stop> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Stop {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Stop {})
+    }
+
+    /// The next signal, named as smol-server names it.
+    async fn next(&mut self) -> std::io::Result<&'static str> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => Ok("Term"),
+                _ = self.int.recv() => Ok("Int"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.map(|()| "Int")
+        }
+    }
+}
