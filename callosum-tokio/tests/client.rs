@@ -181,6 +181,31 @@ async fn get_fails_at_once_when_no_connection_can_come() {
     );
     assert!(client.try_get().is_none());
 
+    // The driver aborted under a waiting get, idle connections or not: told at once.
+    let (_server, addr) = line_server(Duration::ZERO);
+    let (client, driver) = Client::new(config(2)).unwrap();
+    let driver = tokio::spawn(driver);
+    client.add_server(addr);
+    until_held(&client, 2).await;
+    let (first, second) = (client.get().await.unwrap(), client.get().await.unwrap());
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.get_timeout(long).await.err() })
+    };
+    tokio::time::timeout(DEADLINE, async {
+        while client.status().waiting_gets == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    driver.abort();
+    assert_eq!(waiting.await.unwrap(), Some(GetError::NotRunning));
+    first.finish();
+    drop(second);
+    assert_eq!(client.status().pool.idle, 2);
+    assert_eq!(client.get().await.unwrap_err(), GetError::NotRunning);
+
     assert!(started.elapsed() < DEADLINE, "all at once");
 
     // Never polled: at the timeout, since it may yet be.

@@ -41,10 +41,9 @@ impl Place<'_> {
     /// come any more.
     fn checkout(&self) -> Result<Option<PooledConn>, GetError> {
         let ticket = self.ticket;
-        let lent = self.shared.input(|state, now| {
-            let lease = state.core.checkout_in_line(ticket, now);
-            lent(state, lease)
-        })?;
+        let lent = self
+            .shared
+            .input(|state, now| lend(state, |state| state.core.checkout_in_line(ticket, now)))?;
         Ok(lent.map(|(lease, stream)| PooledConn::new(Arc::clone(self.shared), lease, stream)))
     }
 }
@@ -59,18 +58,22 @@ impl Drop for Place<'_> {
 /// A lease from the core, with its socket.
 type Lent = (Lease<Key>, TcpStream);
 
-/// What a checkout gave: the lease and its socket, nothing yet, or why nothing can come any
-/// more (closed, no servers, the driver gone).
-fn lent(state: &mut State, lease: Option<Lease<Key>>) -> Result<Option<Lent>, GetError> {
-    if let Some(lease) = lease {
-        let stream = state.lend(lease.conn);
-        return Ok(Some((lease, stream)));
-    }
+/// Checks out with `checkout`, unless no connection can come any more (closed, no servers,
+/// the driver gone): the lease and its socket, or nothing yet.
+fn lend(
+    state: &mut State,
+    checkout: impl FnOnce(&mut State) -> Option<Lease<Key>>,
+) -> Result<Option<Lent>, GetError> {
     match state.core.get_error(Duration::ZERO) {
-        error @ (GetError::Closed | GetError::NoServers) => Err(error),
-        _ if matches!(state.driver, DriverState::Ended) => Err(GetError::NotRunning),
-        _ => Ok(None),
+        error @ (GetError::Closed | GetError::NoServers) => return Err(error),
+        _ if matches!(state.driver, DriverState::Ended) => return Err(GetError::NotRunning),
+        _ => {}
     }
+    let Some(lease) = checkout(state) else {
+        return Ok(None);
+    };
+    let stream = state.lend(lease.conn);
+    Ok(Some((lease, stream)))
 }
 
 /// The client's handle; the last one dropped closes the client.
@@ -277,10 +280,9 @@ impl Client {
     }
 
     fn checkout(&self) -> Result<Option<PooledConn>, GetError> {
-        let lent = self.shared().input(|state, now| {
-            let lease = state.core.checkout(now);
-            lent(state, lease)
-        })?;
+        let lent = self
+            .shared()
+            .input(|state, now| lend(state, |state| state.core.checkout(now)))?;
         Ok(lent.map(|(lease, stream)| PooledConn::new(Arc::clone(self.shared()), lease, stream)))
     }
 
