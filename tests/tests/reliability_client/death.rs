@@ -1,5 +1,5 @@
 //! A server dies while the client holds idle and leased connections to it. Same story for
-//! both adapters, told through each one's own API (leases are the application's):
+//! every adapter, told through each one's own API (leases are the application's):
 //!
 //! 1. servers A and B, a pool of four: it settles on slots 0 and 1 of each;
 //! 2. the two slot-0 connections are leased, so A holds one leased and one idle;
@@ -8,7 +8,7 @@
 //!    error or the end of the stream (never a hang) and leaves the pool when returned, the
 //!    lease on B still works, and the rover refills the pool from B;
 //! 4. with every connection leased, asking for one fails at once (mio) or when its timeout
-//!    is up and not much later (smol).
+//!    is up and not much later (smol, tokio).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -36,6 +36,8 @@ each_death!(
     smol_reset: smol(Smol, Reset),
     mio_shutdown: mio(Mio, Shutdown),
     mio_reset: mio(Mio, Reset),
+    tokio_shutdown: tokio(Tokio, Shutdown),
+    tokio_reset: tokio(Tokio, Reset),
 );
 
 /// How server A dies.
@@ -184,9 +186,114 @@ fn smol(dying: Dying) {
             "get_timeout({timeout:?}) took {waited:?}"
         );
         drop(rest);
-        drop(on_b);
+        // Its exchange is over: back to idle (dropped, it would be closed as interrupted).
+        on_b.finish();
         assert_eq!(client.status().pool.idle, MAX_SLOTS);
     }));
+}
+
+fn tokio(dying: Dying) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let survivor = ServerUnderTest::start(Adapter::Tokio, None);
+    let (a, b) = (dying.addr(), survivor.addr);
+    let config = client_config(MAX_SLOTS, quick_rover());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (client, driver) = callosum_tokio::Client::new(config).unwrap();
+    let held = |client: &callosum_tokio::Client| {
+        let status: Vec<_> = client
+            .status()
+            .servers
+            .into_iter()
+            .map(|held| (held.server, held.slots))
+            .collect();
+        held_on(&status, &[a, b])
+    };
+    // Waits, event by event, until the pool holds `wanted`; returns the events seen.
+    let settle = |wanted: [Vec<u32>; 2]| {
+        let client = client.clone();
+        async move {
+            let waited = tokio::time::timeout(DEADLINE, async {
+                let mut seen = Vec::new();
+                while held(&client) != wanted {
+                    seen.push(client.next_event().await);
+                }
+                seen
+            });
+            match waited.await {
+                Ok(seen) => seen,
+                Err(_) => panic!("the pool {:?}, not {wanted:?}", held(&client)),
+            }
+        }
+    };
+    runtime.block_on(async {
+        tokio::spawn(driver);
+        client.add_server(a);
+        client.add_server(b);
+        settle([vec![0, 1], vec![0, 1]]).await;
+        let mut leases = [client.try_get().unwrap(), client.try_get().unwrap()];
+        leases.sort_by_key(|lease| lease.server() != a);
+        let [mut on_a, mut on_b] = leases;
+        assert_eq!((on_a.server(), on_a.slot()), (a, 0));
+        assert_eq!((on_b.server(), on_b.slot()), (b, 0));
+
+        dying.kill();
+        // A's idle slot 1 leaves the pool, and the rover fills its place from B.
+        let seen = settle([vec![0], vec![0, 1, 2]]).await;
+        // Closed by the server, or an error for a reset.
+        let removed = |event: &callosum_tokio::ClientEvent| {
+            matches!(event, callosum_tokio::ClientEvent::Removed { server, slot: 1, .. }
+                if *server == a)
+        };
+        assert!(seen.iter().any(removed), "{seen:?}");
+
+        // The lease on A fails instead of hanging, and leaves the pool when dropped.
+        let request = async {
+            on_a.write_all(b"ping\n").await?;
+            on_a.read(&mut [0u8; 16]).await
+        };
+        match tokio::time::timeout(DEADLINE, request).await {
+            Err(_) => panic!("a request to a dead server hung"),
+            Ok(Ok(0) | Err(_)) => {}
+            Ok(Ok(n)) => panic!("a dead server answered {n} bytes"),
+        }
+        assert!(on_a.is_broken(), "a failed read marks the lease broken");
+        drop(on_a);
+        let seen = settle([vec![], vec![0, 1, 2, 3]]).await;
+        let removed = callosum_tokio::ClientEvent::Removed {
+            server: a,
+            slot: 0,
+            cause: callosum_tokio::RemoveCause::Broken,
+        };
+        assert!(seen.contains(&removed), "{seen:?}");
+
+        // The lease on B still works.
+        on_b.write_all(b"ping\n").await.unwrap();
+        let mut echo = [0u8; 5];
+        on_b.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"ping\n");
+
+        // Everything leased: a timed get waits its time and no more, and says why.
+        let rest: Vec<_> = (1..MAX_SLOTS).map(|_| client.try_get().unwrap()).collect();
+        let timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let got = client.get_timeout(timeout).await;
+        let waited = started.elapsed();
+        assert!(
+            matches!(got, Err(callosum_tokio::GetError::TimedOut { .. })),
+            "nothing was idle: {got:?}"
+        );
+        assert!(
+            waited >= timeout && waited < timeout + TIMER_SLACK,
+            "get_timeout({timeout:?}) took {waited:?}"
+        );
+        drop(rest);
+        on_b.finish();
+        assert_eq!(client.status().pool.idle, MAX_SLOTS);
+    });
 }
 
 /// The mio client on the test's thread: it is polled only while the test waits.
