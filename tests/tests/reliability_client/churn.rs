@@ -1,5 +1,6 @@
-//! Many tasks share one smol client for a few seconds while the rover keeps roving and one
-//! of the two servers stops and comes back on the same port.
+//! Many tasks share one client for a few seconds while the rover keeps roving and one of the
+//! two servers stops and comes back on the same port: a smol client with smol servers, and a
+//! tokio client (its tasks on a multi-thread runtime) with tokio servers.
 //!
 //! Each task gets a connection, writes a line no other request writes, reads the echo and
 //! returns the connection. A reply that is not the task's own line, or a socket found in two
@@ -223,4 +224,209 @@ fn smol_tasks_share_a_pool_while_a_server_restarts() {
     assert_eq!(status.pool.leased, 0, "{status:?}");
     assert_eq!(status.pool.evicted_awaiting_return, 0, "{status:?}");
     assert!(status.pool.held <= MAX_SLOTS, "{status:?}");
+}
+
+/// The tokio echo server bound to `addr`, for the restarting server's second life. Stopped
+/// on drop: its listener and every connection close.
+fn tokio_echo_server_at(addr: SocketAddr) -> Background {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = {
+        let _entered = runtime.enter();
+        Arc::new(
+            callosum_tokio::Server::bind(addr, callosum_tokio::ServerConfig::default()).unwrap(),
+        )
+    };
+    let stopping = Arc::clone(&server);
+    let body = move || {
+        runtime.block_on(async {
+            while let Ok(mut conn) = server.accept().await {
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 256];
+                    while let Ok(n @ 1..) = conn.read(&mut buf).await {
+                        if conn.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    };
+    Background::spawn(move || stopping.shutdown(), body)
+}
+
+/// One task of the tokio story: requests until `end`, each with a line of its own, each
+/// finished when its echo is read.
+async fn tokio_requests(
+    task: usize,
+    client: callosum_tokio::Client,
+    in_hand: Arc<Mutex<HashSet<SocketAddr>>>,
+    end: Instant,
+) -> Tally {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let mut tally = Tally::default();
+    let mut request = 0;
+    while Instant::now() < end {
+        request += 1;
+        let started = Instant::now();
+        let Ok(mut conn) = client.get_timeout(GET_TIMEOUT).await else {
+            let waited = started.elapsed();
+            assert!(waited < GET_TIMEOUT + SLACK, "get_timeout took {waited:?}");
+            tally.timed_out_waiting += 1;
+            continue;
+        };
+        let server = conn.server();
+        let socket = conn.local_addr().unwrap();
+        assert!(
+            in_hand.lock().unwrap().insert(socket),
+            "{socket} lent to two tasks at once"
+        );
+        let line = format!("task {task} request {request}\n");
+        let exchange = async {
+            conn.write_all(line.as_bytes()).await?;
+            let mut echo = String::new();
+            BufReader::new(&mut conn).read_line(&mut echo).await?;
+            Ok::<_, std::io::Error>(echo)
+        };
+        let Ok(echoed) = tokio::time::timeout(REQUEST_TIMEOUT + SLACK, exchange).await else {
+            panic!("a request to {server} hung")
+        };
+        let finished = match echoed {
+            Ok(echo) if echo == line => {
+                tally.answered += 1;
+                true
+            }
+            // The end of the stream mid-request: the server went away.
+            Ok(echo) if line.starts_with(&echo) => {
+                tally.failures.push(Failure {
+                    server,
+                    at: Instant::now(),
+                    what: format!("cut short after {echo:?}"),
+                });
+                false
+            }
+            Ok(echo) => panic!("task {task} sent {line:?} and read {echo:?}"),
+            Err(error) => {
+                tally.failures.push(Failure {
+                    server,
+                    at: Instant::now(),
+                    what: error.to_string(),
+                });
+                false
+            }
+        };
+        assert!(in_hand.lock().unwrap().remove(&socket));
+        // A failed exchange marked it broken: it leaves the pool either way.
+        if finished {
+            conn.finish();
+        }
+    }
+    tally
+}
+
+/// The same story on the tokio client, its tasks on a multi-thread runtime (so they race on
+/// the client's locks), and tokio servers.
+#[test]
+fn tokio_tasks_share_a_pool_while_a_server_restarts() {
+    let steady = ServerUnderTest::start(Adapter::Tokio, None);
+    let restarting = ServerUnderTest::start(Adapter::Tokio, None);
+    let addr = restarting.addr;
+    // The harness's server stands in for the first life; later lives are bound to its port.
+    let mut restarting = Some(restarting);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (client, driver) =
+        callosum_tokio::Client::new(client_config(MAX_SLOTS, quick_rover())).unwrap();
+    client.add_server(steady.addr);
+    client.add_server(addr);
+    let in_hand = Arc::new(Mutex::new(HashSet::new()));
+    let started = Instant::now();
+    let end = started + BEFORE_STOP + STOPPED_FOR + AFTER_RETURN;
+    let (stopped_at, returned_at, tallies) = runtime.block_on(async {
+        tokio::spawn(driver);
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|task| {
+                tokio::spawn(tokio_requests(
+                    task,
+                    client.clone(),
+                    Arc::clone(&in_hand),
+                    end,
+                ))
+            })
+            .collect();
+        // Whatever the client reports, the pool never holds more than its maximum. After each
+        // event the watcher also says whether the restarting server has connections held.
+        let watched = client.clone();
+        let (held_there, mut held_news) = tokio::sync::mpsc::unbounded_channel();
+        let watch = tokio::spawn(async move {
+            loop {
+                watched.next_event().await;
+                let status = watched.status();
+                let pool = status.pool;
+                assert!(pool.held <= MAX_SLOTS, "{pool:?}");
+                assert_eq!(pool.held, pool.idle + pool.leased, "{pool:?}");
+                let there = status
+                    .servers
+                    .iter()
+                    .any(|held| held.server == addr && !held.slots.is_empty());
+                let _ = held_there.send(there);
+            }
+        });
+        tokio::time::sleep_until((started + BEFORE_STOP).into()).await;
+        // Its connections may fail as soon as it starts shutting down.
+        let stopped_at = Instant::now();
+        drop(restarting.take());
+        tokio::time::sleep_until((stopped_at + STOPPED_FOR).into()).await;
+        let _second_life = tokio_echo_server_at(addr);
+        let returned_at = Instant::now();
+        // The rover finds it again: the pool holds its connections once more.
+        while held_news.try_recv().is_ok() {}
+        let back = tokio::time::timeout(DEADLINE, async {
+            while !held_news.recv().await.unwrap() {}
+        });
+        back.await
+            .unwrap_or_else(|_| panic!("the server's return unnoticed within {DEADLINE:?}"));
+        let mut tallies = Vec::new();
+        for task in tasks {
+            tallies.push(task.await.unwrap());
+        }
+        watch.abort();
+        (stopped_at, returned_at, tallies)
+    });
+    let answered: usize = tallies.iter().map(|tally| tally.answered).sum();
+    let waited: usize = tallies.iter().map(|tally| tally.timed_out_waiting).sum();
+    let failures: Vec<_> = tallies.iter().flat_map(|tally| &tally.failures).collect();
+    eprintln!(
+        "churn (tokio): {answered} answered, {waited} gets timed out, {} failed, in {:?}",
+        failures.len(),
+        started.elapsed()
+    );
+    assert!(answered > TASKS, "the tasks got through");
+    for failure in failures {
+        assert_eq!(failure.server, addr, "{}", failure.what);
+        assert!(
+            failure.at >= stopped_at && failure.at < returned_at + SLACK,
+            "{} at {:?} (stopped at {:?}, back at {:?})",
+            failure.what,
+            failure.at - started,
+            stopped_at - started,
+            returned_at - started
+        );
+    }
+    let status = client.status();
+    assert!(in_hand.lock().unwrap().is_empty());
+    assert_eq!(status.pool.leased, 0, "{status:?}");
+    assert_eq!(status.pool.evicted_awaiting_return, 0, "{status:?}");
+    assert!(status.pool.held <= MAX_SLOTS, "{status:?}");
+    assert_eq!(
+        status.stats.removed.interrupted, 0,
+        "every exchange was finished or failed"
+    );
 }
