@@ -4,18 +4,26 @@
 //! cargo run -p callosum-mio --example mio-client -- --servers ADDR[,ADDR...] [--max-slots N] [--connections K] [--interval-ms MS]
 //! ```
 //!
-//! Prints one line per client event, in the words every adapter's example prints (`kept
-//! slot S from ADDR`, `rejected slot S from ADDR`, `evicted slot S from ADDR`, `unreachable
-//! ADDR: REASON`, `handshake failed ADDR: REASON`, `removed slot S from ADDR: CAUSE`, `no
-//! servers to try`); after K rover outcomes (kept, rejected, unreachable, handshake failed;
-//! default 10), `pool: ADDR=[slots] ...` for each server in the order given (a server given
-//! twice is one), and exits 0 if it kept any connection, 1 otherwise.
+//! Prints one line per client event, as the event displays itself, the same lines in every
+//! adapter's example (`kept slot S from ADDR`, `rejected slot S from ADDR`, `evicted slot S
+//! from ADDR`, `unreachable ADDR: REASON`, `handshake failed ADDR: REASON`, `removed slot S
+//! from ADDR: CAUSE`, `no servers to try`). The same line again within a second is only
+//! counted, and the count printed as `LINE (repeated N times)` when a different line comes or
+//! at exit (`shared/repeats.rs`). After K rover outcomes (kept, rejected, unreachable,
+//! handshake failed; default 10), prints `pool: ADDR=[slots] ...` for each server in the
+//! order given (a server given twice is one), and exits 0 if it kept any connection, 1
+//! otherwise. A closed stdout (`| head -1`) ends it quietly with 0.
+
+#[path = "shared/repeats.rs"]
+mod repeats;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use repeats::Repeats;
 
 use callosum_mio::{Client, ClientConfig, ClientEvent, Happened, RoverConfig, TokenRange, run};
 use mio::Poll;
@@ -79,14 +87,17 @@ fn main() -> ExitCode {
     match rove(options) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // Whoever reads the output stopped reading (`| head`): nothing is wrong.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("client: {error}");
+            let _ = writeln!(io::stderr(), "client: {error}");
             ExitCode::from(2)
         }
     }
 }
 
-/// Runs until the outcomes are counted; `true` if any connection was kept.
+/// Runs until the outcomes are counted; `true` if any connection was kept. A failed write to
+/// stdout ends it with that error.
 fn rove(options: Options) -> io::Result<bool> {
     let mut config = ClientConfig::default();
     config.pool.max_slots = options.max_slots;
@@ -102,6 +113,7 @@ fn rove(options: Options) -> io::Result<bool> {
     }
 
     let mut stdout = io::stdout().lock();
+    let mut repeats = Repeats::default();
     let mut outcomes = 0;
     let mut kept_any = false;
     let mut failure = None;
@@ -120,7 +132,10 @@ fn rove(options: Options) -> io::Result<bool> {
                 | ClientEvent::HandshakeFailed { .. } => outcomes += 1,
                 _ => {}
             }
-            if let Err(error) = writeln!(stdout, "{event}").and_then(|()| stdout.flush()) {
+            let printed = repeats
+                .line(&event.to_string(), Instant::now(), &mut stdout)
+                .and_then(|()| stdout.flush());
+            if let Err(error) = printed {
                 failure = Some(error);
                 return ControlFlow::Break(());
             }
@@ -134,6 +149,7 @@ fn rove(options: Options) -> io::Result<bool> {
     if let Some(error) = failure {
         return Err(error);
     }
+    repeats.finish(&mut stdout)?;
     let held: Vec<String> = client
         .status()
         .servers

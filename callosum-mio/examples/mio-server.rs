@@ -5,19 +5,25 @@
 //! ```
 //!
 //! Prints `listening on ADDR` first, then for each line a client sends waits MS milliseconds
-//! (default 0) and echoes it. Logs `slot S assigned to PEER` and `slot S freed` to stderr.
-//! Runs until SIGTERM or SIGINT, then exits cleanly.
+//! (default 0) and echoes it, one request at a time per connection. Logs `slot S assigned to
+//! PEER` and `slot S freed` to stderr. Runs until SIGTERM or SIGINT, then exits cleanly.
+//!
+//! Safe to copy (the service is `shared/echo.rs`): work per event only for the connection it
+//! is about, lines of at most 64 KiB (a longer one is answered `error: line too long` and the
+//! connection closed), no reading from a connection that owes more than 16 KiB of replies, and
+//! no allocation for an idle connection.
 
-use std::collections::{HashMap, VecDeque};
+#[path = "shared/echo.rs"]
+mod echo;
+
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use callosum_mio::{
-    Happened, Parts, Server, ServerConfig, ServerConnId, ServerEvent, TokenRange, run,
-};
+use callosum_mio::{Happened, Server, ServerConfig, ServerEvent, TokenRange, run};
+use echo::Echo;
 use mio::{Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -55,110 +61,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     })
 }
 
-/// One connection's lines in, replies out.
-#[derive(Default)]
-struct Session {
-    /// Bytes of a line not yet complete.
-    partial: Vec<u8>,
-    /// Complete lines with the time their reply is due, in order.
-    due: VecDeque<(Instant, Vec<u8>)>,
-    /// Reply bytes the socket has not taken yet.
-    out: Vec<u8>,
-}
-
-struct App {
-    service: Duration,
-    sessions: HashMap<ServerConnId, Session>,
-}
-
-impl App {
-    fn on(&mut self, parts: &mut Parts<'_>, happened: Happened<'_>) -> ControlFlow<()> {
-        let Some(server) = parts.server.as_deref_mut() else {
-            return ControlFlow::Break(());
-        };
-        match happened {
-            Happened::Server(ServerEvent::Accepted { conn, slot, peer }) => {
-                eprintln!("slot {slot} assigned to {peer}");
-                self.sessions.insert(conn, Session::default());
-            }
-            Happened::Server(ServerEvent::Closed { conn, slot, .. }) => {
-                eprintln!("slot {slot} freed");
-                self.sessions.remove(&conn);
-            }
-            Happened::Server(ServerEvent::Readable { conn }) => self.read(server, conn),
-            Happened::Server(ServerEvent::Writable { conn }) => self.flush(server, conn),
-            Happened::Server(ServerEvent::AcceptFailed { kind, .. }) => {
-                eprintln!("accept failed: {kind}");
-            }
-            Happened::Server(_) | Happened::Client(_) | Happened::Lease(_) => {}
-            // SIGTERM or SIGINT.
-            Happened::Foreign(_) => return ControlFlow::Break(()),
-            Happened::Woke => {
-                let now = Instant::now();
-                let conns: Vec<ServerConnId> = self.sessions.keys().copied().collect();
-                for conn in conns {
-                    if let Some(session) = self.sessions.get_mut(&conn) {
-                        while session.due.front().is_some_and(|(at, _)| *at <= now) {
-                            if let Some((_, line)) = session.due.pop_front() {
-                                session.out.extend_from_slice(&line);
-                            }
-                        }
-                    }
-                    self.flush(server, conn);
-                }
-                let next = self
-                    .sessions
-                    .values()
-                    .filter_map(|session| session.due.front().map(|(at, _)| *at))
-                    .min();
-                if let Some(next) = next {
-                    parts.wake_at(next);
-                }
-            }
-        }
-        ControlFlow::Continue(())
-    }
-
-    fn read(&mut self, server: &mut Server, conn: ServerConnId) {
-        let mut buf = [0u8; 4096];
-        loop {
-            match server.read(conn, &mut buf) {
-                Ok(0) | Err(_) => return, // would block, or ended (a Closed event follows)
-                Ok(n) => {
-                    let Some(session) = self.sessions.get_mut(&conn) else {
-                        return;
-                    };
-                    for &byte in &buf[..n] {
-                        session.partial.push(byte);
-                        if byte == b'\n' {
-                            // One request at a time: each reply waits for the one before.
-                            let start = session
-                                .due
-                                .back()
-                                .map_or_else(Instant::now, |(at, _)| *at)
-                                .max(Instant::now());
-                            let line = std::mem::take(&mut session.partial);
-                            session.due.push_back((start + self.service, line));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn flush(&mut self, server: &mut Server, conn: ServerConnId) {
-        let Some(session) = self.sessions.get_mut(&conn) else {
-            return;
-        };
-        while !session.out.is_empty() {
-            match server.write(conn, &session.out) {
-                Ok(n) => {
-                    session.out.drain(..n);
-                }
-                Err(_) => return, // would block (Writable follows), or ended
-            }
-        }
-    }
+/// Logs what the operator reads on stderr; a closed stderr is no reason to stop serving.
+fn log(event: &ServerEvent) {
+    let line = match event {
+        ServerEvent::Accepted { slot, peer, .. } => format!("slot {slot} assigned to {peer}"),
+        ServerEvent::Closed { slot, .. } => format!("slot {slot} freed"),
+        ServerEvent::AcceptFailed { kind, .. } => format!("accept failed: {kind}"),
+        _ => return,
+    };
+    let _ = writeln!(io::stderr(), "{line}");
 }
 
 fn main() -> ExitCode {
@@ -191,11 +102,25 @@ fn serve(options: Options) -> io::Result<()> {
     let mut stdout = io::stdout();
     writeln!(stdout, "listening on {}", server.local_addr())?;
     stdout.flush()?;
-    let mut app = App {
-        service: options.service,
-        sessions: HashMap::new(),
-    };
+    let mut echo = Echo::new(options.service);
     run(&mut poll, Some(&mut server), None, |parts, happened| {
-        app.on(parts, happened)
+        let Some(server) = parts.server.as_deref_mut() else {
+            return ControlFlow::Break(());
+        };
+        match happened {
+            Happened::Server(event) => {
+                log(&event);
+                echo.handle(server, event, Instant::now());
+            }
+            Happened::Woke => {
+                if let Some(next) = echo.wake(server, Instant::now()) {
+                    parts.wake_at(next);
+                }
+            }
+            // SIGTERM or SIGINT.
+            Happened::Foreign(_) => return ControlFlow::Break(()),
+            Happened::Client(_) | Happened::Lease(_) => {}
+        }
+        ControlFlow::Continue(())
     })
 }

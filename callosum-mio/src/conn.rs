@@ -94,6 +94,10 @@ impl Conn {
                 (_, Err(error)) => return Err(self.fail(error)),
             }
         }
+        if self.line.capacity() > 0 {
+            // Written: an idle connection keeps no allocation for it.
+            self.line = Vec::new();
+        }
         Ok(true)
     }
 

@@ -112,6 +112,17 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! # Leases
+//!
+//! A [`Lease`] from [`Client::checkout`] goes back to idle only when its holder says the
+//! exchange finished: [`Client::checkin`], once the whole reply is read (and even then a
+//! connection that ended, or has bytes nobody read, is closed instead). Found broken:
+//! [`Client::checkin_broken`]. A lease that is simply dropped (an early return, a `?`, a
+//! timeout of your own) is never lost: the client takes it back at its next call, to idle if
+//! its connection was never asked for ([`Client::conn_mut`]), and otherwise closed and
+//! reported as [`ClientEvent::Removed`] with [`RemoveCause::Interrupted`], since the reply
+//! to an abandoned request may still come and must not reach the next caller.
+//!
 //! # Features
 //!
 //! - `log`: logs every event as it is drained with `poll_event`, with the `log` crate:

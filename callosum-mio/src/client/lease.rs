@@ -1,10 +1,13 @@
-//! Lending pooled connections to the application: [`Lease`], and the readiness of leased
-//! connections ([`LeaseReady`]).
+//! Lending pooled connections to the application: [`Lease`], the queue through which a
+//! dropped lease comes back ([`Dropped`]), and the readiness of leased connections
+//! ([`LeaseReady`]).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use callosum_proto::client::{LeaseEnd, LeaseId, Returned};
+use callosum_proto::client::{LeaseEnd, LeaseId, LeaseUse, Returned};
 use callosum_proto::slab::Key;
 
 use super::Client;
@@ -12,27 +15,47 @@ use super::sockets::{Held, probe};
 use crate::Conn;
 
 /// A connection lent by [`Client::checkout`]: use it through [`Client::conn_mut`], then
-/// give it back with [`Client::checkin`] or [`Client::checkin_broken`]. It cannot be
-/// copied, so it cannot be returned twice.
+/// give it back. It cannot be copied, so it cannot be returned twice, and it cannot be lost:
 ///
-/// A lease must be given back. One that is dropped instead is lost: its socket stays open
-/// and its place in the pool stays taken until the client is dropped. Hence `#[must_use]`
-/// (and `let _ = client.checkout()` silences it, by Rust's rules: do not write it).
+/// - [`Client::checkin`]: the exchange finished (the whole reply was read). The connection
+///   is idle again, unless it is found broken: it ended, or bytes are waiting that nobody
+///   read.
+/// - [`Client::checkin_broken`]: the application found it broken. It is closed.
+/// - **Dropped** without either (a timeout, an early return, a `?`, a panic unwinding): the
+///   client takes it back at its next call (any `&mut self` method, `handle_event` and
+///   `handle_timeout` included; [`Client::poll_timeout`] is due at once while one waits). A
+///   lease whose connection was never asked for ([`Client::conn_mut`]) goes back to idle,
+///   as a finished one would; one whose connection was asked for is closed and reported as
+///   [`ClientEvent::Removed`](crate::ClientEvent::Removed) with cause
+///   [`RemoveCause::Interrupted`](crate::RemoveCause::Interrupted): a reply may still be on
+///   its way, and it must never reach the next caller.
+///
+/// So the one call to remember is `checkin` once the reply is read: forgetting it costs a
+/// connection (closed and replaced by the rover), never a wrong reply.
+///
+/// A `Lease` is [`Send`]: it shares with its client a small queue behind an
+/// `Arc<Mutex<..>>`, so it may be dropped on another thread; the client, on its own thread,
+/// takes it back at its next call (nothing wakes a `poll` that is already waiting).
 ///
 /// ```no_run
-/// # fn demo(client: &mut callosum_mio::Client) {
+/// use std::io::{Read, Write};
+/// # fn demo(client: &mut callosum_mio::Client) -> std::io::Result<()> {
 /// let lease = client.checkout().expect("an idle connection");
 /// println!("slot {} on {}", lease.slot(), lease.server());
-/// client.checkin(lease);
-/// # }
+/// let conn = client.conn_mut(&lease).expect("a lease of this client");
+/// conn.write_all(b"ping\n")?; // an error here drops the lease: closed as interrupted
+/// // ... read the whole reply, as readiness comes (Client::poll_lease_ready) ...
+/// client.checkin(lease); // the exchange finished: idle again
+/// # Ok(()) }
 /// ```
-#[derive(Debug, PartialEq, Eq)]
-#[must_use = "a lease must be checked in: a dropped one keeps its socket and its place in the pool"]
+#[must_use = "a lease dropped at once goes back to idle; check it in once its exchange finished"]
 pub struct Lease {
     id: LeaseId,
     key: Key,
     server: SocketAddr,
     slot: u32,
+    /// Where dropping it sends it; `None` once it was given back.
+    dropped: Option<Arc<Dropped>>,
 }
 
 impl Lease {
@@ -50,6 +73,88 @@ impl Lease {
     pub fn slot(&self) -> u32 {
         self.slot
     }
+
+    /// Takes the lease apart without sending it to the queue of dropped leases.
+    fn disarm(mut self) -> (LeaseId, Key) {
+        self.dropped = None;
+        (self.id, self.key)
+    }
+}
+
+impl Drop for Lease {
+    /// Sends the lease to its client's queue of dropped leases, unless it was given back.
+    fn drop(&mut self) {
+        if let Some(dropped) = self.dropped.take() {
+            dropped.push(self.id, self.key);
+        }
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("id", &self.id)
+            .field("server", &self.server)
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Lease {
+    /// The same lease of the same connection (a lease id is never reused).
+    fn eq(&self, other: &Lease) -> bool {
+        (self.id, self.key) == (other.id, other.key)
+    }
+}
+
+impl Eq for Lease {}
+
+/// Leases dropped without being given back, shared by a client and the leases it lent: a
+/// lease's `Drop` pushes its id and key, the client drains them at its next call.
+///
+/// An `Arc<Mutex<..>>` rather than an `Rc<RefCell<..>>`, so that a [`Lease`] stays `Send`:
+/// the cost is an atomic count per checkout and per return, and an uncontended lock per
+/// client call (the client's own thread is the only other user).
+#[derive(Debug, Default)]
+pub(super) struct Dropped {
+    leases: Mutex<Vec<(LeaseId, Key)>>,
+}
+
+impl Dropped {
+    fn push(&self, lease: LeaseId, key: Key) {
+        // A panic while the lock was held cannot leave the list half-written: keep using it.
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        leases.push((lease, key));
+    }
+
+    /// Whether a dropped lease waits.
+    pub(super) fn any(&self) -> bool {
+        !self
+            .leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    fn take(&self) -> Vec<(LeaseId, Key)> {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        if leases.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut *leases)
+        }
+    }
+}
+
+/// How a lease came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Given {
+    /// [`Client::checkin`]: the exchange finished.
+    Finished,
+    /// [`Client::checkin_broken`].
+    Broken,
+    /// Dropped: its use decides ([`LeaseUse::end`]).
+    Dropped,
 }
 
 /// A leased connection may be read (bytes, or its end) or written: drained with
@@ -92,7 +197,7 @@ impl Client {
     /// assert_eq!(client.status().stats.pool.empty_checkouts, 1);
     /// ```
     ///
-    /// Ignoring the result is flagged:
+    /// Ignoring the result is flagged (the lease would go straight back):
     ///
     /// ```compile_fail
     /// #![deny(unused_must_use)]
@@ -100,17 +205,20 @@ impl Client {
     ///     client.checkout();
     /// }
     /// ```
-    #[must_use = "a lease must be checked in: a dropped one keeps its socket and its place in the pool"]
+    #[must_use = "a lease dropped at once goes back to idle; check it in once its exchange finished"]
     pub fn checkout(&mut self) -> Option<Lease> {
+        self.return_dropped();
         let lease = self.core.checkout(self.clock.now()).map(|lease| {
             if let Some(pooled) = self.pooled.get_mut(lease.conn) {
                 pooled.held = Held::Leased(lease.id);
+                pooled.used = LeaseUse::default();
             }
             Lease {
                 id: lease.id,
                 key: lease.conn,
                 server: lease.server,
                 slot: lease.slot,
+                dropped: Some(Arc::clone(&self.dropped)),
             }
         });
         self.drive();
@@ -118,8 +226,10 @@ impl Client {
     }
 
     /// The leased connection, to read and write; `None` once the lease is no longer
-    /// current. (Leases carry no mark of their client: keep each with the client that lent
-    /// it, as a lease of another client may name one of this client's connections.)
+    /// current. Asking for it counts as using the lease: dropped from now on without a
+    /// checkin, the lease is closed as interrupted (see [`Lease`]). (Leases carry no mark
+    /// of their client: keep each with the client that lent it, as a lease of another client
+    /// may name one of this client's connections.)
     ///
     /// ```no_run
     /// use std::io::Write;
@@ -129,10 +239,14 @@ impl Client {
     /// # client.checkin(lease); Ok(()) }
     /// ```
     pub fn conn_mut(&mut self, lease: &Lease) -> Option<&mut Conn> {
+        self.return_dropped();
         self.pooled
             .get_mut(lease.key)
             .filter(|pooled| pooled.held == Held::Leased(lease.id))
-            .map(|pooled| &mut pooled.conn)
+            .map(|pooled| {
+                pooled.used.record_io();
+                &mut pooled.conn
+            })
     }
 
     /// Gives a leased connection back after a finished exchange: it is idle again, unless
@@ -149,7 +263,9 @@ impl Client {
     /// # }
     /// ```
     pub fn checkin(&mut self, lease: Lease) {
-        self.give_back(lease, LeaseEnd::Finished);
+        self.return_dropped();
+        let (id, key) = lease.disarm();
+        self.give_back(id, key, Given::Finished);
     }
 
     /// Gives back a leased connection that the application found broken: it is closed and
@@ -164,7 +280,9 @@ impl Client {
     /// # }
     /// ```
     pub fn checkin_broken(&mut self, lease: Lease) {
-        self.give_back(lease, LeaseEnd::Broken);
+        self.return_dropped();
+        let (id, key) = lease.disarm();
+        self.give_back(id, key, Given::Broken);
     }
 
     /// The next leased connection whose readiness changed, if any.
@@ -176,6 +294,7 @@ impl Client {
     /// ```
     #[must_use]
     pub fn poll_lease_ready(&mut self) -> Option<LeaseReady> {
+        self.return_dropped();
         while let Some(key) = self.ready.keys.pop_front() {
             let Some(pooled) = self.pooled.get_mut(key) else {
                 continue;
@@ -192,19 +311,33 @@ impl Client {
         None
     }
 
-    fn give_back(&mut self, lease: Lease, end: LeaseEnd) {
+    /// Takes back every lease dropped since the last call, each as its use says: untouched
+    /// as finished, used as interrupted. Every public `&mut self` call starts with it.
+    pub(super) fn return_dropped(&mut self) {
+        for (id, key) in self.dropped.take() {
+            self.give_back(id, key, Given::Dropped);
+        }
+    }
+
+    fn give_back(&mut self, lease: LeaseId, key: Key, given: Given) {
         let Some(pooled) = self
             .pooled
-            .get_mut(lease.key)
-            .filter(|pooled| pooled.held == Held::Leased(lease.id))
+            .get_mut(key)
+            .filter(|pooled| pooled.held == Held::Leased(lease))
         else {
             return; // not a current lease of this client
         };
         // Its readiness is nobody's now: drop what was not told.
         if std::mem::take(&mut pooled.ready).queued {
-            self.ready.keys.retain(|&key| key != lease.key);
+            self.ready.keys.retain(|&queued| queued != key);
         }
-        let end = match end {
+        let mut used = pooled.used;
+        if given == Given::Broken {
+            used.mark_broken();
+        }
+        let end = match used.end(given == Given::Finished) {
+            // One rule for "finished", whoever said it: a connection that ended, or has
+            // bytes nobody read, did not finish its exchange.
             LeaseEnd::Finished
                 if pooled.conn.ended().is_some() || probe(pooled.conn.stream_mut()).is_some() =>
             {
@@ -212,10 +345,8 @@ impl Client {
             }
             end => end,
         };
-        let returned = self
-            .core
-            .checkin(lease.id, lease.key, end, self.clock.now());
-        if let (Ok(Returned::Idle(id)), Some(pooled)) = (returned, self.pooled.get_mut(lease.key)) {
+        let returned = self.core.checkin(lease, key, end, self.clock.now());
+        if let (Ok(Returned::Idle(id)), Some(pooled)) = (returned, self.pooled.get_mut(key)) {
             pooled.held = Held::Idle(id);
         }
         self.drive();

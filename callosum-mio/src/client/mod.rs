@@ -10,13 +10,16 @@
 //!   its outputs ([`Client::drive`]);
 //! - `sockets`: the two tables of sockets (attempts by their index, pooled connections by
 //!   their key) and what their readiness means;
-//! - `lease`: lending connections to the application and telling it when they are ready.
+//! - `lease`: lending connections to the application, taking back the leases it dropped
+//!   (each public `&mut self` call starts with that), and telling it when leased connections
+//!   are ready.
 
 mod lease;
 mod sockets;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use callosum_proto::adapter::{self, Clock};
@@ -29,7 +32,7 @@ use mio::{Registry, Token};
 pub use lease::{Lease, LeaseReady};
 
 use crate::{ClientConfigError, ClientEvent, ClientStatus, Failure, TokenRange};
-use lease::ReadyQueue;
+use lease::{Dropped, ReadyQueue};
 use sockets::{Attempt, Pooled};
 
 /// The core's client with its sockets on a `mio` loop; see the [crate docs](crate) for the
@@ -90,6 +93,8 @@ pub struct Client {
     pooled: Slab<Pooled>,
     events: EventQueue,
     ready: ReadyQueue,
+    /// Leases dropped without a checkin, shared with every [`Lease`] lent.
+    dropped: Arc<Dropped>,
     /// The core's last [`Output::Timeout`].
     timeout: Option<CoreInstant>,
 }
@@ -128,6 +133,7 @@ impl Client {
             pooled: Slab::with_capacity(0),
             events,
             ready: ReadyQueue::default(),
+            dropped: Arc::default(),
             timeout: None,
         })
     }
@@ -155,6 +161,7 @@ impl Client {
     /// assert_eq!(client.status().servers[0].server, server);
     /// ```
     pub fn add_server(&mut self, server: SocketAddr) -> bool {
+        self.return_dropped();
         let added = self.core.add_server(server, self.clock.now());
         self.drive();
         added
@@ -175,6 +182,7 @@ impl Client {
     /// assert!(!client.remove_server(server));
     /// ```
     pub fn remove_server(&mut self, server: SocketAddr) -> bool {
+        self.return_dropped();
         let removed = self.core.remove_server(server, self.clock.now());
         self.drive();
         removed
@@ -194,6 +202,7 @@ impl Client {
     /// assert!(client.handles(mio::Token(needed - 1)));
     /// ```
     pub fn register(&mut self, registry: &Registry, tokens: TokenRange) -> io::Result<()> {
+        self.return_dropped();
         if self.registry.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -242,6 +251,7 @@ impl Client {
     /// # }
     /// ```
     pub fn handle_event(&mut self, event: &Event) {
+        self.return_dropped();
         let Some(offset) = self
             .registry
             .as_ref()
@@ -271,12 +281,14 @@ impl Client {
     /// assert_eq!(client.poll_event(), None);
     /// ```
     pub fn handle_timeout(&mut self) {
+        self.return_dropped();
         self.core.handle_timeout(self.clock.now());
         self.drive();
     }
 
     /// When [`Client::handle_timeout`] next has something to do; `None`: nothing to wait
-    /// for. It may be in the past (then poll without waiting).
+    /// for. It may be in the past (then poll without waiting); it is now while a dropped
+    /// [`Lease`] waits to be taken back.
     ///
     /// ```
     /// # use callosum_mio::{Client, TokenRange};
@@ -289,6 +301,9 @@ impl Client {
     /// ```
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.dropped.any() {
+            return Some(Instant::now());
+        }
         self.timeout.and_then(|at| self.clock.to_std(at))
     }
 
@@ -302,6 +317,7 @@ impl Client {
     /// ```
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.return_dropped();
         let event = self.events.pop();
         #[cfg(feature = "log")]
         if let Some(event) = &event {
@@ -310,7 +326,8 @@ impl Client {
         event
     }
 
-    /// A snapshot: servers and their slots, the pool, attempts, counters.
+    /// A snapshot: servers and their slots, the pool, attempts, counters. A [`Lease`]
+    /// dropped since the client's last `&mut self` call still counts as leased.
     pub fn status(&self) -> ClientStatus {
         self.core.status()
     }
@@ -335,6 +352,7 @@ impl Client {
     /// assert!(!client.add_server("127.0.0.1:4000".parse().unwrap()));
     /// ```
     pub fn close(&mut self) {
+        self.return_dropped();
         self.core.close(self.clock.now());
         self.drive();
     }

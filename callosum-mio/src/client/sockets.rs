@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use callosum_proto::Instant as CoreInstant;
 use callosum_proto::adapter::{self, Read};
-use callosum_proto::client::{Handshake, IdleSignal, LeaseId, Ready};
+use callosum_proto::client::{Handshake, IdleSignal, LeaseId, LeaseUse, Ready};
 use callosum_proto::pool::PooledId;
 use callosum_proto::rover::{AttemptId, ConnectFailure};
 use callosum_proto::slab::Key;
@@ -36,6 +36,8 @@ pub(super) struct Pooled {
     pub(super) held: Held,
     /// Readiness seen while leased and not yet told ([`super::LeaseReady`]).
     pub(super) ready: Readiness,
+    /// What the current lease did with it: how it ends if the lease is dropped.
+    pub(super) used: LeaseUse,
 }
 
 /// What the core calls this socket now: the id to tell it about.
@@ -234,6 +236,7 @@ impl Client {
             conn: Conn::new(stream, Vec::new()),
             held: Held::Offered,
             ready: Readiness::default(),
+            used: LeaseUse::default(),
         };
         let Ok(key) = self.pooled.insert(pooled) else {
             unreachable!("a process holds fewer than u32::MAX sockets")

@@ -10,7 +10,7 @@ use callosum_mio::{
     ServerConnId,
 };
 
-use crate::harness::{Harness, connect, read_to_end};
+use crate::harness::{DEADLINE, Harness, connect, read_to_end};
 
 /// One attempt at a time, no fill, and a long interval: only the first attempt runs.
 fn one_attempt(max_slots: usize) -> ClientConfig {
@@ -388,4 +388,131 @@ fn components_share_one_poll_without_token_collisions() {
     assert!(!h.client().handles(mio::Token(1000 + needed)));
     let _peer = connect(h.server_addr());
     h.accept_nth(1);
+}
+
+#[test]
+fn a_lease_dropped_untouched_goes_back_to_idle() {
+    let (mut h, _) = one_pooled();
+    let lease = h.client().checkout().unwrap();
+    drop(lease);
+    let now = std::time::Instant::now();
+    assert!(
+        h.client()
+            .poll_timeout()
+            .is_some_and(|at| at <= now + DEADLINE),
+        "a dropped lease makes the client due at once"
+    );
+    h.drain();
+    let status = h.client().status();
+    assert_eq!((status.pool.idle, status.pool.leased), (1, 0));
+    assert!(h.removed().is_empty(), "{:?}", h.client_log);
+    // It is lent again, as any idle connection.
+    let again = h.client().checkout().unwrap();
+    assert_eq!(again.slot(), 0);
+    h.client().checkin(again);
+}
+
+#[test]
+fn a_lease_dropped_mid_exchange_is_closed_as_interrupted_and_its_reply_reaches_nobody() {
+    let mut h = Harness::new()
+        .with_server(ServerConfig::default())
+        .with_client(steady(1), 8);
+    let addr = h.server_addr();
+    h.client().add_server(addr);
+    h.until("a kept connection", |h| h.client().status().pool.held == 1);
+    let lease = h.client().checkout().unwrap();
+    h.client()
+        .conn_mut(&lease)
+        .unwrap()
+        .write_all(b"abandoned\n")
+        .unwrap();
+    h.until("the request to arrive", |h| {
+        h.received.values().any(|bytes| bytes == b"abandoned\n")
+    });
+    // The server answers after the lease is gone, as a reply to a timed-out request does.
+    drop(lease);
+    let conn = h.accepted()[0].0;
+    h.server().write(conn, b"abandoned\n").unwrap();
+    assert_eq!(h.until_removed(1), [(0, RemoveCause::Interrupted)]);
+    assert_eq!(h.client().status().stats.removed.interrupted, 1);
+    h.until("slot 0 freed", |h| h.freed() == [0]);
+    // The rover refills the pool; the new connection carries no stale byte.
+    h.echo = true;
+    h.until("a new connection", |h| h.client().status().pool.idle == 1);
+    let lease = h.client().checkout().unwrap();
+    let id = lease.id();
+    h.client()
+        .conn_mut(&lease)
+        .unwrap()
+        .write_all(b"mine\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    h.until("the reply", |h| {
+        if h.ready_log.iter().any(|r| r.lease == id && r.readable) {
+            let conn = h.client.as_mut().unwrap().conn_mut(&lease).unwrap();
+            let mut buf = [0u8; 64];
+            while let Ok(n @ 1..) = conn.read(&mut buf) {
+                reply.extend_from_slice(&buf[..n]);
+            }
+        }
+        reply.len() >= 5
+    });
+    assert_eq!(reply, b"mine\n");
+    h.client().checkin(lease);
+    h.drain();
+    assert_eq!(h.client().status().pool.idle, 1, "{:?}", h.client_log);
+}
+
+#[test]
+fn a_lease_is_send_and_may_be_dropped_on_another_thread() {
+    let (mut h, _) = one_pooled();
+    let lease = h.client().checkout().unwrap();
+    h.client().conn_mut(&lease).unwrap();
+    std::thread::spawn(move || drop(lease)).join().unwrap();
+    assert_eq!(h.until_removed(1), [(0, RemoveCause::Interrupted)]);
+    assert_eq!(h.client().status().pool.held, 0);
+}
+
+#[test]
+fn a_lease_that_outlives_its_client_is_harmless() {
+    let (mut h, _) = one_pooled();
+    let lease = h.client().checkout().unwrap();
+    h.client = None;
+    drop(lease);
+    h.until("slot 0 freed", |h| h.freed() == [0]);
+}
+
+/// A server that accepts and resets at once is a handshake failure, whether the reset lands
+/// before the client saw its connect complete (the reset comes as the connect's error) or
+/// after (it comes at the first read of the line).
+#[test]
+fn a_server_that_accepts_and_resets_is_always_a_handshake_failure() {
+    for trial in 0..50 {
+        let mut h = Harness::new().with_client(one_attempt(4), trial);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        h.client().add_server(server);
+        // One turn: the rover's first attempt opens its socket.
+        h.until("the attempt", |h| {
+            h.client().status().attempts_in_flight == 1
+        });
+        let (peer, _) = listener.accept().unwrap();
+        if trial % 2 == 1 {
+            // Let the client see its connect complete first, when it does in one turn.
+            h.turn(std::time::Instant::now() + Duration::from_millis(20));
+        }
+        socket2::SockRef::from(&peer)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(peer);
+        h.until("an outcome", |h| !h.client_log.is_empty());
+        assert_eq!(
+            events(&h),
+            [ClientEvent::HandshakeFailed {
+                server,
+                reason: HandshakeFailure::ReadFailed
+            }],
+            "trial {trial}"
+        );
+    }
 }
