@@ -86,7 +86,12 @@ pub fn random_seed() -> u64 {
 pub fn connect_failure(error: &io::Error) -> ConnectFailure {
     match error.kind() {
         io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => ConnectFailure::Reset,
+        // A reset, or a broken pipe (what Linux reports for a reset after the peer's FIN),
+        // happens only to an established connection: the core counts it as a handshake
+        // failure, as it would at the first read.
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => ConnectFailure::Reset,
         io::ErrorKind::TimedOut => ConnectFailure::TimedOut,
         _ => ConnectFailure::Other,
     }
