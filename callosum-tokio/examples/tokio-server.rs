@@ -7,14 +7,17 @@
 //! stops it cleanly: it stops accepting and waits for its connections to end (a second signal
 //! stops it at once).
 //!
-//! The lines go through `tokio_util::codec::LinesCodec` with a cap on their length: a line
-//! longer than 64 KiB gets `error: line too long` and the connection is closed. One reply at
-//! a time, and nothing is read while a reply waits for its service time or for the socket
-//! to take it, so a client that never reads its replies stalls itself, not the server's
-//! memory. Each connection is its own task, woken only by its own socket and timer.
+//! The line handling (`examples/shared/lines.rs`) is `tokio_util::codec::LinesCodec` with a
+//! cap on line length: a line longer than 64 KiB gets `error: line too long` and the
+//! connection is closed. One reply at a time, and nothing is read while a reply waits for its
+//! service time or for the socket to take it, so a client that never reads its replies stalls
+//! itself, not the server's memory. Each connection is its own task, woken only by its own
+//! socket and timer.
 
 #[path = "shared/flags.rs"]
 mod flags;
+#[path = "shared/lines.rs"]
+mod lines;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -22,12 +25,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callosum_tokio::{Server, ServerConfig, ServerConn};
-use futures_util::{SinkExt, StreamExt};
-use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
-
-/// The longest line accepted, its newline excluded: 64 KiB.
-const MAX_LINE: usize = 64 * 1024;
+use callosum_tokio::{Server, ServerConfig};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -63,7 +61,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let (slot, peer) = (conn.slot(), conn.peer_addr());
                 eprintln!("slot {slot} assigned to {peer}");
                 tokio::spawn(async move {
-                    serve_lines(conn, service).await;
+                    lines::serve_lines(conn, service).await;
                     eprintln!("slot {slot} freed");
                 });
             }
@@ -80,29 +78,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         _ = stop.next() => {}
     }
     Ok(())
-}
-
-/// Serves one connection until it ends: for each line received, waits `service` and writes
-/// the line back.
-async fn serve_lines(conn: ServerConn, service: Duration) {
-    let mut lines = Framed::new(conn, LinesCodec::new_with_max_length(MAX_LINE));
-    while let Some(line) = lines.next().await {
-        let reply = match line {
-            Ok(line) => line,
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
-                // A best effort: the connection closes either way.
-                let _ = lines.send("error: line too long").await;
-                return;
-            }
-            Err(LinesCodecError::Io(_)) => return,
-        };
-        if !service.is_zero() {
-            tokio::time::sleep(service).await;
-        }
-        if lines.send(reply).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C elsewhere than Unix).
