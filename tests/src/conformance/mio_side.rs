@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use callosum_mio::{
     Client, Happened, Lease, LeaseId, LeaseReady, Server, ServerConfig, ServerConnId, ServerEvent,
@@ -12,7 +13,10 @@ use callosum_mio::{
 };
 use mio::{Poll, Token, Waker};
 
-use super::{Background, ClientSpec, ClientUnderTest, Command, Reply, ServerUnderTest, Watch};
+use super::{
+    Background, Cancellation, CancellationTally, ClientSpec, ClientUnderTest, Command, Reply,
+    ServerUnderTest, Watch,
+};
 
 /// The waker's token; the components get the tokens after it.
 const WAKE: Token = Token(0);
@@ -107,8 +111,15 @@ pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
         // The loop owns a waker too: one closed before its event is polled loses the event.
         let _waker = keep_waker;
         let mut trip: Option<Trip> = None;
+        let mut scenario: Option<Scenario> = None;
         run(&mut poll, None, Some(&mut client), |parts, happened| {
             let client = parts.client.as_deref_mut().expect("run drives the client");
+            if scenario
+                .as_mut()
+                .is_some_and(|running| running.step(client))
+            {
+                scenario = None;
+            }
             match happened {
                 Happened::Lease(LeaseReady {
                     lease,
@@ -127,7 +138,7 @@ pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
                     for command in received.try_iter() {
                         match command {
                             Command::Status(reply) => {
-                                let _ = reply.send(client.status().servers);
+                                let _ = reply.send(client.status());
                             }
                             Command::RoundTrip(line, reply) => {
                                 trip = send_request(client, &line, reply);
@@ -135,11 +146,18 @@ pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
                             Command::RemoveServer(server, reply) => {
                                 let _ = reply.send(client.remove_server(server));
                             }
+                            Command::Cancellation(spec, reply) => {
+                                scenario = Some(Scenario::new(spec, reply));
+                            }
                             Command::Stop => return ControlFlow::Break(()),
                         }
                     }
                 }
                 Happened::Woke | Happened::Server(_) => {}
+            }
+            if scenario.is_some() {
+                // The scenario polls its exchanges and their deadlines every millisecond.
+                parts.wake_at(Instant::now() + Duration::from_millis(1));
             }
             ControlFlow::Continue(())
         })
@@ -220,4 +238,104 @@ fn read_answer(client: &mut Client, mut trip: Trip, ready: LeaseId) -> Option<Tr
     // A connection that ended is found broken at checkin and removed.
     client.checkin(trip.lease);
     None
+}
+
+/// The cancellation scenario on the mio client's loop: up to `tasks` exchanges in flight on
+/// leases; every `abandon_every`-th is given up after `abandon_after` by dropping its lease,
+/// never checked in, as a mio user who gives up on a request would.
+struct Scenario {
+    spec: Cancellation,
+    reply: mpsc::Sender<CancellationTally>,
+    next: usize,
+    in_flight: Vec<Exchange>,
+    tally: CancellationTally,
+}
+
+/// One request of the scenario under way.
+struct Exchange {
+    lease: Lease,
+    request: String,
+    answer: Vec<u8>,
+    started: Instant,
+    abandon: bool,
+}
+
+impl Scenario {
+    fn new(spec: Cancellation, reply: mpsc::Sender<CancellationTally>) -> Scenario {
+        Scenario {
+            spec,
+            reply,
+            next: 0,
+            in_flight: Vec::new(),
+            tally: CancellationTally::default(),
+        }
+    }
+
+    /// Reads what arrived, gives up what is due, starts what it can; `true` once every
+    /// request is done and the tally was sent.
+    fn step(&mut self, client: &mut Client) -> bool {
+        let mut still = Vec::with_capacity(self.in_flight.len());
+        for mut exchange in std::mem::take(&mut self.in_flight) {
+            let ended = read_available(client, &exchange.lease, &mut exchange.answer);
+            if let Some(end) = exchange.answer.iter().position(|&b| b == b'\n') {
+                let reply = String::from_utf8_lossy(&exchange.answer[..=end]).into_owned();
+                self.tally.count(&exchange.request, &reply);
+                client.checkin(exchange.lease);
+            } else if ended {
+                self.tally.failed += 1;
+                client.checkin_broken(exchange.lease);
+            } else if exchange.abandon && exchange.started.elapsed() >= self.spec.abandon_after {
+                // Dropped mid-exchange: the client must close it, never lend it again.
+                drop(exchange.lease);
+                self.tally.abandoned += 1;
+            } else {
+                still.push(exchange);
+            }
+        }
+        self.in_flight = still;
+        while self.in_flight.len() < self.spec.tasks && self.next < self.spec.requests {
+            let Some(lease) = client.checkout() else {
+                break;
+            };
+            let number = self.next;
+            self.next += 1;
+            let request = format!("request {number}\n");
+            let written = client
+                .conn_mut(&lease)
+                .is_some_and(|conn| conn.write_all(request.as_bytes()).is_ok());
+            if !written {
+                self.tally.failed += 1;
+                client.checkin_broken(lease);
+                continue;
+            }
+            self.in_flight.push(Exchange {
+                lease,
+                request,
+                answer: Vec::new(),
+                started: Instant::now(),
+                abandon: self.spec.abandons(number),
+            });
+        }
+        let done = self.next >= self.spec.requests && self.in_flight.is_empty();
+        if done {
+            let _ = self.reply.send(self.tally);
+        }
+        done
+    }
+}
+
+/// Reads what the lease's connection has, without waiting; `true` if it ended or failed.
+fn read_available(client: &mut Client, lease: &Lease, into: &mut Vec<u8>) -> bool {
+    let Some(conn) = client.conn_mut(lease) else {
+        return true;
+    };
+    let mut buf = [0u8; 256];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => into.extend_from_slice(&buf[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
 }

@@ -16,6 +16,9 @@ mod mio_side;
 mod smol_side;
 mod tokio_side;
 
+mod delayed_echo;
+pub use delayed_echo::DelayedEcho;
+
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -23,7 +26,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use callosum_proto::RoverConfig;
-use callosum_proto::client::{ClientConfig, ClientEvent, RemoveCause, ServerConnections};
+use callosum_proto::client::{
+    ClientConfig, ClientEvent, ClientStatus, RemoveCause, ServerConnections,
+};
 
 /// Runs each check once per adapter, as `<check>::smol`, `<check>::mio` and `<check>::tokio`:
 /// a module per check, with one test per adapter calling `check(Adapter)`.
@@ -251,15 +256,63 @@ pub struct Reply {
 
 /// What the test asks of the client's thread.
 pub enum Command {
-    /// Answer the slots held per server.
-    Status(mpsc::Sender<Vec<ServerConnections>>),
+    /// Answer the client's status (the core's, the same for every adapter).
+    Status(mpsc::Sender<ClientStatus>),
     /// Check out the lowest idle connection (never waiting for one), write the line and a
     /// newline, read one line back, return the connection.
     RoundTrip(String, mpsc::Sender<Result<Reply, String>>),
     /// Drop a server from the client's set; answers whether it was in it.
     RemoveServer(SocketAddr, mpsc::Sender<bool>),
+    /// Run the cancellation scenario (see [`Cancellation`]) and answer the tally.
+    Cancellation(Cancellation, mpsc::Sender<CancellationTally>),
     /// Return from the thread.
     Stop,
+}
+
+/// Concurrent requests sharing one pool, some of them given up mid-exchange the way the
+/// adapter's users give up (a timeout around the request, a dropped lease): each request is a
+/// line, each answer must be that same line.
+#[derive(Clone, Copy, Debug)]
+pub struct Cancellation {
+    /// Requests in all.
+    pub requests: usize,
+    /// Tasks (or exchanges in flight, for mio) sharing the pool.
+    pub tasks: usize,
+    /// Every this-many-th request is given up.
+    pub abandon_every: usize,
+    /// How long a request that is given up is waited for.
+    pub abandon_after: Duration,
+}
+
+impl Cancellation {
+    /// Whether request `number` is one to give up.
+    pub fn abandons(&self, number: usize) -> bool {
+        number.is_multiple_of(self.abandon_every)
+    }
+}
+
+/// What the cancellation scenario saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CancellationTally {
+    /// Answers that were the request's own.
+    pub own: usize,
+    /// Answers that were another request's: the bug this scenario exists to catch.
+    pub wrong: usize,
+    /// Requests given up mid-exchange.
+    pub abandoned: usize,
+    /// Requests that got no connection or whose exchange failed.
+    pub failed: usize,
+}
+
+impl CancellationTally {
+    /// Counts an answer to `request`.
+    pub fn count(&mut self, request: &str, reply: &str) {
+        if reply == request {
+            self.own += 1;
+        } else {
+            self.wrong += 1;
+        }
+    }
 }
 
 /// An adapter's client (rover and pool) running against `ClientSpec::servers`. Stopped and
@@ -308,11 +361,16 @@ impl ClientUnderTest {
         }
     }
 
-    /// The slots held per server.
-    pub fn status(&self) -> Vec<ServerConnections> {
+    /// The client's whole status: servers and slots, pool, counters.
+    pub fn client_status(&self) -> ClientStatus {
         let (reply, answer) = mpsc::channel();
         (self.send)(Command::Status(reply));
         answer.recv_timeout(DEADLINE).expect("the client's status")
+    }
+
+    /// The slots held per server.
+    pub fn status(&self) -> Vec<ServerConnections> {
+        self.client_status().servers
     }
 
     /// The slots held per server, as (server, slots) pairs.
@@ -334,6 +392,15 @@ impl ClientUnderTest {
         let (reply, answer) = mpsc::channel();
         (self.send)(Command::RemoveServer(server, reply));
         answer.recv_timeout(DEADLINE).expect("the server removed")
+    }
+
+    /// Runs the cancellation scenario; fails the test if it does not end within a minute.
+    pub fn cancellation(&self, spec: Cancellation) -> CancellationTally {
+        let (reply, answer) = mpsc::channel();
+        (self.send)(Command::Cancellation(spec, reply));
+        answer
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the cancellation scenario's tally")
     }
 
     /// One request on the lowest idle connection (see [`Command::RoundTrip`]).

@@ -3,12 +3,16 @@
 
 use std::sync::{Arc, mpsc};
 
-use callosum_smol::{Client, Server, ServerConfig, ServerConn};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use callosum_smol::{Client, PooledConn, Server, ServerConfig, ServerConn};
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::{LocalExecutor, Timer, future};
 
 use super::{
-    Background, ClientSpec, ClientUnderTest, Command, DEADLINE, Reply, ServerUnderTest, Watch,
+    Background, Cancellation, CancellationTally, ClientSpec, ClientUnderTest, Command, DEADLINE,
+    Reply, ServerUnderTest, Watch,
 };
 
 pub(super) fn server(max_slots: Option<u32>) -> ServerUnderTest {
@@ -70,7 +74,7 @@ pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
             while let Ok(command) = received.recv().await {
                 match command {
                     Command::Status(reply) => {
-                        let _ = reply.send(client.status().servers);
+                        let _ = reply.send(client.status());
                     }
                     Command::RoundTrip(line, reply) => {
                         let timed_out = async {
@@ -81,6 +85,9 @@ pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
                     }
                     Command::RemoveServer(server, reply) => {
                         let _ = reply.send(client.remove_server(server));
+                    }
+                    Command::Cancellation(spec, reply) => {
+                        let _ = reply.send(cancellation(&executor, &client, spec).await);
                     }
                     Command::Stop => return,
                 }
@@ -113,9 +120,74 @@ async fn round_trip(client: &Client, line: &str) -> Result<Reply, String> {
         .read_line(&mut answer)
         .await
         .map_err(failed)?;
-    Ok(Reply {
+    let reply = Reply {
         server: conn.server(),
         slot: conn.slot(),
         line: answer.trim_end().to_owned(),
-    })
+    };
+    conn.finish();
+    Ok(reply)
+}
+
+/// `tasks` tasks share the pool for `spec.requests` requests; every `abandon_every`-th one is
+/// given up after `abandon_after` by `future::or` with a timer, which drops its guard
+/// mid-exchange.
+async fn cancellation(
+    executor: &LocalExecutor<'_>,
+    client: &Client,
+    spec: Cancellation,
+) -> CancellationTally {
+    let tally = Rc::new(RefCell::new(CancellationTally::default()));
+    let next = Rc::new(Cell::new(0));
+    let tasks: Vec<_> = (0..spec.tasks)
+        .map(|_| {
+            let (client, tally, next) = (client.clone(), Rc::clone(&tally), Rc::clone(&next));
+            executor.spawn(async move {
+                loop {
+                    let number = next.get();
+                    if number >= spec.requests {
+                        return;
+                    }
+                    next.set(number + 1);
+                    let request = format!("request {number}\n");
+                    let Ok(mut conn) = client.get().await else {
+                        tally.borrow_mut().failed += 1;
+                        continue;
+                    };
+                    let answered = if spec.abandons(number) {
+                        let exchange = async { Some(exchange(&mut conn, &request).await) };
+                        let give_up = async {
+                            Timer::after(spec.abandon_after).await;
+                            None
+                        };
+                        future::or(exchange, give_up).await
+                    } else {
+                        Some(exchange(&mut conn, &request).await)
+                    };
+                    let mut tally = tally.borrow_mut();
+                    match answered {
+                        // Dropping the guard mid-exchange: it must be closed, never reused.
+                        None => tally.abandoned += 1,
+                        Some(Ok(reply)) => {
+                            tally.count(&request, &reply);
+                            conn.finish();
+                        }
+                        Some(Err(_)) => tally.failed += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await;
+    }
+    tally.take()
+}
+
+/// Writes `request` and reads one line back.
+async fn exchange(conn: &mut PooledConn, request: &str) -> std::io::Result<String> {
+    conn.write_all(request.as_bytes()).await?;
+    let mut reply = String::new();
+    BufReader::new(conn).read_line(&mut reply).await?;
+    Ok(reply)
 }

@@ -3,14 +3,16 @@
 //! the suite runs the adapter on both); stopping a thread drops its runtime, and with it every
 //! task and socket it owns.
 
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
-use callosum_tokio::{Client, Server, ServerConfig, ServerConn};
+use callosum_tokio::{Client, PooledConn, Server, ServerConfig, ServerConn};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::runtime::{Builder, Runtime};
 
 use super::{
-    Background, ClientSpec, ClientUnderTest, Command, DEADLINE, Reply, ServerUnderTest, Watch,
+    Background, Cancellation, CancellationTally, ClientSpec, ClientUnderTest, Command, DEADLINE,
+    Reply, ServerUnderTest, Watch,
 };
 
 fn current_thread() -> Runtime {
@@ -82,7 +84,7 @@ pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
             while let Some(command) = received.recv().await {
                 match command {
                     Command::Status(reply) => {
-                        let _ = reply.send(client.status().servers);
+                        let _ = reply.send(client.status());
                     }
                     Command::RoundTrip(line, reply) => {
                         let answer = tokio::time::timeout(DEADLINE, round_trip(&client, &line))
@@ -92,6 +94,9 @@ pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
                     }
                     Command::RemoveServer(server, reply) => {
                         let _ = reply.send(client.remove_server(server));
+                    }
+                    Command::Cancellation(spec, reply) => {
+                        let _ = reply.send(cancellation(&client, spec).await);
                     }
                     Command::Stop => return,
                 }
@@ -130,5 +135,58 @@ async fn round_trip(client: &Client, line: &str) -> Result<Reply, String> {
         line: answer.trim_end().to_owned(),
     };
     conn.finish();
+    Ok(reply)
+}
+
+/// `tasks` tasks share the pool for `spec.requests` requests; every `abandon_every`-th one is
+/// given up after `abandon_after` by `tokio::time::timeout`, which drops its guard
+/// mid-exchange.
+async fn cancellation(client: &Client, spec: Cancellation) -> CancellationTally {
+    let tally = Arc::new(Mutex::new(CancellationTally::default()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..spec.tasks {
+        let (client, tally, next) = (client.clone(), Arc::clone(&tally), Arc::clone(&next));
+        tasks.spawn(async move {
+            loop {
+                let number = next.fetch_add(1, Ordering::Relaxed);
+                if number >= spec.requests {
+                    return;
+                }
+                let request = format!("request {number}\n");
+                let Ok(mut conn) = client.get().await else {
+                    tally.lock().unwrap().failed += 1;
+                    continue;
+                };
+                let answered = if spec.abandons(number) {
+                    tokio::time::timeout(spec.abandon_after, exchange(&mut conn, &request))
+                        .await
+                        .ok()
+                } else {
+                    Some(exchange(&mut conn, &request).await)
+                };
+                let mut tally = tally.lock().unwrap();
+                match answered {
+                    // Dropping the guard mid-exchange: it must be closed, never reused.
+                    None => tally.abandoned += 1,
+                    Some(Ok(reply)) => {
+                        tally.count(&request, &reply);
+                        conn.finish();
+                    }
+                    Some(Err(_)) => tally.failed += 1,
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let tally = *tally.lock().unwrap();
+    tally
+}
+
+/// Writes `request` and reads one line back.
+async fn exchange(conn: &mut PooledConn, request: &str) -> std::io::Result<String> {
+    conn.write_all(request.as_bytes()).await?;
+    let mut reply = String::new();
+    BufReader::new(conn).read_line(&mut reply).await?;
     Ok(reply)
 }

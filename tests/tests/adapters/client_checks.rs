@@ -13,8 +13,9 @@ use callosum_proto::rover::{ConnectFailure, HandshakeFailure};
 
 use callosum_proto::client::{ClientEvent, RemoveCause};
 use callosum_tests::conformance::{
-    Adapter, ClientSpec, ClientUnderTest, DEADLINE, ServerUnderTest, accept_within, closed_port,
-    connect, one_attempt, quick_rover, raw_listener, read_once, read_to_end,
+    Adapter, Cancellation, ClientSpec, ClientUnderTest, DEADLINE, DelayedEcho, ServerUnderTest,
+    accept_within, closed_port, connect, one_attempt, quick_rover, raw_listener, read_once,
+    read_to_end,
 };
 use callosum_tests::{each_adapter, each_pair};
 
@@ -34,6 +35,7 @@ each_adapter!(
     returned_connection_closed_by_its_server_is_removed,
     unsolicited_bytes_while_idle_remove_the_connection,
     no_servers_is_an_event,
+    given_up_requests_never_hand_their_reply_to_another_caller,
 );
 
 fn round_trip_on_the_lowest_idle_connection(client: Adapter, server: Adapter) {
@@ -310,4 +312,54 @@ fn no_servers_is_an_event(client: Adapter) {
     assert!(client.remove_server(addr));
     assert!(!client.remove_server(addr), "removed already");
     client.event_where("no servers", |e| *e == ClientEvent::NoServers);
+}
+
+/// Eight tasks share a pool of four connections to a server that answers after 5 ms; one
+/// request in three is given up after 3 ms, the way each adapter's users give up (a timer
+/// around the request, a dropped lease). A connection given up mid-exchange must be closed,
+/// never lent again: its late answer would reach the next caller as its own (1,064 of 1,600
+/// answers did, before). Every answer is its request's own, each abandoned connection is
+/// removed as interrupted, and the pool fills again.
+fn given_up_requests_never_hand_their_reply_to_another_caller(client: Adapter) {
+    let server = DelayedEcho::start(Duration::from_millis(5));
+    let addr = server.addr;
+    // Fill mode alone refills the pool: with no scheduled attempt, no better slot ever evicts
+    // a leased connection, so every abandoned one is removed as interrupted, not evicted.
+    let rover = RoverConfig {
+        interval: Duration::from_secs(3600),
+        jitter: Duration::ZERO,
+        ..RoverConfig::default()
+    };
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 4, rover));
+    for _ in 0..4 {
+        client.event_where("a pool of 4", |e| matches!(e, ClientEvent::Kept { .. }));
+    }
+    let spec = Cancellation {
+        requests: 1_200,
+        tasks: 8,
+        abandon_every: 3,
+        abandon_after: Duration::from_millis(3),
+    };
+    let tally = client.cancellation(spec);
+    eprintln!("cancellation: {tally:?}");
+    assert_eq!(
+        tally.wrong, 0,
+        "answers that were another request's: {tally:?}"
+    );
+    assert_eq!(tally.failed, 0, "{tally:?}");
+    assert_eq!(tally.own + tally.abandoned, spec.requests, "{tally:?}");
+    // 400 are given up at 3 ms; on a busy machine a late timer lets a few finish first.
+    assert!(tally.abandoned >= 200, "{tally:?}");
+    let removed = client.client_status().stats.removed;
+    assert_eq!(
+        removed.interrupted as usize, tally.abandoned,
+        "each abandoned connection removed as interrupted: {removed:?}"
+    );
+    let started = Instant::now();
+    while client.held() < 4 {
+        assert!(started.elapsed() < DEADLINE, "the pool fills again");
+        client.event_where("a connection kept", |e| {
+            matches!(e, ClientEvent::Kept { .. })
+        });
+    }
 }
