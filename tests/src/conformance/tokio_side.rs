@@ -179,8 +179,7 @@ async fn cancellation(client: &Client, spec: Cancellation) -> CancellationTally 
         });
     }
     while tasks.join_next().await.is_some() {}
-    let tally = *tally.lock().unwrap();
-    tally
+    *tally.lock().unwrap()
 }
 
 /// Writes `request` and reads one line back.
