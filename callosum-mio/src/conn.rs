@@ -82,23 +82,16 @@ impl Conn {
     /// Writes what is left of the slot line. `Ok(true)` when none is left, `Ok(false)` when
     /// the socket would block (a writable event follows).
     pub(crate) fn flush_line(&mut self) -> io::Result<bool> {
-        while !self.line.is_empty() {
-            let result = self.stream.write(&self.line);
-            match (adapter::read_outcome(&result), result) {
-                (_, Ok(0)) => return Err(self.fail(io::ErrorKind::WriteZero.into())),
-                (_, Ok(written)) => {
-                    self.line.drain(..written);
+        match write_line(&mut self.stream, &mut self.line) {
+            Ok(done) => {
+                if done && self.line.capacity() > 0 {
+                    // Written: an idle connection keeps no allocation for it.
+                    self.line = Vec::new();
                 }
-                (Outcome::Pending, Err(_)) => return Ok(false),
-                (Outcome::Retry, Err(_)) => {}
-                (_, Err(error)) => return Err(self.fail(error)),
+                Ok(done)
             }
+            Err(error) => Err(self.fail(error)),
         }
-        if self.line.capacity() > 0 {
-            // Written: an idle connection keeps no allocation for it.
-            self.line = Vec::new();
-        }
-        Ok(true)
     }
 
     /// Records the end a read's result shows, and passes the result on.
@@ -152,9 +145,54 @@ impl Write for Conn {
     }
 }
 
+/// Writes what is left of a slot line to `out`: the whole line in the first write call, as the
+/// protocol requires (old clients parse each read on its own); only if a socket ever took
+/// less does the rest follow, on later calls. `Ok(false)` when it would block.
+fn write_line(out: &mut impl Write, line: &mut Vec<u8>) -> io::Result<bool> {
+    while !line.is_empty() {
+        let result = out.write(line);
+        match (adapter::read_outcome(&result), result) {
+            (_, Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            (_, Ok(written)) => {
+                line.drain(..written);
+            }
+            (Outcome::Pending, Err(_)) => return Ok(false),
+            (Outcome::Retry, Err(_)) => {}
+            (_, Err(error)) => return Err(error),
+        }
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer that records each write call it gets.
+    #[derive(Default)]
+    struct Counting {
+        calls: Vec<Vec<u8>>,
+    }
+
+    impl Write for Counting {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls.push(buf.to_vec());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_slot_line_goes_out_in_one_write_call() {
+        let line = callosum_proto::SlotLine::new(4_294_967_295);
+        let mut out = Counting::default();
+        let mut pending = line.as_bytes().to_vec();
+        assert!(write_line(&mut out, &mut pending).unwrap());
+        assert_eq!(out.calls, [line.as_bytes().to_vec()]);
+    }
     use std::net::TcpListener;
     use std::time::{Duration, Instant};
 

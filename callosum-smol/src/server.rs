@@ -245,17 +245,7 @@ impl Server {
             conn,
             before_line: true,
         };
-        let bytes = line.as_bytes();
-        // One write call: old clients parse each read on its own (PROTOCOL.md section 1).
-        let written = (&stream).write(bytes).await;
-        let complete = match written {
-            Ok(n) if n == bytes.len() => Ok(()),
-            // A fresh socket takes 12 bytes at once in practice; if it ever does not, the
-            // rest still goes out rather than the client getting half a line.
-            Ok(n) => (&stream).write_all(&bytes[n..]).await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = complete {
+        if let Err(error) = write_line(&mut &stream, line.as_bytes()).await {
             log::debug!(
                 "callosum server {}: {peer} left before its slot line ({error})",
                 self.local_addr
@@ -337,6 +327,17 @@ impl fmt::Debug for Server {
             .field("status", &self.status())
             .finish()
     }
+}
+
+/// Writes the slot line with one write call, as the protocol requires (old clients parse each
+/// read on its own). A fresh socket takes 12 bytes at once in practice; if it ever does not,
+/// the rest still goes out rather than the client getting half a line.
+async fn write_line(out: &mut (impl AsyncWrite + Unpin), line: &[u8]) -> io::Result<()> {
+    let written = out.write(line).await?;
+    if written < line.len() {
+        out.write_all(&line[written..]).await?;
+    }
+    Ok(())
 }
 
 /// A slot held by a connection, freed exactly once: when the connection ends or is dropped.
@@ -461,5 +462,43 @@ impl AsyncWrite for ServerConn {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that records each write call it gets.
+    #[derive(Default)]
+    struct Counting {
+        calls: Vec<Vec<u8>>,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.calls.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn the_slot_line_goes_out_in_one_write_call() {
+        let line = callosum_proto::SlotLine::new(4_294_967_295);
+        let mut out = Counting::default();
+        future::block_on(write_line(&mut out, line.as_bytes())).unwrap();
+        assert_eq!(out.calls, [line.as_bytes().to_vec()]);
     }
 }
