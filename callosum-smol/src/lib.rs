@@ -79,8 +79,3 @@ pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, R
 pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
 pub use client::{Client, Driver, PooledConn};
 pub use server::{Server, ServerConn, ShutDown};
-
-/// The README's code blocks, compiled and run as doctests so that they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

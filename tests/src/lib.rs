@@ -18,3 +18,9 @@ pub mod loopback;
 pub mod pool_model;
 pub mod rover_check;
 pub mod slot_line_reference;
+
+/// The README's code blocks, compiled and run as doctests so that they stay true: this crate
+/// depends on every adapter, so each block finds its own.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
