@@ -251,7 +251,7 @@ impl Server {
     }
 
     /// Gives a new connection its slot and line; `None` if it was refused or vanished.
-    async fn start(&self, stream: TcpStream, peer: SocketAddr) -> Option<ServerConn> {
+    async fn start(&self, mut stream: TcpStream, peer: SocketAddr) -> Option<ServerConn> {
         let accept = self.shared.core().handle_accept();
         let Accept::Assigned { conn, line } = accept else {
             log::info!(
@@ -267,7 +267,7 @@ impl Server {
             conn,
             before_line: true,
         };
-        if let Err(error) = write_line(&stream, line.as_bytes()).await {
+        if let Err(error) = write_line(&mut stream, line.as_bytes()).await {
             log::debug!(
                 "callosum server {}: {peer} left before its slot line ({error})",
                 self.local_addr
@@ -357,18 +357,13 @@ impl fmt::Debug for Server {
 /// Writes the slot line in one write call: old clients parse each read on its own
 /// (PROTOCOL.md section 1). A fresh socket takes 12 bytes at once in practice; if it ever
 /// does not, the rest still goes out rather than the client getting half a line.
-async fn write_line(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+async fn write_line(out: &mut (impl AsyncWrite + Unpin), mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
-            Err(error) => return Err(error),
+        let written = std::future::poll_fn(|cx| Pin::new(&mut *out).poll_write(cx, bytes)).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
         }
+        bytes = &bytes[written..];
     }
     Ok(())
 }
@@ -529,5 +524,48 @@ impl AsyncWrite for ServerConn {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that records each write call it gets.
+    #[derive(Default)]
+    struct Counting {
+        calls: Vec<Vec<u8>>,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.calls.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn the_slot_line_goes_out_in_one_write_call() {
+        let line = callosum_proto::SlotLine::new(4_294_967_295);
+        let mut out = Counting::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(write_line(&mut out, line.as_bytes()))
+            .unwrap();
+        assert_eq!(out.calls, [line.as_bytes().to_vec()]);
     }
 }
