@@ -8,11 +8,13 @@
 //! stops it at once).
 //!
 //! The line handling (`examples/shared/lines.rs`) is `tokio_util::codec::LinesCodec` with a
-//! cap on line length: a line longer than 64 KiB gets `error: line too long` and the
-//! connection is closed. One reply at a time, and nothing is read while a reply waits for its
-//! service time or for the socket to take it, so a client that never reads its replies stalls
-//! itself, not the server's memory. Each connection is its own task, woken only by its own
-//! socket and timer.
+//! cap on line length: a line longer than 64 KiB (its newline included) gets `error: line too
+//! long` and the connection is closed. One reply at a time, and nothing is read while a reply
+//! waits for its service time or for the socket to take it, so a client that never reads its
+//! replies stalls itself, not the server's memory. An idle connection holds little: the
+//! codec's read buffer starts empty and is let go of once a line longer than 1 KiB is
+//! answered, and replies are written straight to the socket. Each connection is its own
+//! task, woken only by its own socket and timer.
 
 #[path = "shared/flags.rs"]
 mod flags;
