@@ -7,7 +7,8 @@
 //!
 //! With the `adapters` feature (on by default; the fuzz crate turns it off), [`conformance`]
 //! is the harness of the conformance suite run against every adapter, and [`loopback`]
-//! holds the servers that the benchmark programs in `src/bin/` measure.
+//! holds the servers that the benchmark programs in `src/bin/` measure. On Linux, it also
+//! gives [`memory`], the harness of the example servers' memory tests.
 
 pub mod allocator_model;
 pub mod client_check;
@@ -15,6 +16,8 @@ pub mod client_check;
 pub mod conformance;
 #[cfg(feature = "adapters")]
 pub mod loopback;
+#[cfg(all(feature = "adapters", target_os = "linux"))]
+pub mod memory;
 pub mod pool_model;
 pub mod rover_check;
 pub mod slot_line_reference;

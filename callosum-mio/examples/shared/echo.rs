@@ -1,5 +1,6 @@
 //! The line-echo service of the `mio-server` example, apart from its command line so that the
-//! crate's tests (`tests/examples/server.rs`) drive the very code the example runs.
+//! example-server tests (`tests/tests/example_servers/mio.rs` in `callosum-tests`) drive the
+//! very code the example runs.
 //!
 //! Each line a client sends comes back after the service time, one request at a time per
 //! connection (each reply waits for the one before). It is written to be safe to copy:

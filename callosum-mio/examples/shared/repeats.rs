@@ -1,6 +1,6 @@
 //! The `mio-client` example's output: one line per event, with repeats of the same line held
 //! back (a client whose one server backs off would print `no servers to try` ten times a
-//! second). The crate's tests (`tests/examples/client.rs`) check this very code.
+//! second). The crate's tests (`tests/example_client.rs`) check this very code.
 //!
 //! The rule, the same in every adapter's example client:
 //!

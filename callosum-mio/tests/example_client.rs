@@ -1,8 +1,14 @@
-//! The example client's output: repeated lines held back and counted.
+//! The `mio-client` example's output rule, compiled from its file
+//! (`examples/shared/repeats.rs`): repeated lines held back and counted. (The `mio-server`
+//! example's service is tested with the other adapters' example servers, in `callosum-tests`:
+//! `tests/tests/example_servers/mio.rs`.)
+
+#[path = "../examples/shared/repeats.rs"]
+mod repeats;
 
 use std::time::{Duration, Instant};
 
-use crate::repeats::{INTERVAL, Repeats};
+use repeats::{INTERVAL, Repeats};
 
 /// Feeds `lines` at the given offsets from one start, then exits; returns what was printed.
 fn printed(lines: &[(u64, &str)]) -> Vec<String> {
