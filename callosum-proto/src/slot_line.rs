@@ -304,6 +304,18 @@ impl Decoder {
         } else {
             0
         };
+        // The common case, the whole line in one read: its end without a step per byte.
+        if self.state == State::Digits
+            && self.digits > 0
+            && input.get(digits..digits + 2) == Some(b"\r\n")
+        {
+            self.received += 2;
+            self.state = State::Done;
+            return Ok(Decoded::Slot {
+                slot: self.value,
+                consumed: digits + 2,
+            });
+        }
         for (index, &byte) in input.iter().enumerate().skip(digits) {
             match self.state {
                 State::Done => {
@@ -362,6 +374,9 @@ impl Decoder {
     /// digit, or one that overflows), leaving those to it. Returns how many bytes it took.
     fn digit_run(&mut self, input: &[u8]) -> usize {
         let room = usize::from(MAX_DIGITS - self.digits);
+        // One pass over at most ten digits, accumulated in a u64 (no overflow possible), with
+        // one range check at the end; only an out-of-range value walks the digits again to
+        // stop before the one that overflows.
         let mut value = u64::from(self.value);
         let mut taken = 0;
         for &byte in input.iter().take(room) {
@@ -369,16 +384,32 @@ impl Decoder {
             if digit > 9 {
                 break;
             }
-            // At most ten digits: no u64 overflow.
-            let next = value * 10 + u64::from(digit);
+            value = value * 10 + u64::from(digit);
+            taken += 1;
+        }
+        let Ok(value) = u32::try_from(value) else {
+            return self.digit_run_to_overflow(&input[..taken]);
+        };
+        self.value = value;
+        // At most ten digits (`room`).
+        self.digits += taken as u8;
+        self.received += taken as u8;
+        taken
+    }
+
+    /// Takes the leading `digits` that keep the value within a u32 and stops before the one
+    /// that does not, for [`Decoder::step`] to report.
+    fn digit_run_to_overflow(&mut self, digits: &[u8]) -> usize {
+        let mut taken = 0;
+        for &byte in digits {
+            let next = u64::from(self.value) * 10 + u64::from(byte - b'0');
             let Ok(fits) = u32::try_from(next) else {
                 break;
             };
-            value = u64::from(fits);
+            self.value = fits;
             taken += 1;
         }
-        // Below u32::MAX (checked) and at most ten digits (`room`).
-        self.value = value as u32;
+        // At most ten digits.
         self.digits += taken as u8;
         self.received += taken as u8;
         taken
