@@ -66,6 +66,17 @@ fn next_connect(client: &mut ClientCore<u32>) -> (Instant, AttemptId) {
     panic!("no attempt within 100 timeouts")
 }
 
+/// A client with a pool of one and one server, started: its first (and only) attempt.
+fn one_server_one_attempt() -> (ClientCore<u32>, AttemptId) {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt for a pool of one")
+    };
+    (client, attempt)
+}
+
 /// Completes `attempt` with `line` and delivers `conn`.
 fn connect(client: &mut ClientCore<u32>, attempt: AttemptId, line: &[u8], conn: u32) {
     client.handle_connected(attempt, NOW).unwrap();
@@ -163,12 +174,7 @@ fn only_a_finished_lease_goes_back_to_idle() {
 
 #[test]
 fn bytes_after_the_line_fail_the_attempt_whatever_the_segmentation() {
-    let mut client = client(1);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
-        panic!("one attempt")
-    };
+    let (mut client, attempt) = one_server_one_attempt();
     client.handle_connected(attempt, NOW).unwrap();
     assert_eq!(
         client.handle_received(attempt, b"0\r\nX", NOW),
@@ -255,12 +261,7 @@ fn removing_a_server_closes_its_idle_connections_and_its_leases_on_return() {
 
 #[test]
 fn an_attempt_to_a_removed_server_is_aborted_and_its_line_never_delivered() {
-    let mut client = client(1);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
-        panic!("one attempt")
-    };
+    let (mut client, attempt) = one_server_one_attempt();
     client.remove_server(addr(1), NOW);
     assert!(drain(&mut client).contains(&Output::Abort(attempt)));
     assert_eq!(
@@ -297,12 +298,7 @@ fn servers_added_together_all_take_part_in_the_first_attempts() {
 
 #[test]
 fn callers_in_line_are_served_first_and_in_order() {
-    let mut client = client(1);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
-        panic!("one attempt")
-    };
+    let (mut client, attempt) = one_server_one_attempt();
     let first = client.join_line();
     let second = client.join_line();
     connect(&mut client, attempt, b"0\r\n", 10);
@@ -326,12 +322,7 @@ fn callers_in_line_are_served_first_and_in_order() {
 
 #[test]
 fn a_caller_leaving_the_front_of_the_line_wakes_the_next() {
-    let mut client = client(1);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
-        panic!("one attempt")
-    };
+    let (mut client, attempt) = one_server_one_attempt();
     connect(&mut client, attempt, b"0\r\n", 10);
     let first = client.join_line();
     let second = client.join_line();
@@ -343,12 +334,7 @@ fn a_caller_leaving_the_front_of_the_line_wakes_the_next() {
 
 #[test]
 fn failures_are_events_and_the_last_one_is_kept() {
-    let mut client = client(1);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
-        panic!("one attempt")
-    };
+    let (mut client, attempt) = one_server_one_attempt();
     client
         .handle_connect_failed(attempt, ConnectFailure::Refused, NOW)
         .unwrap();
@@ -401,12 +387,7 @@ fn closing_closes_idle_connections_now_and_leases_on_return() {
 
 #[test]
 fn a_reset_at_connect_is_a_handshake_failure_as_at_the_first_read() {
-    let mut client = client(1);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
-        panic!("one attempt")
-    };
+    let (mut client, attempt) = one_server_one_attempt();
     client
         .handle_connect_failed(attempt, ConnectFailure::Reset, NOW)
         .unwrap();
@@ -453,12 +434,7 @@ fn a_server_that_closes_every_connection_after_its_line_backs_off_more_each_time
 
 #[test]
 fn a_finished_exchange_forgives_the_servers_failures() {
-    let mut client = client(1);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let [(attempt, _)] = connects(&drain(&mut client))[..] else {
-        panic!("one attempt")
-    };
+    let (mut client, attempt) = one_server_one_attempt();
     connect(&mut client, attempt, b"0\r\n", 1);
     let lease = client.checkout(NOW).unwrap();
     let _ = client.checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW);
