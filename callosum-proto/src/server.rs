@@ -14,6 +14,13 @@
 //! [`ACCEPT_BACKOFF_MIN`], doubles with each consecutive error up to [`ACCEPT_BACKOFF_MAX`],
 //! and a successful accept resets it. Connections already accepted are served throughout.
 //!
+//! A server about to stop (a rolling restart) *drains* ([`ServerCore::handle_drain`]): it
+//! accepts no more, each connection is closed by its application when it is between two
+//! requests, and those still open at the deadline are closed then
+//! ([`DrainPhase::CloseRemaining`], from [`ServerCore::handle_timeout`] at the deadline,
+//! which [`ServerCore::poll_timeout`] includes). Its status says which phase it is in and
+//! counts how the connections ended ([`DrainReport`]).
+//!
 //! ```
 //! use callosum_proto::Instant;
 //! use callosum_proto::server::{Accept, FixedServerCore};
@@ -90,7 +97,9 @@ pub enum Accept {
         /// The bytes to write first.
         line: SlotLine,
     },
-    /// Every slot is in use: close the connection at once, without a line.
+    /// Every slot is in use, or the server is draining ([`ServerCore::handle_drain`]): close
+    /// the connection at once, without a line. (Counted apart: `refused_full` or
+    /// `refused_draining`.)
     Full,
 }
 
@@ -103,7 +112,8 @@ pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// accepts again within this time.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Counters of one server's life.
+/// Counters of one server's life: cheap enough to be always on (plain counters, updated by
+/// the calls that decide).
 ///
 /// ```
 /// use callosum_proto::server::FixedServerCore;
@@ -116,8 +126,12 @@ pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct ServerStats {
     /// Connections that got a slot.
     pub accepted: u64,
-    /// Connections closed without a line because every slot was in use.
+    /// Connections closed without a line because every slot was in use (shed at
+    /// `max_slots`).
     pub refused_full: u64,
+    /// Connections closed without a line because the server was draining: accepted in the
+    /// moment between the drain's start and the listener's close.
+    pub refused_draining: u64,
     /// Connections whose end freed their slot.
     pub closed: u64,
     /// End reports refused as double, stale or unknown.
@@ -127,6 +141,11 @@ pub struct ServerStats {
     /// Connections that ended before their slot line could be written, reported with
     /// [`ServerCore::handle_lost_before_line`] (also counted in `closed`).
     pub lost_before_line: u64,
+    /// Connections that ended during a drain, before its deadline (also counted in
+    /// `closed`): closed by their application between two requests, or by their peer.
+    pub drained: u64,
+    /// Connections still open at a drain's deadline, closed then (also counted in `closed`).
+    pub closed_at_deadline: u64,
 }
 
 /// A server's settings, the same for every adapter. Start from the default and change what
@@ -155,17 +174,99 @@ pub struct ServerConfig {
 ///
 /// let server = FixedServerCore::<8>::new(None).unwrap();
 /// let status = server.status();
-/// assert_eq!((status.live, status.accepting), (0, true));
+/// assert_eq!((status.live, status.accepting, status.drain), (0, true, None));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerStatus {
     /// Connections holding a slot now.
     pub live: u32,
-    /// `false` while pausing after an accept error.
+    /// `false` while pausing after an accept error, and for good once draining.
     pub accepting: bool,
+    /// The drain, once [`ServerCore::handle_drain`] started one.
+    pub drain: Option<DrainStatus>,
     /// The counters so far.
     pub stats: ServerStats,
+}
+
+/// Where a drain is (PROTOCOL.md section 2, draining).
+///
+/// ```
+/// use callosum_proto::Instant;
+/// use callosum_proto::server::{Accept, DrainPhase, FixedServerCore};
+///
+/// let mut server = FixedServerCore::<8>::new(None).unwrap();
+/// let Accept::Assigned { conn, .. } = server.handle_accept() else { unreachable!() };
+/// let drain = server.handle_drain(Instant::ZERO, Instant::from_millis(500));
+/// assert_eq!(drain.phase, DrainPhase::BetweenRequests);
+/// server.handle_timeout(Instant::from_millis(500));
+/// assert_eq!(server.drain_status().unwrap().phase, DrainPhase::CloseRemaining);
+/// # let _ = server.handle_closed(conn);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DrainPhase {
+    /// Before the deadline, connections open: the application closes each one when it is
+    /// between two requests (having answered the one in hand); the adapter waits for that
+    /// or for the deadline ([`ServerCore::poll_timeout`]).
+    BetweenRequests,
+    /// The deadline came with connections still open: the adapter closes every one of them
+    /// now, reporting each with [`ServerCore::handle_closed`].
+    CloseRemaining,
+    /// No connection is left: the drain is done, and the server may stop.
+    Done,
+}
+
+/// How the connections open when a drain started ended, so far: the adapters' report when
+/// a drain is done.
+///
+/// ```
+/// use callosum_proto::server::DrainReport;
+///
+/// let report = DrainReport::default();
+/// assert_eq!((report.drained, report.closed_at_deadline), (0, 0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Connections that ended before the deadline: closed by their application between two
+    /// requests, or by their peer ([`ServerStats::drained`]).
+    pub drained: u64,
+    /// Connections closed at the deadline ([`ServerStats::closed_at_deadline`]).
+    pub closed_at_deadline: u64,
+}
+
+/// A drain's times, phase and counts: [`ServerStatus::drain`].
+///
+/// ```
+/// use callosum_proto::Instant;
+/// use callosum_proto::server::{DrainPhase, FixedServerCore};
+///
+/// let mut server = FixedServerCore::<8>::new(None).unwrap();
+/// let drain = server.handle_drain(Instant::from_millis(10), Instant::from_millis(60));
+/// assert_eq!((drain.since, drain.deadline), (Instant::from_millis(10), Instant::from_millis(60)));
+/// // Nothing was open: done at once.
+/// assert_eq!(drain.phase, DrainPhase::Done);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct DrainStatus {
+    /// When the drain started.
+    pub since: Instant,
+    /// When the connections still open are closed.
+    pub deadline: Instant,
+    /// What the adapter does now.
+    pub phase: DrainPhase,
+    /// How the connections ended so far.
+    pub report: DrainReport,
+}
+
+/// A drain in progress, as the core keeps it.
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    since: Instant,
+    deadline: Instant,
+    /// `handle_timeout` saw the deadline: every close from now on is a close at the deadline.
+    deadline_passed: bool,
 }
 
 /// The slot bookkeeping of one listening server.
@@ -188,6 +289,8 @@ pub struct ServerCore<S: SlotStorage> {
     consecutive_accept_errors: u32,
     /// While backing off after an accept error: when to accept again.
     accept_resume: Option<Instant>,
+    /// Once the server drains.
+    drain: Option<Drain>,
 }
 
 /// A server core for at most `N` connections, with no allocator.
@@ -254,10 +357,12 @@ impl<S: SlotStorage> ServerCore<S> {
             stats: ServerStats::default(),
             consecutive_accept_errors: 0,
             accept_resume: None,
+            drain: None,
         }
     }
 
-    /// A connection was accepted: give it the lowest free slot, or refuse it.
+    /// A connection was accepted: give it the lowest free slot, or refuse it (every slot in
+    /// use, or draining).
     ///
     /// ```
     /// # use callosum_proto::server::{Accept, FixedServerCore};
@@ -271,6 +376,10 @@ impl<S: SlotStorage> ServerCore<S> {
         // The accept itself worked (even if the server is full): the error run is over.
         self.consecutive_accept_errors = 0;
         self.accept_resume = None;
+        if self.drain.is_some() {
+            self.stats.refused_draining += 1;
+            return Accept::Full;
+        }
         match self.slots.acquire() {
             Ok(handle) => {
                 self.stats.accepted += 1;
@@ -288,6 +397,9 @@ impl<S: SlotStorage> ServerCore<S> {
 
     /// A connection ended, whatever the cause: its slot is free again. Returns the slot.
     ///
+    /// During a drain it also counts as drained (before the deadline) or closed at the
+    /// deadline (once [`ServerCore::handle_timeout`] saw it pass).
+    ///
     /// ```
     /// # use callosum_proto::server::{Accept, FixedServerCore};
     /// # use callosum_proto::allocator::ReleaseError;
@@ -300,6 +412,11 @@ impl<S: SlotStorage> ServerCore<S> {
         match self.slots.release(conn.0) {
             Ok(()) => {
                 self.stats.closed += 1;
+                match self.drain {
+                    Some(drain) if drain.deadline_passed => self.stats.closed_at_deadline += 1,
+                    Some(_) => self.stats.drained += 1,
+                    None => {}
+                }
                 Ok(conn.slot())
             }
             Err(error) => {
@@ -358,7 +475,8 @@ impl<S: SlotStorage> ServerCore<S> {
 
     /// Time has come to `now`: a pause after an accept error that ends at or before `now` is
     /// over, and the adapter accepts again. (The run of errors goes on until an accept
-    /// succeeds, so the next error pauses longer.)
+    /// succeeds, so the next error pauses longer.) A drain whose deadline is at or before
+    /// `now` moves to [`DrainPhase::CloseRemaining`] if connections are open.
     ///
     /// ```
     /// # use callosum_proto::Instant;
@@ -374,13 +492,124 @@ impl<S: SlotStorage> ServerCore<S> {
         if self.accept_resume.is_some_and(|resume| resume <= now) {
             self.accept_resume = None;
         }
+        if let Some(drain) = &mut self.drain
+            && drain.deadline <= now
+        {
+            drain.deadline_passed = true;
+        }
     }
 
-    /// While pausing after an accept error: when to accept again (then call
-    /// [`ServerCore::handle_timeout`]). `None` when the server accepts as usual.
+    /// When to call [`ServerCore::handle_timeout`] next: the end of a pause after an accept
+    /// error, or the deadline of a drain with connections open. `None` when nothing is
+    /// due.
+    ///
+    /// ```
+    /// # use callosum_proto::Instant;
+    /// # use callosum_proto::server::{Accept, FixedServerCore};
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
+    /// let Accept::Assigned { conn, .. } = server.handle_accept() else { unreachable!() };
+    /// let deadline = Instant::from_millis(300);
+    /// let _ = server.handle_drain(Instant::ZERO, deadline);
+    /// assert_eq!(server.poll_timeout(), Some(deadline));
+    /// // Its last connection closed between requests: no deadline to wait for.
+    /// let _ = server.handle_closed(conn);
+    /// assert_eq!(server.poll_timeout(), None);
+    /// ```
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.accept_resume
+        let deadline = self
+            .drain
+            .filter(|drain| self.drain_phase(drain) == DrainPhase::BetweenRequests)
+            .map(|drain| drain.deadline);
+        match (self.accept_resume, deadline) {
+            (Some(resume), Some(deadline)) => Some(resume.min(deadline)),
+            (resume, deadline) => resume.or(deadline),
+        }
+    }
+
+    /// Starts draining at `now` (PROTOCOL.md section 2): the adapter closes its listener, so
+    /// that new connections are refused, and tells the application; the application closes
+    /// each connection when it is between two requests; at `deadline`
+    /// ([`ServerCore::poll_timeout`], then [`ServerCore::handle_timeout`]) the phase is
+    /// [`DrainPhase::CloseRemaining`] and the adapter closes the rest. From now on
+    /// [`ServerCore::handle_accept`] refuses every connection, and an accept-error pause is
+    /// over (nothing is accepted any more).
+    ///
+    /// Draining again keeps the first start and the earlier deadline, so a second call can
+    /// only hurry a drain. A deadline at or before `now` closes every connection at once.
+    ///
+    /// ```
+    /// # use callosum_proto::Instant;
+    /// # use callosum_proto::server::{Accept, DrainPhase, FixedServerCore};
+    /// let mut server = FixedServerCore::<8>::new(None).unwrap();
+    /// let Accept::Assigned { conn: idle, .. } = server.handle_accept() else { unreachable!() };
+    /// let Accept::Assigned { conn: busy, .. } = server.handle_accept() else { unreachable!() };
+    /// let drain = server.handle_drain(Instant::ZERO, Instant::from_millis(5_000));
+    /// assert_eq!(drain.phase, DrainPhase::BetweenRequests);
+    /// assert_eq!(server.handle_accept(), Accept::Full);
+    /// // The idle connection is closed between requests.
+    /// let _ = server.handle_closed(idle);
+    /// // The busy one outlasts the deadline and is closed then.
+    /// server.handle_timeout(Instant::from_millis(5_000));
+    /// assert_eq!(server.drain_status().unwrap().phase, DrainPhase::CloseRemaining);
+    /// let _ = server.handle_closed(busy);
+    /// let done = server.drain_status().unwrap();
+    /// assert_eq!(done.phase, DrainPhase::Done);
+    /// assert_eq!((done.report.drained, done.report.closed_at_deadline), (1, 1));
+    /// assert_eq!(server.stats().refused_draining, 1);
+    /// ```
+    #[must_use]
+    pub fn handle_drain(&mut self, now: Instant, deadline: Instant) -> DrainStatus {
+        let (since, deadline) = match self.drain {
+            Some(drain) => (drain.since, drain.deadline.min(deadline)),
+            None => (now, deadline),
+        };
+        let drain = Drain {
+            since,
+            deadline,
+            deadline_passed: deadline <= now || self.drain.is_some_and(|d| d.deadline_passed),
+        };
+        self.drain = Some(drain);
+        self.accept_resume = None;
+        self.status_of(drain)
+    }
+
+    /// Whether the server is draining (or has drained): a connection between requests is
+    /// closed, and nothing is accepted.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
+    }
+
+    /// The drain, once one started: its times, its phase (what the adapter does now) and
+    /// how the connections ended so far.
+    pub fn drain_status(&self) -> Option<DrainStatus> {
+        self.drain.map(|drain| self.status_of(drain))
+    }
+
+    fn status_of(&self, drain: Drain) -> DrainStatus {
+        DrainStatus {
+            since: drain.since,
+            deadline: drain.deadline,
+            phase: self.drain_phase(&drain),
+            report: DrainReport {
+                drained: self.stats.drained,
+                closed_at_deadline: self.stats.closed_at_deadline,
+            },
+        }
+    }
+
+    fn drain_phase(&self, drain: &Drain) -> DrainPhase {
+        match (self.live(), drain.deadline_passed) {
+            (0, _) => DrainPhase::Done,
+            (_, true) => DrainPhase::CloseRemaining,
+            (_, false) => DrainPhase::BetweenRequests,
+        }
+    }
+
+    /// Whether the adapter calls `accept` now: not while pausing after an accept error, and
+    /// never again once draining.
+    pub fn is_accepting(&self) -> bool {
+        self.accept_resume.is_none() && self.drain.is_none()
     }
 
     /// Connections holding a slot now.
@@ -398,11 +627,12 @@ impl<S: SlotStorage> ServerCore<S> {
         &self.stats
     }
 
-    /// Live connections, whether it accepts, and the counters.
+    /// Live connections, whether it accepts, the drain if any, and the counters.
     pub fn status(&self) -> ServerStatus {
         ServerStatus {
             live: self.live(),
-            accepting: self.accept_resume.is_none(),
+            accepting: self.is_accepting(),
+            drain: self.drain_status(),
             stats: self.stats,
         }
     }
@@ -542,6 +772,110 @@ mod tests {
         assert_eq!(server.poll_timeout(), None);
         // Accepting fails again at once: the next pause is longer.
         assert_eq!(server.handle_accept_error(resume), Instant::from_millis(30));
+    }
+
+    #[test]
+    fn a_drain_counts_closes_between_requests_and_at_the_deadline() {
+        let mut server = FixedServerCore::<8>::new(None).unwrap();
+        let (before, _) = assigned(server.handle_accept());
+        server.handle_closed(before).unwrap();
+        let conns: [AcceptId; 3] = core::array::from_fn(|_| assigned(server.handle_accept()).0);
+        let deadline = Instant::from_millis(1_000);
+        let drain = server.handle_drain(Instant::from_millis(100), deadline);
+        assert_eq!(drain.phase, DrainPhase::BetweenRequests);
+        assert_eq!(drain.since, Instant::from_millis(100));
+        assert!(!server.status().accepting);
+        assert_eq!(server.poll_timeout(), Some(deadline));
+        // Nothing new is let in.
+        assert_eq!(server.handle_accept(), Accept::Full);
+        // Two close between requests; the deadline closes the third.
+        server.handle_closed(conns[0]).unwrap();
+        server.handle_lost_before_line(conns[1]).unwrap();
+        server.handle_timeout(Instant::from_millis(999));
+        assert_eq!(
+            server.drain_status().unwrap().phase,
+            DrainPhase::BetweenRequests
+        );
+        server.handle_timeout(deadline);
+        assert_eq!(
+            server.drain_status().unwrap().phase,
+            DrainPhase::CloseRemaining
+        );
+        assert_eq!(server.poll_timeout(), None, "the deadline is behind");
+        server.handle_closed(conns[2]).unwrap();
+        let status = server.status();
+        assert_eq!(status.live, 0);
+        let drain = status.drain.unwrap();
+        assert_eq!(drain.phase, DrainPhase::Done);
+        assert_eq!(
+            drain.report,
+            DrainReport {
+                drained: 2,
+                closed_at_deadline: 1
+            }
+        );
+        let stats = status.stats;
+        assert_eq!(
+            (stats.accepted, stats.closed, stats.refused_draining),
+            (4, 4, 1)
+        );
+        assert_eq!((stats.refused_full, stats.lost_before_line), (0, 1));
+        // A double release during the drain counts as bad, not as drained.
+        assert!(server.handle_closed(conns[0]).is_err());
+        assert_eq!(server.stats().drained, 2);
+        assert_eq!(server.stats().bad_releases, 1);
+    }
+
+    #[test]
+    fn draining_again_only_hurries_the_drain() {
+        let mut server = FixedServerCore::<4>::new(None).unwrap();
+        let (conn, _) = assigned(server.handle_accept());
+        let first = server.handle_drain(Instant::from_millis(10), Instant::from_millis(500));
+        let later = server.handle_drain(Instant::from_millis(20), Instant::from_millis(900));
+        assert_eq!(
+            (later.since, later.deadline),
+            (first.since, first.deadline),
+            "a later deadline changes nothing"
+        );
+        let sooner = server.handle_drain(Instant::from_millis(30), Instant::from_millis(200));
+        assert_eq!(sooner.since, Instant::from_millis(10));
+        assert_eq!(sooner.deadline, Instant::from_millis(200));
+        assert_eq!(server.poll_timeout(), Some(Instant::from_millis(200)));
+        // A deadline already past: the rest is closed at once.
+        let now = server.handle_drain(Instant::from_millis(40), Instant::from_millis(40));
+        assert_eq!(now.phase, DrainPhase::CloseRemaining);
+        server.handle_closed(conn).unwrap();
+        assert_eq!(server.stats().closed_at_deadline, 1);
+    }
+
+    #[test]
+    fn a_drain_ends_an_accept_pause_and_only_its_deadline_is_due() {
+        let mut server = FixedServerCore::<4>::new(None).unwrap();
+        let (conn, _) = assigned(server.handle_accept());
+        let _ = server.handle_accept_error(Instant::ZERO);
+        assert_eq!(server.poll_timeout(), Some(Instant::from_millis(10)));
+        let _ = server.handle_drain(Instant::from_millis(1), Instant::from_millis(50));
+        assert_eq!(server.poll_timeout(), Some(Instant::from_millis(50)));
+        assert!(!server.is_accepting());
+        // A server that was draining stays so: closing its last connection does not make
+        // it accept again.
+        server.handle_closed(conn).unwrap();
+        assert!(server.is_draining());
+        assert!(!server.status().accepting);
+        assert_eq!(server.poll_timeout(), None);
+        assert_eq!(server.drain_status().unwrap().phase, DrainPhase::Done);
+    }
+
+    #[test]
+    fn closes_before_a_drain_are_not_drained() {
+        let mut server = FixedServerCore::<4>::new(None).unwrap();
+        let (conn, _) = assigned(server.handle_accept());
+        server.handle_closed(conn).unwrap();
+        assert_eq!(server.drain_status(), None);
+        assert_eq!((server.stats().drained, server.stats().closed), (0, 1));
+        let drain = server.handle_drain(Instant::ZERO, Instant::MAX);
+        assert_eq!(drain.phase, DrainPhase::Done);
+        assert_eq!(drain.report, DrainReport::default());
     }
 }
 
