@@ -1,18 +1,23 @@
 //! A Callosum server: accepts TCP connections, writes each one its slot line, and frees the
-//! slot when the connection ends.
+//! slot when the connection ends; and drains for a rolling restart ([`Server::drain`]).
 
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use async_io::{Async, Timer};
 use callosum_proto::adapter::{AcceptError, Clock, ServerError, accept_error};
-use callosum_proto::server::{Accept, AcceptId, GrowableServerCore, ServerConfig, ServerStatus};
-use event_listener::Event;
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, future};
+use callosum_proto::allocator::ReleaseError;
+use callosum_proto::server::{
+    Accept, AcceptId, DrainPhase, DrainReport, GrowableServerCore, ServerConfig, ServerStatus,
+};
+use event_listener::{Event, EventListener};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, future, ready};
 
 /// The server stopped accepting: [`Server::shutdown`] was called.
 ///
@@ -36,36 +41,94 @@ impl std::error::Error for ShutDown {}
 
 /// State shared by the server and every connection it handed out.
 struct Shared {
-    core: Mutex<GrowableServerCore>,
+    state: Mutex<State>,
     clock: Clock,
-    /// Notified when a slot is freed, for [`Server::wait_idle`].
+    /// Notified when a slot is freed, for [`Server::wait_idle`] and [`Server::drain`].
     slot_freed: Event,
     /// Notified by [`Server::shutdown`].
     shutting_down: Event,
+    /// Set when a drain starts, then `drain_started` is notified: what every connection's
+    /// [`ServerConn::is_draining`] reads, without taking the lock.
+    draining: AtomicBool,
+    drain_started: Event,
+}
+
+/// The core and the sockets of the connections holding its slots, under one lock (the one
+/// every accept and every end already takes).
+struct State {
+    core: GrowableServerCore,
+    /// Each connection holding a slot, at its slot: what a drain's deadline closes.
+    open: Vec<Option<Open>>,
+}
+
+/// A connection holding a slot, as the server keeps it.
+struct Open {
+    conn: AcceptId,
+    stream: Arc<Async<TcpStream>>,
+}
+
+impl State {
+    /// A connection was accepted: its slot and line, with its socket kept for a drain.
+    fn admit(&mut self, stream: &Arc<Async<TcpStream>>) -> Accept {
+        let accept = self.core.handle_accept();
+        if let Accept::Assigned { conn, .. } = accept {
+            let index = conn.slot() as usize;
+            if self.open.len() <= index {
+                // The lowest free slot is at most the number of open connections.
+                self.open.resize_with(index + 1, || None);
+            }
+            self.open[index] = Some(Open {
+                conn,
+                stream: Arc::clone(stream),
+            });
+        }
+        accept
+    }
+
+    /// A connection ended: its slot is freed, unless a drain's deadline closed it and freed
+    /// it already (`None`), so that it is freed exactly once.
+    fn release(&mut self, conn: AcceptId, before_line: bool) -> Option<Result<u32, ReleaseError>> {
+        let entry = self.open.get_mut(conn.slot() as usize)?;
+        entry.take_if(|open| open.conn == conn)?;
+        Some(if before_line {
+            self.core.handle_lost_before_line(conn)
+        } else {
+            self.core.handle_closed(conn)
+        })
+    }
+
+    /// The drain's deadline came: shuts every open connection's socket down (its holder's
+    /// next read sees the end, its next write fails) and frees its slot, counted as closed
+    /// at the deadline.
+    fn close_remaining(&mut self) {
+        for open in self.open.iter_mut().filter_map(Option::take) {
+            // Already shut down by the peer or broken: it is closed either way.
+            let _ = open.stream.get_ref().shutdown(Shutdown::Both);
+            if let Err(error) = self.core.handle_closed(open.conn) {
+                log::error!("callosum server: {error}");
+            }
+        }
+    }
 }
 
 impl Shared {
-    fn core(&self) -> MutexGuard<'_, GrowableServerCore> {
-        // The core stays consistent even if a thread panicked while holding the lock: every
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a thread panicked while holding the lock: every
         // operation on it is a single call that either happened or did not.
-        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A connection ended; `before_line` if its slot line could not be written.
     fn release(&self, conn: AcceptId, before_line: bool) {
-        let mut core = self.core();
-        let released = if before_line {
-            core.handle_lost_before_line(conn)
-        } else {
-            core.handle_closed(conn)
-        };
-        drop(core);
-        if let Err(error) = released {
+        let released = self.state().release(conn, before_line);
+        match released {
             // Unreachable through this crate's API, which releases each slot once; logged
             // rather than panicking, because the core has refused it and is unharmed.
-            log::error!("callosum server: {error}");
+            Some(Err(error)) => log::error!("callosum server: {error}"),
+            Some(Ok(slot)) => log::debug!("callosum server: slot {slot} freed"),
+            // Freed at a drain's deadline already.
+            None => return,
         }
-        log::debug!("callosum server: slot {} freed", conn.slot());
         self.slot_freed.notify(usize::MAX);
     }
 }
@@ -119,10 +182,15 @@ impl Server {
             listener: Mutex::new(Some(Arc::new(listener))),
             local_addr,
             shared: Arc::new(Shared {
-                core: Mutex::new(core),
+                state: Mutex::new(State {
+                    core,
+                    open: Vec::new(),
+                }),
                 clock: Clock::new(),
                 slot_freed: Event::new(),
                 shutting_down: Event::new(),
+                draining: AtomicBool::new(false),
+                drain_started: Event::new(),
             }),
         })
     }
@@ -140,8 +208,8 @@ impl Server {
     /// one connection (aborted or reset before it was accepted, an interrupted call) is
     /// passed over at once; a shortage (too many open files, say) pauses accepting for as
     /// long as the core's backoff says (10 ms doubling up to 1 s while errors go on), so it
-    /// neither stops nor spins. It returns [`ShutDown`] only once [`Server::shutdown`] was
-    /// called.
+    /// neither stops nor spins. It returns [`ShutDown`] only once [`Server::shutdown`] (or
+    /// [`Server::drain`]) was called.
     ///
     /// ```no_run
     /// use callosum_smol::{Server, ServerConfig};
@@ -205,7 +273,7 @@ impl Server {
         }
         let clock = self.shared.clock;
         let now = clock.now();
-        let resume = self.shared.core().handle_accept_error(now);
+        let resume = self.shared.state().core.handle_accept_error(now);
         log::warn!(
             "callosum server {}: accept failed ({error}); pausing {:?}",
             self.local_addr,
@@ -224,16 +292,22 @@ impl Server {
             shutting_down,
         )
         .await;
-        self.shared.core().handle_timeout(clock.now());
+        self.shared.state().core.handle_timeout(clock.now());
         Ok(())
     }
 
     /// Gives a new connection its slot and line; `None` if it was refused or vanished.
     async fn start(&self, stream: Async<TcpStream>, peer: SocketAddr) -> Option<ServerConn> {
-        let accept = self.shared.core().handle_accept();
+        let stream = Arc::new(stream);
+        let accept = self.shared.state().admit(&stream);
         let Accept::Assigned { conn, line } = accept else {
+            let why = if self.is_draining() {
+                "draining"
+            } else {
+                "all slots in use"
+            };
             log::info!(
-                "callosum server {}: all slots in use; closing {peer} without a line",
+                "callosum server {}: {why}; closing {peer} without a line",
                 self.local_addr
             );
             return None;
@@ -245,7 +319,7 @@ impl Server {
             conn,
             before_line: true,
         };
-        if let Err(error) = write_line(&mut &stream, line.as_bytes()).await {
+        if let Err(error) = write_line(&mut &*stream, line.as_bytes()).await {
             log::debug!(
                 "callosum server {}: {peer} left before its slot line ({error})",
                 self.local_addr
@@ -262,6 +336,7 @@ impl Server {
             stream,
             peer,
             slot: conn.slot(),
+            shared: Arc::clone(&self.shared),
             hold: Some(hold),
         })
     }
@@ -293,6 +368,116 @@ impl Server {
             .is_none()
     }
 
+    /// Drains the server for a rolling restart (PROTOCOL.md section 2), and returns how its
+    /// connections ended once none is left.
+    ///
+    /// 1. It stops accepting at once, as [`Server::shutdown`] does: the listening socket
+    ///    closes, so new connections are refused, and [`Server::accept`] returns
+    ///    [`ShutDown`].
+    /// 2. Every connection's [`ServerConn::is_draining`] is true from now on, and its
+    ///    [`ServerConn::draining`] future completes: the application finishes the exchange
+    ///    in hand and drops the connection before reading another request, and drops an idle
+    ///    one at once (its read loop selects on `draining()`). A client then sees an idle
+    ///    pooled connection close, and removes it without a failed request.
+    /// 3. At `deadline`, every connection still open is closed: its socket is shut down and
+    ///    its slot freed, and its holder's next read sees the end of the stream and its next
+    ///    write fails.
+    ///
+    /// Each connection's slot is freed once, whichever way it ended. The report counts the
+    /// connections that ended before the deadline (`drained`) and those closed at it
+    /// (`closed_at_deadline`); [`Server::status`] has the same in `drain` and `stats`.
+    ///
+    /// Calling it again (or from two tasks) waits for the same drain, with the earlier of
+    /// the deadlines. Dropping the future leaves the drain started but its deadline unwatched:
+    /// call `drain` again to finish it. The types are `callosum_proto::server`'s
+    /// ([`DrainReport`], [`DrainPhase`]), as in every adapter.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use callosum_smol::{Server, ServerConfig, ServerConn};
+    /// use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
+    ///
+    /// // An echo service that closes a connection between requests once the server drains.
+    /// async fn serve(mut conn: ServerConn) {
+    ///     let mut draining = conn.draining();
+    ///     let mut buf = [0u8; 1024];
+    ///     loop {
+    ///         // Idle: the next request, or the drain, whichever comes first.
+    ///         let read = async { Some(conn.read(&mut buf).await) };
+    ///         let drained = async {
+    ///             (&mut draining).await;
+    ///             None
+    ///         };
+    ///         let Some(Ok(n @ 1..)) = future::or(read, drained).await else {
+    ///             return; // drained between requests, or the connection ended
+    ///         };
+    ///         if conn.write_all(&buf[..n]).await.is_err() {
+    ///             return;
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// smol::block_on(async {
+    ///     let server = Server::bind("127.0.0.1:0".parse()?, ServerConfig::default())?;
+    ///     let idle = smol::net::TcpStream::connect(server.local_addr()).await?;
+    ///     let conn = server.accept().await?;
+    ///     let task = smol::spawn(serve(conn));
+    ///     let report = server.drain(Instant::now() + Duration::from_secs(10)).await;
+    ///     assert_eq!((report.drained, report.closed_at_deadline), (1, 0));
+    ///     assert_eq!(server.status().live, 0);
+    ///     task.await;
+    ///     # drop(idle);
+    ///     Ok::<_, Box<dyn std::error::Error>>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn drain(&self, deadline: Instant) -> DrainReport {
+        self.shutdown();
+        let clock = self.shared.clock;
+        let deadline = clock.from_std(deadline);
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.drain_started.notify(usize::MAX);
+        log::info!("callosum server {}: draining", self.local_addr);
+        loop {
+            let freed = self.shared.slot_freed.listen();
+            let drain = {
+                let mut state = self.shared.state();
+                // Draining again is the same drain, its deadline checked against now.
+                let now = clock.now();
+                let drain = state.core.handle_drain(now, deadline);
+                if drain.phase == DrainPhase::CloseRemaining {
+                    state.close_remaining();
+                    state.core.handle_drain(now, deadline)
+                } else {
+                    drain
+                }
+            };
+            if drain.phase == DrainPhase::Done {
+                log::info!(
+                    "callosum server {}: drained ({:?})",
+                    self.local_addr,
+                    drain.report
+                );
+                // Wakes `wait_idle`, whose connections the deadline may just have closed.
+                self.shared.slot_freed.notify(usize::MAX);
+                return drain.report;
+            }
+            // A deadline beyond the system clock's reach: only the connections' ends count.
+            let timer = clock
+                .to_std(drain.deadline)
+                .map_or_else(Timer::never, Timer::at);
+            future::or(freed, async {
+                timer.await;
+            })
+            .await;
+        }
+    }
+
+    /// Whether [`Server::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
     /// Waits until no connection holds a slot: with [`Server::shutdown`], a graceful stop.
     ///
     /// ```
@@ -305,7 +490,7 @@ impl Server {
     pub async fn wait_idle(&self) {
         loop {
             let freed = self.shared.slot_freed.listen();
-            if self.shared.core().live() == 0 {
+            if self.shared.state().core.live() == 0 {
                 return;
             }
             freed.await;
@@ -313,10 +498,11 @@ impl Server {
     }
 
     /// The core's snapshot: live connections, whether it accepts (`false` while pausing
-    /// after an accept error) and the counters, among them the connections lost before
-    /// their slot line.
+    /// after an accept error, and once draining), the drain if one started, and the
+    /// counters: accepted, shed at `max_slots` (`refused_full`), drained, closed at the
+    /// deadline, lost before their slot line, ...
     pub fn status(&self) -> ServerStatus {
-        self.shared.core().status()
+        self.shared.state().core.status()
     }
 }
 
@@ -362,6 +548,12 @@ impl Drop for SlotHold {
 /// socket is shut down then), so a slot is never shared by two connections that could both
 /// still send; a client that half-closes to mark the end of a request gets no reply.
 ///
+/// When the server drains ([`Server::drain`]), drop the connection between two requests:
+/// after answering the one in hand, check [`ServerConn::is_draining`]; while idle, wait for
+/// the next request and [`ServerConn::draining`] together (the example at
+/// [`Server::drain`]). A connection still open at the drain's deadline is closed under its
+/// holder.
+///
 /// ```no_run
 /// use callosum_smol::{Server, ServerConfig};
 /// use futures_lite::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
@@ -377,9 +569,11 @@ impl Drop for SlotHold {
 /// });
 /// ```
 pub struct ServerConn {
-    stream: Async<TcpStream>,
+    /// Shared with the server, which shuts it down at a drain's deadline.
+    stream: Arc<Async<TcpStream>>,
     peer: SocketAddr,
     slot: u32,
+    shared: Arc<Shared>,
     /// `None` once the connection ended and its slot was freed.
     hold: Option<SlotHold>,
 }
@@ -400,9 +594,38 @@ impl ServerConn {
         self.stream.get_ref()
     }
 
-    /// Whether the connection ended (and its slot was freed) while still held.
+    /// Whether the connection ended (and its slot was freed) while still held, as a read or
+    /// a write through it found.
     pub fn has_ended(&self) -> bool {
         self.hold.is_none()
+    }
+
+    /// Whether the server is draining ([`Server::drain`]): finish the exchange in hand, then
+    /// drop the connection instead of reading another request. An atomic load, no lock.
+    ///
+    /// ```no_run
+    /// # use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    /// # async fn serve(mut conn: callosum_smol::ServerConn) -> std::io::Result<()> {
+    /// let mut request = [0u8; 64];
+    /// while !conn.is_draining() {
+    ///     let n = conn.read(&mut request).await?;
+    ///     conn.write_all(&request[..n]).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// A future that completes once the server drains (at once if it is draining already),
+    /// and again each time it is polled after that. It borrows nothing from the connection,
+    /// so a read loop can wait for the next request and the drain together and drop an idle
+    /// connection as soon as the drain starts: see the example at [`Server::drain`].
+    pub fn draining(&self) -> impl Future<Output = ()> + Send + Unpin + use<> {
+        Draining {
+            shared: Arc::clone(&self.shared),
+            listener: None,
+        }
     }
 
     /// The connection is over: its slot is free, and the socket is shut down so that it can
@@ -411,6 +634,35 @@ impl ServerConn {
         if self.hold.take().is_some() {
             // Already shut down by the peer or broken: nothing to report either way.
             let _ = self.stream.get_ref().shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// [`ServerConn::draining`]: ready whenever the server's drain flag is set; until then it
+/// listens for the drain's start.
+struct Draining {
+    shared: Arc<Shared>,
+    listener: Option<EventListener>,
+}
+
+impl Future for Draining {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            // Checked after listening, so a drain that starts between the two is not missed.
+            if this.shared.draining.load(Ordering::Acquire) {
+                this.listener = None;
+                return Poll::Ready(());
+            }
+            match &mut this.listener {
+                Some(listener) => {
+                    ready!(Pin::new(listener).poll(cx));
+                    this.listener = None;
+                }
+                None => this.listener = Some(this.shared.drain_started.listen()),
+            }
         }
     }
 }
@@ -431,7 +683,7 @@ impl AsyncRead for ServerConn {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let result = Pin::new(&mut &*self.stream).poll_read(cx, buf);
         match &result {
             Poll::Ready(Ok(0)) if !buf.is_empty() => self.end(),
             Poll::Ready(Err(error)) if error.kind() != io::ErrorKind::Interrupted => self.end(),
@@ -447,7 +699,7 @@ impl AsyncWrite for ServerConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        let result = Pin::new(&mut &*self.stream).poll_write(cx, buf);
         if let Poll::Ready(Err(error)) = &result
             && error.kind() != io::ErrorKind::Interrupted
         {
@@ -456,12 +708,12 @@ impl AsyncWrite for ServerConn {
         result
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.stream).poll_flush(cx)
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_close(cx)
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.stream).poll_close(cx)
     }
 }
 
