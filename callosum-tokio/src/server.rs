@@ -1,5 +1,5 @@
 //! A Callosum server: accepts TCP connections, writes each one its slot line, and frees the
-//! slot when the connection ends.
+//! slot when the connection ends; and drains for a rolling restart ([`Server::drain`]).
 
 use std::fmt;
 use std::io;
@@ -7,13 +7,17 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use callosum_proto::adapter::{AcceptError, Clock, ServerError, accept_error};
-use callosum_proto::server::{Accept, AcceptId, GrowableServerCore, ServerConfig, ServerStatus};
+use callosum_proto::allocator::ReleaseError;
+use callosum_proto::server::{
+    Accept, AcceptId, DrainPhase, DrainReport, GrowableServerCore, ServerConfig, ServerStatus,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, futures::OwnedNotified};
 
 use crate::race;
 
@@ -41,37 +45,95 @@ impl std::error::Error for ShutDown {}
 
 /// State shared by the server and every connection it handed out.
 struct Shared {
-    core: Mutex<GrowableServerCore>,
+    state: Mutex<State>,
     clock: Clock,
-    /// Notified when a slot is freed, for [`Server::wait_idle`].
+    /// Notified when a slot is freed, for [`Server::wait_idle`] and [`Server::drain`].
     slot_freed: Notify,
     /// Set, then notified, by [`Server::shutdown`].
     shut_down: AtomicBool,
     shutting_down: Notify,
+    /// Set when a drain starts, then `drain_started` is notified: what every connection's
+    /// [`ServerConn::is_draining`] reads, without taking the lock.
+    draining: AtomicBool,
+    drain_started: Arc<Notify>,
+}
+
+/// The core and the sockets of the connections holding its slots, under one lock (the one
+/// every accept and every end already takes).
+struct State {
+    core: GrowableServerCore,
+    /// Each connection holding a slot, at its slot: what a drain's deadline closes.
+    open: Vec<Option<Open>>,
+}
+
+/// A connection holding a slot, as the server keeps it.
+struct Open {
+    conn: AcceptId,
+    stream: Arc<TcpStream>,
+}
+
+impl State {
+    /// A connection was accepted: its slot and line, with its socket kept for a drain.
+    fn admit(&mut self, stream: &Arc<TcpStream>) -> Accept {
+        let accept = self.core.handle_accept();
+        if let Accept::Assigned { conn, .. } = accept {
+            let index = conn.slot() as usize;
+            if self.open.len() <= index {
+                // The lowest free slot is at most the number of open connections.
+                self.open.resize_with(index + 1, || None);
+            }
+            self.open[index] = Some(Open {
+                conn,
+                stream: Arc::clone(stream),
+            });
+        }
+        accept
+    }
+
+    /// A connection ended: its slot is freed, unless a drain's deadline closed it and freed
+    /// it already (`None`), so that it is freed exactly once.
+    fn release(&mut self, conn: AcceptId, before_line: bool) -> Option<Result<u32, ReleaseError>> {
+        let entry = self.open.get_mut(conn.slot() as usize)?;
+        entry.take_if(|open| open.conn == conn)?;
+        Some(if before_line {
+            self.core.handle_lost_before_line(conn)
+        } else {
+            self.core.handle_closed(conn)
+        })
+    }
+
+    /// The drain's deadline came: shuts every open connection's socket down (its holder's
+    /// next read sees the end, its next write fails) and frees its slot, counted as closed
+    /// at the deadline.
+    fn close_remaining(&mut self) {
+        for open in self.open.iter_mut().filter_map(Option::take) {
+            // Already shut down by the peer or broken: it is closed either way.
+            let _ = socket_shutdown(&open.stream);
+            if let Err(error) = self.core.handle_closed(open.conn) {
+                log::error!("callosum server: {error}");
+            }
+        }
+    }
 }
 
 impl Shared {
-    fn core(&self) -> MutexGuard<'_, GrowableServerCore> {
-        // The core stays consistent even if a thread panicked while holding the lock: every
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a thread panicked while holding the lock: every
         // operation on it is a single call that either happened or did not.
-        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A connection ended; `before_line` if its slot line could not be written.
     fn release(&self, conn: AcceptId, before_line: bool) {
-        let mut core = self.core();
-        let released = if before_line {
-            core.handle_lost_before_line(conn)
-        } else {
-            core.handle_closed(conn)
-        };
-        drop(core);
-        if let Err(error) = released {
+        let released = self.state().release(conn, before_line);
+        match released {
             // Unreachable through this crate's API, which releases each slot once; logged
             // rather than panicking, because the core has refused it and is unharmed.
-            log::error!("callosum server: {error}");
+            Some(Err(error)) => log::error!("callosum server: {error}"),
+            Some(Ok(slot)) => log::debug!("callosum server: slot {slot} freed"),
+            // Freed at a drain's deadline already.
+            None => return,
         }
-        log::debug!("callosum server: slot {} freed", conn.slot());
         self.slot_freed.notify_waiters();
     }
 
@@ -144,11 +206,16 @@ impl Server {
             listener: Mutex::new(Some(Arc::new(listener))),
             local_addr,
             shared: Arc::new(Shared {
-                core: Mutex::new(core),
+                state: Mutex::new(State {
+                    core,
+                    open: Vec::new(),
+                }),
                 clock: Clock::new(),
                 slot_freed: Notify::new(),
                 shut_down: AtomicBool::new(false),
                 shutting_down: Notify::new(),
+                draining: AtomicBool::new(false),
+                drain_started: Arc::new(Notify::new()),
             }),
         })
     }
@@ -166,8 +233,8 @@ impl Server {
     /// one connection (aborted or reset before it was accepted, an interrupted call) is
     /// passed over at once; a shortage (too many open files, say) pauses accepting for as
     /// long as the core's backoff says (10 ms doubling up to 1 s while errors go on), so it
-    /// neither stops nor spins. It returns [`ShutDown`] only once [`Server::shutdown`] was
-    /// called.
+    /// neither stops nor spins. It returns [`ShutDown`] only once [`Server::shutdown`] (or
+    /// [`Server::drain`]) was called.
     ///
     /// ```no_run
     /// use callosum_tokio::{Server, ServerConfig};
@@ -222,7 +289,7 @@ impl Server {
         }
         let clock = self.shared.clock;
         let now = clock.now();
-        let resume = self.shared.core().handle_accept_error(now);
+        let resume = self.shared.state().core.handle_accept_error(now);
         log::warn!(
             "callosum server {}: accept failed ({error}); pausing {:?}",
             self.local_addr,
@@ -246,16 +313,22 @@ impl Server {
                 return Err(ShutDown);
             }
         }
-        self.shared.core().handle_timeout(clock.now());
+        self.shared.state().core.handle_timeout(clock.now());
         Ok(())
     }
 
     /// Gives a new connection its slot and line; `None` if it was refused or vanished.
-    async fn start(&self, mut stream: TcpStream, peer: SocketAddr) -> Option<ServerConn> {
-        let accept = self.shared.core().handle_accept();
+    async fn start(&self, stream: TcpStream, peer: SocketAddr) -> Option<ServerConn> {
+        let stream = Socket(Arc::new(stream));
+        let accept = self.shared.state().admit(&stream.0);
         let Accept::Assigned { conn, line } = accept else {
+            let why = if self.is_draining() {
+                "draining"
+            } else {
+                "all slots in use"
+            };
             log::info!(
-                "callosum server {}: all slots in use; closing {peer} without a line",
+                "callosum server {}: {why}; closing {peer} without a line",
                 self.local_addr
             );
             return None;
@@ -267,7 +340,7 @@ impl Server {
             conn,
             before_line: true,
         };
-        if let Err(error) = write_line(&mut stream, line.as_bytes()).await {
+        if let Err(error) = write_line(&mut &stream, line.as_bytes()).await {
             log::debug!(
                 "callosum server {}: {peer} left before its slot line ({error})",
                 self.local_addr
@@ -284,6 +357,7 @@ impl Server {
             stream,
             peer,
             slot: conn.slot(),
+            shared: Arc::clone(&self.shared),
             hold: Some(hold),
         })
     }
@@ -315,6 +389,118 @@ impl Server {
         self.shared.shut_down.load(Ordering::Acquire)
     }
 
+    /// Drains the server for a rolling restart (PROTOCOL.md section 2), and returns how its
+    /// connections ended once none is left.
+    ///
+    /// 1. It stops accepting at once, as [`Server::shutdown`] does: the listening socket
+    ///    closes, so new connections are refused, and [`Server::accept`] returns
+    ///    [`ShutDown`].
+    /// 2. Every connection's [`ServerConn::is_draining`] is true from now on, and its
+    ///    [`ServerConn::draining`] future completes: the application finishes the exchange
+    ///    in hand and drops the connection before reading another request, and drops an idle
+    ///    one at once (its read loop selects on `draining()`). A client then sees an idle
+    ///    pooled connection close, and removes it without a failed request.
+    /// 3. At `deadline`, every connection still open is closed: its socket is shut down and
+    ///    its slot freed, and its holder's next read sees the end of the stream and its next
+    ///    write fails.
+    ///
+    /// Each connection's slot is freed once, whichever way it ended. The report counts the
+    /// connections that ended before the deadline (`drained`) and those closed at it
+    /// (`closed_at_deadline`); [`Server::status`] has the same in `drain` and `stats`.
+    ///
+    /// Calling it again (or from two tasks) waits for the same drain, with the earlier of
+    /// the deadlines. Dropping the future leaves the drain started but its deadline unwatched:
+    /// call `drain` again to finish it. The types are `callosum_proto::server`'s
+    /// ([`DrainReport`], [`DrainPhase`]), as in every adapter.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use callosum_tokio::{Server, ServerConfig, ServerConn};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// // An echo service that closes a connection between requests once the server drains.
+    /// async fn serve(mut conn: ServerConn) {
+    ///     let mut draining = conn.draining();
+    ///     let mut buf = [0u8; 1024];
+    ///     loop {
+    ///         // Idle: the next request, or the drain, whichever comes first.
+    ///         let n = tokio::select! {
+    ///             read = conn.read(&mut buf) => match read {
+    ///                 Ok(n @ 1..) => n,
+    ///                 _ => return, // the connection ended
+    ///             },
+    ///             () = &mut draining => return, // drained between requests
+    ///         };
+    ///         if conn.write_all(&buf[..n]).await.is_err() {
+    ///             return;
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let server = Server::bind("127.0.0.1:0".parse()?, ServerConfig::default())?;
+    /// let idle = tokio::net::TcpStream::connect(server.local_addr()).await?;
+    /// let conn = server.accept().await?;
+    /// let task = tokio::spawn(serve(conn));
+    /// let report = server.drain(Instant::now() + Duration::from_secs(10)).await;
+    /// assert_eq!((report.drained, report.closed_at_deadline), (1, 0));
+    /// assert_eq!(server.status().live, 0);
+    /// task.await?;
+    /// # drop(idle);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn drain(&self, deadline: Instant) -> DrainReport {
+        self.shutdown();
+        let clock = self.shared.clock;
+        let deadline = clock.from_std(deadline);
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.drain_started.notify_waiters();
+        log::info!("callosum server {}: draining", self.local_addr);
+        loop {
+            let mut freed = pin!(self.shared.slot_freed.notified());
+            // Registered before the state is read, so an end between the two is not missed.
+            freed.as_mut().enable();
+            let drain = {
+                let mut state = self.shared.state();
+                // Draining again is the same drain, its deadline checked against now.
+                let now = clock.now();
+                let drain = state.core.handle_drain(now, deadline);
+                if drain.phase == DrainPhase::CloseRemaining {
+                    state.close_remaining();
+                    state.core.handle_drain(now, deadline)
+                } else {
+                    drain
+                }
+            };
+            if drain.phase == DrainPhase::Done {
+                log::info!(
+                    "callosum server {}: drained ({:?})",
+                    self.local_addr,
+                    drain.report
+                );
+                // Wakes `wait_idle`, whose connections the deadline may just have closed.
+                self.shared.slot_freed.notify_waiters();
+                return drain.report;
+            }
+            match clock.to_std(drain.deadline) {
+                Some(at) => {
+                    race(freed, async {
+                        tokio::time::sleep_until(at.into()).await;
+                    })
+                    .await
+                }
+                // A deadline beyond the system clock's reach: only the connections' ends count.
+                None => freed.await,
+            }
+        }
+    }
+
+    /// Whether [`Server::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
     /// Waits until no connection holds a slot: with [`Server::shutdown`], a graceful stop.
     ///
     /// ```
@@ -330,7 +516,7 @@ impl Server {
         loop {
             let mut freed = pin!(self.shared.slot_freed.notified());
             freed.as_mut().enable();
-            if self.shared.core().live() == 0 {
+            if self.shared.state().core.live() == 0 {
                 return;
             }
             freed.await;
@@ -338,10 +524,11 @@ impl Server {
     }
 
     /// The core's snapshot: live connections, whether it accepts (`false` while pausing
-    /// after an accept error) and the counters, among them the connections lost before
-    /// their slot line.
+    /// after an accept error, and once draining), the drain if one started, and the
+    /// counters: accepted, shed at `max_slots` (`refused_full`), drained, closed at the
+    /// deadline, lost before their slot line, ...
     pub fn status(&self) -> ServerStatus {
-        self.shared.core().status()
+        self.shared.state().core.status()
     }
 }
 
@@ -391,6 +578,12 @@ impl Drop for SlotHold {
 /// never shared by two connections that could both still send; a client that half-closes to
 /// mark the end of a request gets no reply.
 ///
+/// When the server drains ([`Server::drain`]), drop the connection between two requests:
+/// after answering the one in hand, check [`ServerConn::is_draining`]; while idle, wait for
+/// the next request and [`ServerConn::draining`] together (the example at
+/// [`Server::drain`]). A connection still open at the drain's deadline is closed under its
+/// holder.
+///
 /// ```no_run
 /// use callosum_tokio::{Server, ServerConfig};
 /// use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -406,9 +599,10 @@ impl Drop for SlotHold {
 /// # }
 /// ```
 pub struct ServerConn {
-    stream: TcpStream,
+    stream: Socket,
     peer: SocketAddr,
     slot: u32,
+    shared: Arc<Shared>,
     /// `None` once the connection ended and its slot was freed.
     hold: Option<SlotHold>,
 }
@@ -426,12 +620,42 @@ impl ServerConn {
 
     /// The underlying socket, for options such as `set_nodelay`.
     pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
+        &self.stream.0
     }
 
-    /// Whether the connection ended (and its slot was freed) while still held.
+    /// Whether the connection ended (and its slot was freed) while still held, as a read or
+    /// a write through it found.
     pub fn has_ended(&self) -> bool {
         self.hold.is_none()
+    }
+
+    /// Whether the server is draining ([`Server::drain`]): finish the exchange in hand, then
+    /// drop the connection instead of reading another request. An atomic load, no lock.
+    ///
+    /// ```no_run
+    /// # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// # async fn serve(mut conn: callosum_tokio::ServerConn) -> std::io::Result<()> {
+    /// let mut request = [0u8; 64];
+    /// while !conn.is_draining() {
+    ///     let n = conn.read(&mut request).await?;
+    ///     conn.write_all(&request[..n]).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// A future that completes once the server drains (at once if it is draining already),
+    /// and again each time it is polled after that. It borrows nothing from the connection,
+    /// so a read loop can wait for the next request and the drain together (`select!` on
+    /// `&mut draining`) and drop an idle connection as soon as the drain starts: see the
+    /// example at [`Server::drain`].
+    pub fn draining(&self) -> impl Future<Output = ()> + Send + Unpin + use<> {
+        Draining {
+            shared: Arc::clone(&self.shared),
+            wait: None,
+        }
     }
 
     /// The connection is over: its slot is free, and the socket is shut down so that it can
@@ -439,7 +663,40 @@ impl ServerConn {
     fn end(&mut self) {
         if self.hold.take().is_some() {
             // Already shut down by the peer or broken: nothing to report either way.
-            let _ = socket_shutdown(&self.stream);
+            let _ = socket_shutdown(&self.stream.0);
+        }
+    }
+}
+
+/// [`ServerConn::draining`]: ready whenever the server's drain flag is set; until then it
+/// waits for the drain's start (boxed, so that the future stays `Unpin` for `select!`).
+struct Draining {
+    shared: Arc<Shared>,
+    wait: Option<Pin<Box<OwnedNotified>>>,
+}
+
+impl Future for Draining {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            // Checked after the waiter is made, which counts every `notify_waiters` from its
+            // making on, so a drain that starts between the two is not missed.
+            if this.shared.draining.load(Ordering::Acquire) {
+                this.wait = None;
+                return Poll::Ready(());
+            }
+            match &mut this.wait {
+                Some(wait) => {
+                    ready!(wait.as_mut().poll(cx));
+                    this.wait = None;
+                }
+                None => {
+                    let notify = Arc::clone(&this.shared.drain_started);
+                    this.wait = Some(Box::pin(notify.notified_owned()));
+                }
+            }
         }
     }
 }
@@ -447,6 +704,76 @@ impl ServerConn {
 /// Shuts both directions of the socket down.
 fn socket_shutdown(stream: &TcpStream) -> io::Result<()> {
     socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both)
+}
+
+/// A connection's socket, shared with the server, which shuts it down at a drain's
+/// deadline. Tokio's `TcpStream` reads and writes only through `&mut`, so this does what its
+/// own `AsyncRead`/`AsyncWrite` do, through `&`: wait for readiness, then a non-blocking call
+/// (which clears the readiness when it would block).
+struct Socket(Arc<TcpStream>);
+
+impl AsyncRead for &Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            // Zeroes only the part of `buf` never initialized before.
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for &Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A socket has no buffer of its own to flush.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
+    }
 }
 
 impl fmt::Debug for ServerConn {
@@ -475,7 +802,7 @@ impl AsyncRead for ServerConn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let (before, room) = (buf.filled().len(), buf.remaining() > 0);
-        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let result = Pin::new(&mut &self.stream).poll_read(cx, buf);
         if let Poll::Ready(result) = &result
             && ends_connection(result, room && buf.filled().len() == before)
         {
@@ -491,7 +818,7 @@ impl AsyncWrite for ServerConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        let result = Pin::new(&mut &self.stream).poll_write(cx, buf);
         if let Poll::Ready(Err(error)) = &result
             && error.kind() != io::ErrorKind::Interrupted
         {
@@ -505,7 +832,7 @@ impl AsyncWrite for ServerConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        let result = Pin::new(&mut &self.stream).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Err(error)) = &result
             && error.kind() != io::ErrorKind::Interrupted
         {
@@ -515,15 +842,15 @@ impl AsyncWrite for ServerConn {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        (&self.stream).is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &self.stream).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &self.stream).poll_shutdown(cx)
     }
 }
 
