@@ -32,7 +32,7 @@
 mod heap;
 mod idle;
 
-use alloc::collections::TryReserveError;
+use alloc::collections::{BTreeMap, TryReserveError};
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 use core::fmt;
@@ -504,6 +504,8 @@ pub struct PoolStats {
     pub removed_broken: u64,
     /// Connections let go by [`Pool::remove_server`].
     pub removed_with_server: u64,
+    /// Idle connections let go by [`Pool::trim`], held beyond the limit.
+    pub trimmed: u64,
 }
 
 /// The state of a connection, in [`ConnInfo`].
@@ -582,12 +584,17 @@ enum State<K> {
 #[derive(Debug)]
 pub struct Pool<K> {
     max_slots: usize,
+    /// How many connections the pool keeps before it only replaces: `max_slots` unless
+    /// [`Pool::set_limit`] lowered it.
+    limit: usize,
     entries: Slab<Entry<K>>,
     /// Idle records, lowest slot on top.
     idle: IdleSet,
     /// Idle and leased records, highest slot on top.
     held: IndexedHeap<Reverse<u32>>,
     evicted: usize,
+    /// Held connections (idle or leased) per server; servers with none are absent.
+    held_per_server: BTreeMap<ServerId, usize>,
     rng: Rng,
     stats: PoolStats,
 }
@@ -618,6 +625,7 @@ impl<K> Pool<K> {
         let out_of_memory = |_: TryReserveError| PoolConfigError::OutOfMemory { max_slots };
         Ok(Pool {
             max_slots,
+            limit: max_slots,
             // Held connections, plus at most as many evicted while leased and not yet returned:
             // memory stays bounded however long callers keep their leases.
             entries: Slab::try_bounded(max_slots, max_slots.saturating_mul(2))
@@ -625,6 +633,7 @@ impl<K> Pool<K> {
             idle: IdleSet::try_with_capacity(max_slots).map_err(out_of_memory)?,
             held: IndexedHeap::try_with_capacity(max_slots).map_err(out_of_memory)?,
             evicted: 0,
+            held_per_server: BTreeMap::new(),
             rng: Rng::new(seed),
             stats: PoolStats::default(),
         })
@@ -632,7 +641,8 @@ impl<K> Pool<K> {
 
     /// Offers a new connection with slot `slot` on `server`.
     ///
-    /// With fewer than `max_slots` held it is kept. Otherwise, if `slot` is strictly lower
+    /// With fewer than `max_slots` held (or the lower [`Pool::set_limit`]) it is kept.
+    /// Otherwise, if `slot` is strictly lower
     /// than the highest slot held, it is kept and that highest connection is evicted (closed
     /// now if idle, when returned if leased). Otherwise it is rejected and handed back. An
     /// offer is also rejected while `max_slots` connections evicted while leased are still
@@ -654,7 +664,7 @@ impl<K> Pool<K> {
         if self.entries.is_full() {
             return self.reject(conn);
         }
-        if self.held.len() < self.max_slots {
+        if self.held.len() < self.limit {
             self.stats.kept += 1;
             return Offer::Kept(self.occupy(server, slot, conn));
         }
@@ -702,17 +712,56 @@ impl<K> Pool<K> {
     #[must_use = "a leased connection must be checked in or removed"]
     pub fn checkout(&mut self) -> Option<Lease<K>> {
         let ties = self.idle.lowest_ties().count();
-        if ties == 0 {
-            self.stats.empty_checkouts += 1;
-            return None;
-        }
-        let pick = if ties > 1 {
-            // `below(ties)` is less than `ties`, so it fits a usize.
-            self.rng.below(ties as u64) as usize
+        let pick = self.draw(ties);
+        let index = self.idle.lowest_ties().nth(pick);
+        self.lend(index)
+    }
+
+    /// Lends out an idle connection drawn uniformly at random, whatever its slot; `None` if
+    /// none is idle.
+    ///
+    /// The lease policy that spreads a light client's requests over all its connections
+    /// instead of putting them all on its lowest one. Slots still decide which connections
+    /// the pool keeps, and a leased connection is never lent again, so a slow server (whose
+    /// connections stay busy) still gets less. O(log n).
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 8, 'a');
+    /// let _ = pool.offer(ServerId(2), 1, 'b');
+    /// let first = pool.checkout_any().unwrap();
+    /// let second = pool.checkout_any().unwrap();
+    /// assert_ne!(first.conn, second.conn);
+    /// assert!(pool.checkout_any().is_none());
+    /// # pool.checkin(first.id, first.conn).unwrap();
+    /// # pool.checkin(second.id, second.conn).unwrap();
+    /// ```
+    #[must_use = "a leased connection must be checked in or removed"]
+    pub fn checkout_any(&mut self) -> Option<Lease<K>> {
+        let pick = self.draw(self.idle.len());
+        let index = self.idle.nth(pick);
+        self.lend(index)
+    }
+
+    /// A uniform draw below `choices` (0 without drawing when there is at most one).
+    fn draw(&mut self, choices: usize) -> usize {
+        if choices > 1 {
+            // `below(choices)` is less than `choices`, so it fits a usize.
+            self.rng.below(choices as u64) as usize
         } else {
             0
+        }
+    }
+
+    /// Lends out idle record `index`, or counts an empty checkout for `None`.
+    fn lend(&mut self, index: Option<u32>) -> Option<Lease<K>> {
+        let Some(index) = index else {
+            self.stats.empty_checkouts += 1;
+            return None;
         };
-        let index = self.idle.lowest_ties().nth(pick)?;
         self.idle.remove(index);
         let Some((key, entry)) = self.entries.get_by_index_mut(index) else {
             unreachable!("the idle heap holds only records in use")
@@ -808,10 +857,12 @@ impl<K> Pool<K> {
             State::Idle(conn) => {
                 self.idle.remove(id.index());
                 self.held.remove(id.index());
+                self.count_held(server, false);
                 Removed::Idle { server, slot, conn }
             }
             State::Leased => {
                 self.held.remove(id.index());
+                self.count_held(server, false);
                 Removed::Leased { server, slot }
             }
             State::Evicted => {
@@ -900,8 +951,9 @@ impl<K> Pool<K> {
         &self.stats
     }
 
-    /// How many more connections the pool would keep unconditionally: `max_slots - held`.
-    /// The rover's fill mode runs while this is above zero.
+    /// How many more connections the pool would keep unconditionally: its limit (`max_slots`
+    /// unless [`Pool::set_limit`] lowered it) minus those held, or 0. The rover's fill mode
+    /// runs while this is above zero.
     ///
     /// ```
     /// use callosum_proto::ServerId;
@@ -912,7 +964,81 @@ impl<K> Pool<K> {
     /// assert_eq!(pool.wanted(), 2);
     /// ```
     pub fn wanted(&self) -> usize {
-        self.max_slots - self.held.len()
+        self.limit.saturating_sub(self.held.len())
+    }
+
+    /// How many connections (idle or leased) the pool holds on `server`.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 0, ());
+    /// let _ = pool.offer(ServerId(1), 1, ());
+    /// assert_eq!((pool.held_on(ServerId(1)), pool.held_on(ServerId(2))), (2, 0));
+    /// ```
+    pub fn held_on(&self, server: ServerId) -> usize {
+        self.held_per_server.get(&server).copied().unwrap_or(0)
+    }
+
+    /// Sets how many connections the pool keeps, between 1 and `max_slots` (a value outside
+    /// is brought within): a client that sizes its pool to its demand keeps fewer than its
+    /// ceiling. Offers beyond the limit only replace a higher slot; connections held beyond
+    /// it are let go by [`Pool::trim`].
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Offer, Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig { max_slots: 4 }, 0).unwrap();
+    /// pool.set_limit(1);
+    /// assert!(matches!(pool.offer(ServerId(1), 5, 'a'), Offer::Kept(_)));
+    /// assert!(matches!(pool.offer(ServerId(2), 7, 'b'), Offer::Rejected('b')));
+    /// assert_eq!((pool.limit(), pool.wanted()), (1, 0));
+    /// pool.set_limit(0);
+    /// assert_eq!(pool.limit(), 1);
+    /// ```
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.clamp(1, self.max_slots);
+    }
+
+    /// How many connections the pool keeps before it only replaces: see [`Pool::set_limit`].
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Lets go of the connection with the highest slot while more than the limit are held
+    /// and that connection is idle: one per call, `None` when there is nothing to let go
+    /// now. A leased highest connection is never taken from its user: a later call, once it
+    /// is back, lets it go.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Evicted, Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig { max_slots: 3 }, 0).unwrap();
+    /// for (server, slot) in [(1, 0), (2, 9), (3, 4)] {
+    ///     let _ = pool.offer(ServerId(server), slot, server);
+    /// }
+    /// pool.set_limit(1);
+    /// assert!(matches!(pool.trim(), Some(Evicted::Idle { slot: 9, conn: 2, .. })));
+    /// assert!(matches!(pool.trim(), Some(Evicted::Idle { slot: 4, conn: 3, .. })));
+    /// assert!(pool.trim().is_none());
+    /// assert_eq!(pool.stats().trimmed, 2);
+    /// ```
+    #[must_use = "a connection let go must be closed"]
+    pub fn trim(&mut self) -> Option<Evicted<K>> {
+        if self.held.len() <= self.limit {
+            return None;
+        }
+        let (_, highest) = self.held.peek()?;
+        let (_, entry) = self.entries.get_by_index(highest)?;
+        if !matches!(entry.state, State::Idle(_)) {
+            return None;
+        }
+        self.stats.trimmed += 1;
+        Some(self.evict(highest))
     }
 
     /// The configured `max_slots`.
@@ -986,7 +1112,21 @@ impl<K> Pool<K> {
         };
         self.idle.push(key.index(), slot);
         self.held.push(key.index(), Reverse(slot));
+        self.count_held(server, true);
         PooledId(key)
+    }
+
+    /// One more (`true`) or one fewer connection held on `server`.
+    fn count_held(&mut self, server: ServerId, more: bool) {
+        let count = self.held_per_server.entry(server).or_insert(0);
+        if more {
+            *count += 1;
+        } else {
+            *count -= 1;
+            if *count == 0 {
+                self.held_per_server.remove(&server);
+            }
+        }
     }
 
     /// Evicts held record `victim`: idle, it leaves the pool; leased, it is marked evicted.
@@ -997,7 +1137,9 @@ impl<K> Pool<K> {
         };
         let id = PooledId(key);
         let (server, slot) = (entry.server, entry.slot);
-        match mem::replace(&mut entry.state, State::Evicted) {
+        let state = mem::replace(&mut entry.state, State::Evicted);
+        self.count_held(server, false);
+        match state {
             State::Idle(conn) => {
                 self.idle.remove(victim);
                 self.entries.remove(key);
@@ -1057,6 +1199,13 @@ mod tests {
                 }
             }
         }
+        let mut per_server = BTreeMap::new();
+        for (_, entry) in pool.entries.iter() {
+            if !matches!(entry.state, State::Evicted) {
+                *per_server.entry(entry.server).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(pool.held_per_server, per_server);
         let status = pool.status();
         assert_eq!((status.idle, status.held), (idle, held));
         assert_eq!(status.evicted_awaiting_return, evicted);
@@ -1120,6 +1269,56 @@ mod tests {
         assert_eq!(order, [2, 3, 7, 9]);
         assert_eq!(pool.status().leased, 4);
         assert_eq!(pool.stats().empty_checkouts, 1);
+    }
+
+    #[test]
+    fn checkout_any_draws_every_idle_connection_alike() {
+        let mut pool = pool(4);
+        for slot in 0..4 {
+            kept(pool.offer(ServerId(slot), slot, slot));
+        }
+        let mut drawn = [0u32; 4];
+        for _ in 0..4_000 {
+            let lease = pool.checkout_any().unwrap();
+            drawn[lease.conn as usize] += 1;
+            let _ = pool.checkin(lease.id, lease.conn).unwrap();
+            assert_consistent(&pool);
+        }
+        // Each of 4 has 1,000 expected; a fair draw stays well within 15%.
+        assert!(drawn.iter().all(|&n| (850..1150).contains(&n)), "{drawn:?}");
+        assert_eq!(pool.stats().checkouts, 4_000);
+    }
+
+    #[test]
+    fn trim_lets_go_of_the_highest_only_when_idle_and_over_the_limit() {
+        let mut pool = pool(3);
+        for slot in [0, 5, 9] {
+            kept(pool.offer(ServerId(slot), slot, slot));
+        }
+        // Lease everything: the highest (9) is leased, so nothing is taken from its user.
+        let leases: Vec<_> = (0..3).map(|_| pool.checkout().unwrap()).collect();
+        pool.set_limit(2);
+        assert!(pool.trim().is_none());
+        assert_eq!(pool.wanted(), 0);
+        for lease in leases {
+            let _ = pool.checkin(lease.id, lease.conn).unwrap();
+        }
+        let Some(Evicted::Idle {
+            slot: 9, conn: 9, ..
+        }) = pool.trim()
+        else {
+            panic!("the highest idle connection goes")
+        };
+        assert!(pool.trim().is_none(), "at the limit");
+        assert_eq!(pool.held_on(ServerId(9)), 0);
+        assert_consistent(&pool);
+        // Beyond the limit an offer only replaces a higher slot.
+        assert!(matches!(pool.offer(ServerId(7), 7, 7), Offer::Rejected(7)));
+        assert!(matches!(
+            pool.offer(ServerId(3), 3, 3),
+            Offer::Replaced { .. }
+        ));
+        assert_consistent(&pool);
     }
 
     #[test]

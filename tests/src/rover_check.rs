@@ -54,6 +54,10 @@ pub enum RoverOp {
     ReadFailed(usize),
     /// Every input, for a finished attempt: each must be refused and change nothing.
     StaleInput(usize),
+    /// `handle_conn_lost(ServerId(n), now)`: a pooled connection broke, a probe is owed.
+    ConnLost(u8),
+    /// `set_held(ServerId(n), held)`: what spreading avoids.
+    SetHeld(u8, u8),
 }
 
 /// Byte strings worth sending as the slot line: valid, split, trailed, and each kind of bad.
@@ -95,6 +99,8 @@ pub fn config_from_bytes(bytes: [u8; 8]) -> RoverConfig {
         fill: fill % 2 == 1,
         backoff_base,
         backoff_max: backoff_base + Duration::from_millis(u64::from(cap) * 20),
+        spread: fill & 2 != 0,
+        probes: fill & 4 != 0,
     }
 }
 
@@ -111,7 +117,7 @@ pub fn ops_from_bytes(bytes: &[u8]) -> Vec<RoverOp> {
     let mut ops = Vec::new();
     while let Some(tag) = input.next() {
         let mut arg = || input.next().unwrap_or(0);
-        let op = match tag % 13 {
+        let op = match tag % 15 {
             0 => RoverOp::AddServer(arg() % 8),
             1 => RoverOp::RemoveServer(arg() % 8),
             2 => RoverOp::Start,
@@ -150,7 +156,9 @@ pub fn ops_from_bytes(bytes: &[u8]) -> Vec<RoverOp> {
             9 => RoverOp::Closed(usize::from(arg())),
             10 => RoverOp::ReadFailed(usize::from(arg())),
             11 => RoverOp::AdvanceToTimeout,
-            _ => RoverOp::StaleInput(usize::from(arg())),
+            12 => RoverOp::StaleInput(usize::from(arg())),
+            13 => RoverOp::ConnLost(arg() % 8),
+            _ => RoverOp::SetHeld(arg() % 8, arg() % 4),
         };
         ops.push(op);
     }
@@ -356,6 +364,13 @@ impl Checker {
                 expect.abort_all = true;
             }
             RoverOp::SetDemand(n) => self.rover.set_demand(usize::from(n), self.now),
+            RoverOp::ConnLost(n) => self
+                .rover
+                .handle_conn_lost(ServerId(u32::from(n)), self.now),
+            RoverOp::SetHeld(n, held) => {
+                self.rover
+                    .set_held(ServerId(u32::from(n)), usize::from(held));
+            }
             RoverOp::Advance(micros) => {
                 self.now = Instant::from_micros(self.now.as_micros().saturating_add(micros));
                 expect.timeouts = true;

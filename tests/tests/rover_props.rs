@@ -59,6 +59,8 @@ fn op() -> impl Strategy<Value = RoverOp> {
         1 => any::<usize>().prop_map(RoverOp::Closed),
         1 => any::<usize>().prop_map(RoverOp::ReadFailed),
         1 => any::<usize>().prop_map(RoverOp::StaleInput),
+        1 => (0u8..6).prop_map(RoverOp::ConnLost),
+        1 => (0u8..6, 0u8..3).prop_map(|(n, held)| RoverOp::SetHeld(n, held)),
     ]
 }
 
@@ -69,12 +71,13 @@ fn config() -> impl Strategy<Value = RoverConfig> {
         1u64..3_000,
         1u64..3_000,
         1usize..6,
-        any::<bool>(),
+        any::<[bool; 3]>(),
         0u64..1_000,
         0u64..5_000,
     )
         .prop_map(
-            |(interval, jitter_pct, connect, handshake, max_in_flight, fill, base, extra)| {
+            |(interval, jitter_pct, connect, handshake, max_in_flight, flags, base, extra)| {
+                let [fill, spread, probes] = flags;
                 let interval = Duration::from_millis(interval);
                 RoverConfig {
                     interval,
@@ -85,6 +88,8 @@ fn config() -> impl Strategy<Value = RoverConfig> {
                     fill,
                     backoff_base: Duration::from_millis(base),
                     backoff_max: Duration::from_millis(base + extra),
+                    spread,
+                    probes,
                 }
             },
         )

@@ -44,6 +44,58 @@ pub struct ClientConfig {
     /// server that closes every connection after its line draws a growing backoff instead
     /// of a reconnect per round trip (default 1 s).
     pub young_death: Duration,
+    /// Which idle connection a request gets (default [`LeasePolicy::Random`]).
+    pub lease: LeasePolicy,
+    /// How many connections the pool keeps (default [`PoolSizing::Demand`]).
+    pub sizing: PoolSizing,
+}
+
+/// Which idle connection a request gets. Slots decide which connections the pool keeps
+/// either way, and a leased connection is never lent again, so a slow server, whose
+/// connections stay busy, gets less work under both.
+///
+/// The default is the one the simulator shows best (see `callosum-sim/README.md`).
+///
+/// ```
+/// use callosum_proto::client::{ClientConfig, LeasePolicy};
+///
+/// let mut config = ClientConfig::default();
+/// assert_eq!(config.lease, LeasePolicy::Random);
+/// config.lease = LeasePolicy::Lowest; // the original's
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LeasePolicy {
+    /// The idle connection with the lowest slot, ties at random: the original's. A light
+    /// client then sends nearly every request down its one lowest connection, so which
+    /// servers get the load comes down to which are many clients' lowest slot.
+    Lowest,
+    /// An idle connection drawn uniformly at random: a light client's requests spread over
+    /// all the connections it keeps.
+    Random,
+}
+
+/// How many connections the pool keeps.
+///
+/// ```
+/// use callosum_proto::client::{ClientConfig, PoolSizing};
+///
+/// let mut config = ClientConfig::default();
+/// config.pool.max_slots = 32; // the ceiling
+/// assert_eq!(config.sizing, PoolSizing::Demand);
+/// config.sizing = PoolSizing::Fixed; // always max_slots, the original's
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PoolSizing {
+    /// Always `max_slots`: the original's.
+    Fixed,
+    /// About what the client's own concurrency needs, `max_slots` at most: twice a moving
+    /// average (over about 2 s) of its leased connections plus waiting callers, plus one, at
+    /// least the callers of the moment and at least 2. It grows through the rover and
+    /// shrinks by closing its highest-slot idle connection (never a leased one), reported
+    /// as [`RemoveCause::Surplus`](super::RemoveCause::Surplus).
+    Demand,
 }
 
 impl Default for ClientConfig {
@@ -55,6 +107,8 @@ impl Default for ClientConfig {
             events_capacity: 1024,
             seed: None,
             young_death: Duration::from_secs(1),
+            lease: LeasePolicy::Random,
+            sizing: PoolSizing::Demand,
         }
     }
 }

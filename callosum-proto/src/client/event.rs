@@ -124,6 +124,9 @@ pub enum RemoveCause {
     ServerRemoved,
     /// The client was closed.
     ClientClosed,
+    /// Held beyond what the client's demand needs ([`PoolSizing::Demand`](super::PoolSizing)):
+    /// the highest idle slot is let go as the pool shrinks.
+    Surplus,
 }
 
 impl fmt::Display for RemoveCause {
@@ -136,6 +139,7 @@ impl fmt::Display for RemoveCause {
             RemoveCause::Interrupted => "returned in the middle of an exchange",
             RemoveCause::ServerRemoved => "its server was removed",
             RemoveCause::ClientClosed => "the client was closed",
+            RemoveCause::Surplus => "more than the client's demand needs",
         })
     }
 }

@@ -65,6 +65,7 @@
 //! ```
 
 mod config;
+mod demand;
 mod event;
 mod servers;
 mod status;
@@ -76,7 +77,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::SocketAddr;
 
-pub use config::{ClientConfig, ClientConfigError};
+pub use config::{ClientConfig, ClientConfigError, LeasePolicy, PoolSizing};
 pub use event::{ClientEvent, EventQueue, RemoveCause};
 pub use status::{ClientStats, ClientStatus, RemovedCounts, ServerConnections};
 
@@ -85,6 +86,7 @@ use crate::rover::{
     Action, AttemptId, ConnectFailure, Event, HandshakeFailure, Rover, StaleAttempt,
 };
 use crate::{Instant, Rng, ServerId};
+use demand::Demand;
 use servers::ServerTable;
 
 /// What the adapter must do next, drained with [`ClientCore::poll_output`].
@@ -405,6 +407,10 @@ pub struct ClientCore<K> {
     pool: Pool<Pooled<K>>,
     /// A connection that ends within this time after its line counts as its server's failure.
     young: core::time::Duration,
+    lease_policy: LeasePolicy,
+    sizing: PoolSizing,
+    /// The client's concurrency, for [`PoolSizing::Demand`].
+    demand: Demand,
     rover: Rover,
     servers: ServerTable,
     outputs: VecDeque<Output<K>>,
@@ -445,6 +451,9 @@ impl<K> ClientCore<K> {
         Ok(ClientCore {
             pool,
             young: config.young_death,
+            lease_policy: config.lease,
+            sizing: config.sizing,
+            demand: Demand::new(),
             rover,
             servers: ServerTable::default(),
             outputs: VecDeque::new(),
@@ -673,11 +682,12 @@ impl<K> ClientCore<K> {
                 self.outputs.push_back(Output::Close(conn));
                 match self.pool.remove(lease.id) {
                     Ok(Removed::Leased { server, slot }) => {
+                        self.held_changed(server);
                         if let Some(addr) = self.servers.addr(server) {
                             self.removed(addr, slot, cause);
                         }
-                        if cause == RemoveCause::Broken && self.is_young(lease.age, now) {
-                            self.died_young(server, now);
+                        if cause == RemoveCause::Broken {
+                            self.ended_by_peer(server, lease.age, now);
                         }
                         Ok(Returned::Closed)
                     }
@@ -726,7 +736,11 @@ impl<K> ClientCore<K> {
     /// closes it itself); its place in the pool is free at once.
     pub fn detach(&mut self, lease: LeaseId, now: Instant) -> Result<(), NotLeased> {
         let result = match self.pool.remove(lease.id) {
-            Ok(Removed::Leased { .. } | Removed::Evicted { .. }) => Ok(()),
+            Ok(Removed::Leased { server, .. }) => {
+                self.held_changed(server);
+                Ok(())
+            }
+            Ok(Removed::Evicted { .. }) => Ok(()),
             Ok(Removed::Idle { conn, .. }) => {
                 self.outputs.push_back(Output::Close(conn.conn));
                 Err(NotLeased { lease })
@@ -749,11 +763,18 @@ impl<K> ClientCore<K> {
         let result = match removed {
             Ok(Removed::Idle { server, slot, conn }) => {
                 self.outputs.push_back(Output::Close(conn.conn));
+                self.held_changed(server);
+                let cause = signal.cause();
                 if let Some(addr) = self.servers.addr(server) {
-                    self.removed(addr, slot, signal.cause());
+                    self.removed(addr, slot, cause);
                 }
-                if self.is_young(conn.age, now) {
-                    self.died_young(server, now);
+                if cause == RemoveCause::UnsolicitedData {
+                    // A misbehaving server, not a restarting one: no probe.
+                    if self.is_young(conn.age, now) {
+                        self.died_young(server, now);
+                    }
+                } else {
+                    self.ended_by_peer(server, conn.age, now);
                 }
                 Ok(())
             }
@@ -851,6 +872,7 @@ impl<K> ClientCore<K> {
         ClientStatus {
             servers,
             pool: self.pool.status(),
+            target: self.target(),
             attempts_in_flight: self.rover.in_flight(),
             waiting_gets: self.line.len(),
             closed: self.closed,
@@ -862,7 +884,15 @@ impl<K> ClientCore<K> {
         if self.closed {
             return None;
         }
-        let lease = self.pool.checkout()?;
+        let lease = match self.lease_policy {
+            LeasePolicy::Lowest => self.pool.checkout(),
+            LeasePolicy::Random => self.pool.checkout_any(),
+        };
+        let Some(lease) = lease else {
+            // A caller found nothing idle: demand the pool may have to grow for.
+            self.settle(now);
+            return None;
+        };
         let Some(server) = self.servers.addr(lease.server) else {
             unreachable!("the pool holds connections only of known servers")
         };
@@ -893,11 +923,13 @@ impl<K> ClientCore<K> {
         };
         match self.pool.offer(ready.server, slot, Pooled { conn, age }) {
             Offer::Kept(id) => {
+                self.held_changed(ready.server);
                 self.event(ClientEvent::Kept { server, slot });
                 self.outputs.push_back(Output::Idle);
                 Some(id)
             }
             Offer::Replaced { kept, evicted } => {
+                self.held_changed(ready.server);
                 self.event(ClientEvent::Kept { server, slot });
                 let (victim, victim_slot) = match evicted {
                     Evicted::Idle {
@@ -908,6 +940,7 @@ impl<K> ClientCore<K> {
                     }
                     Evicted::Leased { server, slot, .. } => (server, slot),
                 };
+                self.held_changed(victim);
                 if let Some(victim) = self.servers.addr(victim) {
                     self.event(ClientEvent::Evicted {
                         server: victim,
@@ -936,6 +969,53 @@ impl<K> ClientCore<K> {
     fn died_young(&mut self, server: ServerId, now: Instant) {
         self.stats.died_young += 1;
         self.rover.handle_server_failed(server, now);
+    }
+
+    /// A pooled connection of `server` was ended by its peer (closed, reset, failed): young,
+    /// a failure of the server; proven, the server may be restarting, and the rover probes it.
+    fn ended_by_peer(&mut self, server: ServerId, age: Age, now: Instant) {
+        if self.is_young(age, now) {
+            self.died_young(server, now);
+        } else {
+            self.rover.handle_conn_lost(server, now);
+        }
+    }
+
+    /// The pool's count of connections on `server` may have changed: the rover spreads by it.
+    fn held_changed(&mut self, server: ServerId) {
+        self.rover.set_held(server, self.pool.held_on(server));
+    }
+
+    /// How many connections the pool should keep now.
+    fn target(&self) -> usize {
+        match self.sizing {
+            PoolSizing::Fixed => self.pool.max_slots(),
+            PoolSizing::Demand => self.demand.target(self.pool.max_slots()),
+        }
+    }
+
+    /// Follows the client's concurrency (leased connections and callers in line) and, sized
+    /// to demand, lets go of the highest idle connections held beyond it.
+    fn resize(&mut self, now: Instant) {
+        if self.sizing != PoolSizing::Demand || self.closed {
+            return;
+        }
+        let concurrency = self.pool.status().leased + self.line.len();
+        self.demand.set(concurrency, now);
+        self.pool.set_limit(self.target());
+        while let Some(evicted) = self.pool.trim() {
+            let Evicted::Idle {
+                server, slot, conn, ..
+            } = evicted
+            else {
+                unreachable!("trim lets go of idle connections only")
+            };
+            self.outputs.push_back(Output::Close(conn.conn));
+            self.held_changed(server);
+            if let Some(addr) = self.servers.addr(server) {
+                self.removed(addr, slot, RemoveCause::Surplus);
+            }
+        }
     }
 
     /// Why a caller found no connection within `waited`, for an adapter whose driver runs.
@@ -968,6 +1048,7 @@ impl<K> ClientCore<K> {
     /// Turns the rover's actions and events into outputs until it has nothing more to say,
     /// telling it the pool's demand first each time.
     fn settle(&mut self, now: Instant) {
+        self.resize(now);
         loop {
             let wanted = self.pool.wanted().saturating_sub(self.undelivered);
             self.rover.set_demand(wanted, now);

@@ -14,6 +14,10 @@ pub struct ClientStatus {
     pub servers: Vec<ServerConnections>,
     /// How many connections the pool holds, idle and leased.
     pub pool: PoolStatus,
+    /// How many connections the pool keeps now: `max_slots` with
+    /// [`PoolSizing::Fixed`](super::PoolSizing::Fixed), what the client's demand needs with
+    /// [`PoolSizing::Demand`](super::PoolSizing::Demand).
+    pub target: usize,
     /// Connection attempts in flight.
     pub attempts_in_flight: usize,
     /// Callers waiting for an idle connection, in line.
@@ -70,6 +74,8 @@ pub struct RemovedCounts {
     pub server_removed: u64,
     /// [`RemoveCause::ClientClosed`].
     pub client_closed: u64,
+    /// [`RemoveCause::Surplus`].
+    pub surplus: u64,
 }
 
 impl RemovedCounts {
@@ -83,6 +89,7 @@ impl RemovedCounts {
             RemoveCause::Interrupted => &mut self.interrupted,
             RemoveCause::ServerRemoved => &mut self.server_removed,
             RemoveCause::ClientClosed => &mut self.client_closed,
+            RemoveCause::Surplus => &mut self.surplus,
         };
         *counter += 1;
     }

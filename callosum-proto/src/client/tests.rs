@@ -1,6 +1,7 @@
 use alloc::vec::Vec;
 
 use super::*;
+use crate::SlotLine;
 use crate::rover::HandshakeFailure;
 
 const NOW: Instant = Instant::ZERO;
@@ -9,10 +10,18 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn client(max_slots: usize) -> ClientCore<u32> {
+/// The original's pool (always `max_slots`, lowest idle first), which most tests here are
+/// about; the sizing and lease policy tests make their own.
+fn original_config(max_slots: usize) -> ClientConfig {
     let mut config = ClientConfig::default();
     config.pool.max_slots = max_slots;
-    ClientCore::new(config, 5).unwrap()
+    config.sizing = PoolSizing::Fixed;
+    config.lease = LeasePolicy::Lowest;
+    config
+}
+
+fn client(max_slots: usize) -> ClientCore<u32> {
+    ClientCore::new(original_config(max_slots), 5).unwrap()
 }
 
 /// Every output up to the timeout.
@@ -272,8 +281,7 @@ fn an_attempt_to_a_removed_server_is_aborted_and_its_line_never_delivered() {
 
 #[test]
 fn servers_added_together_all_take_part_in_the_first_attempts() {
-    let mut config = ClientConfig::default();
-    config.pool.max_slots = 64;
+    let mut config = original_config(64);
     config.rover.max_in_flight = 64;
     let mut client: ClientCore<u32> = ClientCore::new(config, 9).unwrap();
     for port in 1..=4 {
@@ -482,4 +490,199 @@ fn a_caller_without_a_connection_is_told_why() {
     );
     client.close(NOW);
     assert_eq!(client.get_error(waited), GetError::Closed);
+}
+
+/// Answers every `Connect` among `outputs` with the next slot of a counter (each connection
+/// `conn` is its slot), at `now`; the servers it connected to.
+fn answer(
+    client: &mut ClientCore<u32>,
+    outputs: &[Output<u32>],
+    next_slot: &mut u32,
+    now: Instant,
+) -> Vec<SocketAddr> {
+    let mut servers = Vec::new();
+    for &(attempt, server) in &connects(outputs) {
+        let line = SlotLine::new(*next_slot);
+        client.handle_connected(attempt, now).unwrap();
+        let Ok(Handshake::Complete(ready)) = client.handle_received(attempt, line.as_bytes(), now)
+        else {
+            panic!("a whole line")
+        };
+        client.deliver(ready, *next_slot, now);
+        *next_slot += 1;
+        servers.push(server);
+    }
+    servers
+}
+
+/// Drains and answers connects until the client has nothing more to connect now.
+fn settle(client: &mut ClientCore<u32>, next_slot: &mut u32, now: Instant) -> Vec<SocketAddr> {
+    let mut servers = Vec::new();
+    loop {
+        let outputs = drain(client);
+        let answered = answer(client, &outputs, next_slot, now);
+        if answered.is_empty() {
+            return servers;
+        }
+        servers.extend(answered);
+    }
+}
+
+fn distinct(mut servers: Vec<SocketAddr>) -> usize {
+    servers.sort_unstable();
+    servers.dedup();
+    servers.len()
+}
+
+#[test]
+fn a_pool_sized_to_demand_grows_with_callers_and_shrinks_from_its_highest_idle_slot() {
+    let mut config = ClientConfig::default();
+    config.pool.max_slots = 8;
+    assert_eq!(config.sizing, PoolSizing::Demand);
+    let mut client: ClientCore<u32> = ClientCore::new(config, 11).unwrap();
+    for port in 1..=8 {
+        client.add_server(addr(port), NOW);
+    }
+    client.handle_timeout(NOW);
+    let mut next_slot = 0;
+    let first = settle(&mut client, &mut next_slot, NOW);
+    assert_eq!(client.status().target, 2, "an idle client keeps two");
+    assert_eq!(distinct(first), 2, "spread over two servers");
+
+    // Two callers use both connections, three more wait: the pool grows to five at once.
+    let mut leases: Vec<Lease<u32>> = (0..2).map(|_| client.checkout(NOW).unwrap()).collect();
+    let tickets: Vec<Ticket> = (0..3).map(|_| client.join_line()).collect();
+    assert!(client.checkout_in_line(tickets[0], NOW).is_none());
+    let grown = settle(&mut client, &mut next_slot, NOW);
+    assert_eq!((client.status().target, client.status().pool.held), (5, 5));
+    assert_eq!(grown.len(), 3);
+    for ticket in tickets {
+        leases.push(client.checkout_in_line(ticket, NOW).unwrap());
+    }
+    let on = |leases: &[Lease<u32>]| distinct(leases.iter().map(|l| l.server).collect());
+    assert_eq!(
+        on(&leases),
+        5,
+        "spreading: five servers for five connections"
+    );
+
+    // Demand falls: the highest slot (4) is leased, so nothing is taken from its user...
+    let highest = leases.iter().position(|l| l.slot == 4).unwrap();
+    let kept_out = leases.swap_remove(highest);
+    for lease in leases {
+        client
+            .checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW)
+            .unwrap();
+    }
+    let later = Instant::from_millis(60_000);
+    client.handle_timeout(later);
+    let outputs = drain(&mut client);
+    let surplus = |outputs: &[Output<u32>]| {
+        picked(outputs, |output| match *output {
+            Output::Event(ClientEvent::Removed {
+                slot,
+                cause: RemoveCause::Surplus,
+                ..
+            }) => Some(slot),
+            _ => None,
+        })
+    };
+    // ...while it is out: one connection in use keeps the target at 2 x 1 + 1.
+    assert_eq!(client.status().target, 3);
+    assert_eq!(surplus(&outputs), [] as [u32; 0], "the highest is leased");
+    client
+        .checkin(kept_out.id, kept_out.conn, LeaseEnd::Finished, later)
+        .unwrap();
+    let outputs = drain(&mut client);
+    assert_eq!(surplus(&outputs), [4, 3], "highest first, once it is back");
+    assert_eq!(closed(&outputs), [4, 3]);
+    // Nothing in use for a while: down to the floor of two.
+    client.handle_timeout(Instant::from_millis(120_000));
+    let outputs = drain(&mut client);
+    assert_eq!(surplus(&outputs), [2]);
+    assert_eq!((client.status().target, client.status().pool.held), (2, 2));
+    assert_eq!(client.status().stats.removed.surplus, 3);
+}
+
+#[test]
+fn random_leasing_uses_every_idle_connection() {
+    let mut config = ClientConfig::default();
+    config.pool.max_slots = 4;
+    config.sizing = PoolSizing::Fixed;
+    assert_eq!(config.lease, LeasePolicy::Random);
+    let mut client: ClientCore<u32> = ClientCore::new(config, 3).unwrap();
+    for port in 1..=4 {
+        client.add_server(addr(port), NOW);
+    }
+    client.handle_timeout(NOW);
+    let mut next_slot = 0;
+    settle(&mut client, &mut next_slot, NOW);
+    let mut used = [0u32; 4];
+    for _ in 0..400 {
+        let lease = client.checkout(NOW).unwrap();
+        used[lease.conn as usize] += 1;
+        client
+            .checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW)
+            .unwrap();
+    }
+    assert!(used.iter().all(|&n| n > 50), "{used:?}");
+    // The original's policy puts every request on the lowest slot.
+    let mut client = client_with_lowest_of_four();
+    let lease = client.checkout(NOW).unwrap();
+    assert_eq!(lease.slot, 0);
+    client
+        .checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW)
+        .unwrap();
+}
+
+fn client_with_lowest_of_four() -> ClientCore<u32> {
+    let mut client = client(4);
+    for port in 1..=4 {
+        client.add_server(addr(port), NOW);
+    }
+    client.handle_timeout(NOW);
+    let mut next_slot = 0;
+    settle(&mut client, &mut next_slot, NOW);
+    client
+}
+
+#[test]
+fn a_proven_connection_closed_by_its_server_has_the_server_probed_soon() {
+    let mut client = client(1);
+    for port in 1..=100 {
+        client.add_server(addr(port), NOW);
+    }
+    client.handle_timeout(NOW);
+    let mut next_slot = 0;
+    let [server] = settle(&mut client, &mut next_slot, NOW)[..] else {
+        panic!("one connection")
+    };
+    let lease = client.checkout(NOW).unwrap();
+    client
+        .checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW)
+        .unwrap();
+    // Long after its line the server closes it: a restart, not a young death.
+    let at = Instant::from_millis(5_000);
+    client.handle_timeout(at);
+    drain(&mut client);
+    let (id, _) = client.idle_mut().next().unwrap();
+    client
+        .handle_idle_signal(id, IdleSignal::Closed, at)
+        .unwrap();
+    let mut tried = Vec::new();
+    let deadline = Instant::from_millis(5_500);
+    loop {
+        tried.extend(connects(&drain(&mut client)).into_iter().map(|(_, s)| s));
+        let Output::Timeout(Some(next)) = client.poll_output() else {
+            panic!("a timer")
+        };
+        if next > deadline {
+            break;
+        }
+        client.handle_timeout(next);
+    }
+    assert!(
+        tried.contains(&server),
+        "{server} probed within 500 ms: {tried:?}"
+    );
 }

@@ -64,6 +64,16 @@ impl IdleSet {
         }
     }
 
+    /// The `k`-th idle index (`k < len`) in an order of the set's own: the front entry first,
+    /// then the heap's. For a uniform draw among the idle connections, whatever their slots.
+    pub(super) fn nth(&self, k: usize) -> Option<u32> {
+        match (self.front, k) {
+            (Some((_, index)), 0) => Some(index),
+            (Some(_), k) => self.heap.index_at(k - 1),
+            (None, k) => self.heap.index_at(k),
+        }
+    }
+
     /// The indices tied for the lowest slot: the front entry, then the heap's ties if they
     /// share its slot. O(ties).
     pub(super) fn lowest_ties(&self) -> impl Iterator<Item = u32> + '_ {
@@ -116,5 +126,17 @@ mod tests {
         assert_eq!(set.remove(3), None);
         assert_eq!(set.len(), 2);
         assert!(set.contains(0) && set.contains(2) && !set.contains(1));
+    }
+
+    #[test]
+    fn nth_reaches_every_idle_index_once() {
+        let mut set = IdleSet::try_with_capacity(8).unwrap();
+        for (index, slot) in [(0, 5), (1, 3), (2, 7), (3, 1)] {
+            set.push(index, slot);
+        }
+        let mut all: Vec<u32> = (0..set.len()).filter_map(|k| set.nth(k)).collect();
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3]);
+        assert_eq!(set.nth(set.len()), None);
     }
 }

@@ -56,7 +56,25 @@ pub struct RoverConfig {
     /// The longest backoff; a server stays in the set and is tried again after it.
     /// Default 30 s; at least `backoff_base`.
     pub backoff_max: Duration,
+    /// Spreading: an attempt prefers a server where the client holds no connection (as told
+    /// by [`Rover::set_held`](super::Rover::set_held)) and has no attempt in flight, so that
+    /// one client's pool is not captured by one server: uniformly among such servers, any
+    /// server when there is none. Default on.
+    pub spread: bool,
+    /// Targeted probes: a server added while running gets an attempt of its own at a random
+    /// time within one `interval`; a server whose proven pooled connection broke
+    /// ([`Rover::handle_conn_lost`](super::Rover::handle_conn_lost)) gets one after
+    /// `backoff_base`, and while it keeps failing, again on its backoff schedule capped at
+    /// [`PROBE_BACKOFF_MAX`] (each delay drawn between half and all of it), up to 8 probes in
+    /// a row. So restarted and new capacity is used within about an interval instead of
+    /// waiting for random draws. A probe is launched whatever the pool's demand (within
+    /// `max_in_flight`). Default on.
+    pub probes: bool,
 }
+
+/// The longest wait between two probes of a server that keeps failing: 2 s (see
+/// [`RoverConfig::probes`]).
+pub const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 impl Default for RoverConfig {
     /// The defaults listed on each field.
@@ -70,6 +88,8 @@ impl Default for RoverConfig {
             fill: true,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            spread: true,
+            probes: true,
         }
     }
 }

@@ -54,6 +54,7 @@
 
 mod attempts;
 mod config;
+mod probes;
 mod servers;
 #[cfg(test)]
 mod tests;
@@ -66,7 +67,8 @@ use core::time::Duration;
 use crate::slab::Key;
 use crate::{DecodeError, Decoded, Decoder, Instant, Rng, ServerId};
 use attempts::{Attempt, Attempts};
-pub use config::{MAX_IN_FLIGHT_LIMIT, RoverConfig, RoverConfigError};
+pub use config::{MAX_IN_FLIGHT_LIMIT, PROBE_BACKOFF_MAX, RoverConfig, RoverConfigError};
+use probes::Probes;
 use servers::ServerSet;
 
 /// Names one connection attempt; a stale id (its attempt ended) is detected, never confused
@@ -360,6 +362,8 @@ pub struct Rover {
     rng: Rng,
     servers: ServerSet,
     attempts: Attempts,
+    /// Servers owed a targeted attempt ([`RoverConfig::probes`]).
+    probes: Probes,
     running: bool,
     /// When the next scheduled attempt is due (while running).
     next_tick: Option<Instant>,
@@ -396,6 +400,7 @@ impl Rover {
             rng: Rng::new(seed),
             servers: ServerSet::default(),
             attempts: Attempts::with_capacity(capacity),
+            probes: Probes::default(),
             running: false,
             next_tick: None,
             demand: 0,
@@ -423,6 +428,15 @@ impl Rover {
         let added = self.servers.insert(id);
         if added && self.running {
             self.fill_pending = true;
+            if self.config.probes {
+                // Within one interval, at a random time: clients that learn of the server
+                // together do not all connect at once.
+                let within = self
+                    .rng
+                    .below(micros(self.config.interval).saturating_add(1));
+                let due = self.last_now + Duration::from_micros(within);
+                self.probes.schedule(id, due);
+            }
         }
         added
     }
@@ -448,6 +462,7 @@ impl Rover {
         if !self.servers.remove(id) {
             return false;
         }
+        self.probes.remove(id);
         // An attempt whose `Connect` is still queued never reached the adapter: withdraw the
         // `Connect` rather than follow it with a `Close`.
         let mut never_opened = Vec::new();
@@ -533,6 +548,7 @@ impl Rover {
         self.running = false;
         self.next_tick = None;
         self.fill_pending = false;
+        self.probes.clear();
         for index in self.attempts.indices() {
             if let Some((attempt, _)) = self.attempts.remove_at_if(index, |_| true) {
                 self.actions.push_back(Action::Close { attempt });
@@ -636,6 +652,10 @@ impl Rover {
         let mut earliest = self.attempts.earliest_deadline();
         if self.running {
             earliest = min_some(earliest, self.next_tick);
+            if !self.attempts.is_full() {
+                // With every attempt in use a due probe waits for one to end, an input.
+                earliest = min_some(earliest, self.probes.next_due());
+            }
             if self.fill_wants_more() {
                 earliest = min_some(earliest, self.servers.earliest_backoff_end());
                 if self.fill_pending && self.servers.eligible() > 0 {
@@ -809,6 +829,7 @@ impl Rover {
             }
             Ok(Decoded::Slot { slot, consumed }) => {
                 self.attempts.remove(attempt);
+                self.probes.remove(server);
                 self.events.push_back(Event::Connection {
                     attempt,
                     server,
@@ -901,6 +922,59 @@ impl Rover {
         self.fill(now);
     }
 
+    /// A proven connection of the client's pool to `server` broke (closed by the server, an
+    /// error): the server may be restarting, so with [`RoverConfig::probes`] it gets a
+    /// targeted attempt after about `backoff_base`, and more on its backoff schedule while it
+    /// fails. A connection that died young goes to [`Rover::handle_server_failed`] instead.
+    ///
+    /// ```
+    /// # use callosum_proto::rover::{Action, Rover, RoverConfig};
+    /// # use callosum_proto::{Instant, ServerId};
+    /// # use core::time::Duration;
+    /// let config = RoverConfig { fill: false, ..RoverConfig::default() };
+    /// let mut rover = Rover::new(config, 1).unwrap();
+    /// for id in 0..100 {
+    ///     rover.add_server(ServerId(id));
+    /// }
+    /// rover.start(Instant::ZERO);
+    /// let _first = rover.poll_action();
+    /// rover.handle_conn_lost(ServerId(42), Instant::ZERO);
+    /// let due = rover.poll_timeout().unwrap();
+    /// assert!(due >= Instant::from_millis(250) && due <= Instant::from_millis(500));
+    /// rover.handle_timeout(due);
+    /// assert!(matches!(rover.poll_action(), Some(Action::Connect { server: ServerId(42), .. })));
+    /// ```
+    pub fn handle_conn_lost(&mut self, server: ServerId, now: Instant) {
+        self.last_now = now;
+        if !self.running || !self.config.probes {
+            return;
+        }
+        let Some(failures) = self.servers.failures(server) else {
+            return;
+        };
+        let due = now + self.probe_delay(failures);
+        self.probes.schedule(server, due);
+    }
+
+    /// The client's pool now holds `held` connections on `server`: spreading
+    /// ([`RoverConfig::spread`]) prefers servers with none. Call it whenever the count
+    /// changes; a server not in the set is ignored.
+    ///
+    /// ```
+    /// # use callosum_proto::rover::{Action, Rover, RoverConfig};
+    /// # use callosum_proto::{Instant, ServerId};
+    /// let config = RoverConfig { fill: false, ..RoverConfig::default() };
+    /// let mut rover = Rover::new(config, 1).unwrap();
+    /// rover.add_server(ServerId(1));
+    /// rover.add_server(ServerId(2));
+    /// rover.set_held(ServerId(1), 3);
+    /// rover.start(Instant::ZERO);
+    /// assert!(matches!(rover.poll_action(), Some(Action::Connect { server: ServerId(2), .. })));
+    /// ```
+    pub fn set_held(&mut self, server: ServerId, held: usize) {
+        self.servers.set_held(server, held);
+    }
+
     /// How many more bytes the attempt's slot line can take (`None` for an attempt not in
     /// flight): what a reader may ask for without reading past the longest line.
     pub(crate) fn line_room(&mut self, attempt: AttemptId) -> Option<usize> {
@@ -957,6 +1031,20 @@ impl Rover {
             self.config.backoff_base,
             self.config.backoff_max,
         );
+        if let Some(failures) = self.servers.failures(server) {
+            let retry_at = now + self.probe_delay(failures);
+            self.probes.failed(server, retry_at);
+        }
+    }
+
+    /// The wait before the next probe of a server with `failures` consecutive failures: its
+    /// backoff capped at [`PROBE_BACKOFF_MAX`], drawn between half and all of it so that
+    /// clients that lost their connections together do not come back in step.
+    fn probe_delay(&mut self, failures: u32) -> Duration {
+        let full = servers::backoff(failures.max(1), self.config.backoff_base, PROBE_BACKOFF_MAX);
+        let full = micros(full);
+        let half = full / 2;
+        Duration::from_micros(half + self.rng.below(full - half + 1))
     }
 
     /// The scheduled attempt: launch one (or report that no server can be tried) and
@@ -971,10 +1059,24 @@ impl Rover {
         self.next_tick = next;
     }
 
-    /// Fill mode: launch while the pool wants more than is in flight.
+    /// Launches the probes that are due, then (fill mode) attempts while the pool wants more
+    /// than is in flight.
     fn fill(&mut self, now: Instant) {
         self.fill_pending = false;
-        if !self.running || !self.config.fill {
+        if !self.running {
+            return;
+        }
+        while !self.attempts.is_full() {
+            let Some(server) = self.probes.due(now) else {
+                break;
+            };
+            if self.open(server, now).is_err() {
+                // The clock is at its end (there is room): no attempt can ever be made.
+                self.probes.clear();
+                break;
+            }
+        }
+        if !self.config.fill {
             return;
         }
         self.servers.release(now);
@@ -989,12 +1091,24 @@ impl Rover {
         self.config.fill && self.demand > self.attempts.len() && !self.attempts.is_full()
     }
 
+    /// One attempt to a server drawn at random (spreading, if configured).
     fn launch(&mut self, now: Instant) -> Result<(), NoLaunch> {
         if self.attempts.is_full() {
             return Err(NoLaunch::Full);
         }
+        let server = if self.config.spread {
+            let attempts = &self.attempts;
+            let in_flight = |id| attempts.iter().any(|(_, attempt)| attempt.server == id);
+            self.servers.pick_spread(&mut self.rng, in_flight)
+        } else {
+            self.servers.pick(&mut self.rng)
+        };
+        self.open(server.ok_or(NoLaunch::NoServer)?, now)
+    }
+
+    /// One attempt to `server`.
+    fn open(&mut self, server: ServerId, now: Instant) -> Result<(), NoLaunch> {
         let deadline = later(now, self.config.connect_timeout).ok_or(NoLaunch::EndOfTime)?;
-        let server = self.servers.pick(&mut self.rng).ok_or(NoLaunch::NoServer)?;
         let attempt = self
             .attempts
             .insert(Attempt {
@@ -1004,6 +1118,7 @@ impl Rover {
                 decoder: Decoder::new(),
             })
             .ok_or(NoLaunch::Full)?;
+        self.probes.launched(server);
         self.actions.push_back(Action::Connect { attempt, server });
         Ok(())
     }

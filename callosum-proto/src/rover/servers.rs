@@ -17,6 +17,8 @@ struct Entry {
     failures: u32,
     /// When the current backoff ends; meaningful only for entries backing off.
     backoff_until: Instant,
+    /// Connections the client's pool holds on this server, as last told.
+    held: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -38,6 +40,7 @@ impl ServerSet {
             id,
             failures: 0,
             backoff_until: Instant::ZERO,
+            held: 0,
         });
         self.positions.insert(id, last);
         self.swap(last, self.eligible);
@@ -77,11 +80,45 @@ impl ServerSet {
 
     /// A server chosen uniformly among those not backing off (as of the last `release`).
     pub(super) fn pick(&self, rng: &mut Rng) -> Option<ServerId> {
-        if self.eligible == 0 {
-            return None;
+        self.pick_index(rng).map(|index| self.entries[index].id)
+    }
+
+    /// Like [`ServerSet::pick`], but preferring a server that holds none of the client's
+    /// connections and for which `in_flight` is false, uniformly among those; any server
+    /// when none is free. A few random draws find a free server while most are (expected
+    /// O(1)); only when they all miss does it count the free ones, O(servers).
+    pub(super) fn pick_spread(
+        &self,
+        rng: &mut Rng,
+        in_flight: impl Fn(ServerId) -> bool,
+    ) -> Option<ServerId> {
+        let eligible = &self.entries[..self.eligible];
+        let free = |entry: &&Entry| entry.held == 0 && !in_flight(entry.id);
+        for _ in 0..SPREAD_TRIES {
+            let entry = &eligible[self.pick_index(rng)?];
+            if free(&entry) {
+                return Some(entry.id);
+            }
         }
-        let index = rng.below(self.eligible as u64) as usize;
-        Some(self.entries[index].id)
+        let count = eligible.iter().filter(free).count();
+        if count == 0 {
+            return self.pick(rng);
+        }
+        let nth = rng.below(count as u64) as usize;
+        eligible.iter().filter(free).nth(nth).map(|entry| entry.id)
+    }
+
+    /// A uniform index into the eligible servers.
+    fn pick_index(&self, rng: &mut Rng) -> Option<usize> {
+        (self.eligible > 0).then(|| rng.below(self.eligible as u64) as usize)
+    }
+
+    /// The client's pool now holds `held` connections on `id` (ignored for a server not in
+    /// the set).
+    pub(super) fn set_held(&mut self, id: ServerId, held: usize) {
+        if let Some(&position) = self.positions.get(&id) {
+            self.entries[position].held = held;
+        }
     }
 
     /// Ends every backoff that is over at `now`.
@@ -137,7 +174,7 @@ impl ServerSet {
         self.recompute_earliest();
     }
 
-    #[cfg(test)]
+    /// Consecutive failures of `id` since its last success; `None` for a server not in the set.
     pub(super) fn failures(&self, id: ServerId) -> Option<u32> {
         self.positions
             .get(&id)
@@ -161,8 +198,11 @@ impl ServerSet {
     }
 }
 
+/// How many random draws spreading makes before it counts the free servers.
+const SPREAD_TRIES: usize = 8;
+
 /// `base * 2^(failures - 1)`, capped at `max`; `failures` is at least 1.
-fn backoff(failures: u32, base: Duration, max: Duration) -> Duration {
+pub(super) fn backoff(failures: u32, base: Duration, max: Duration) -> Duration {
     let doublings = failures.saturating_sub(1);
     1u32.checked_shl(doublings)
         .and_then(|factor| base.checked_mul(factor))

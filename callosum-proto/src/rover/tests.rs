@@ -476,7 +476,11 @@ fn fill_is_bounded_by_max_in_flight_and_off_means_one_per_tick() {
 
 #[test]
 fn fill_wakes_at_once_when_a_server_is_added_and_at_a_backoff_end() {
-    let mut rover = rover_with(RoverConfig::default(), 0);
+    let no_probes = RoverConfig {
+        probes: false,
+        ..RoverConfig::default()
+    };
+    let mut rover = rover_with(no_probes, 0);
     rover.set_demand(1, ms(0));
     rover.start(ms(0));
     drain(&mut rover);
@@ -709,6 +713,8 @@ fn config_errors_name_the_setting() {
         fill: true,
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
+        spread: false,
+        probes: false,
     };
     assert!(Rover::new(smallest, 0).is_ok());
     assert_eq!(
@@ -810,4 +816,120 @@ fn bytes_before_connected_start_the_handshake_deadline() {
         rover.poll_event(),
         Some(Event::Connection { slot: 17, .. })
     ));
+}
+
+#[test]
+fn a_server_added_while_running_is_probed_within_one_interval() {
+    // 1,000 servers: the random tick would find the new one once in 1,000 s.
+    let mut rover = rover_with(config(), 1_000);
+    rover.start(ms(0));
+    drain(&mut rover);
+    rover.handle_timeout(ms(10));
+    assert!(rover.add_server(ServerId(5_000)));
+    let mut now;
+    let probed = loop {
+        let due = rover.poll_timeout().unwrap();
+        assert!(due <= ms(1_010), "the probe is due within one interval");
+        now = due.as_micros() / 1_000;
+        rover.handle_timeout(due);
+        let launched = connects(&drain(&mut rover).0);
+        if let Some(&(_, server)) = launched.iter().find(|(_, s)| *s == ServerId(5_000)) {
+            break server;
+        }
+    };
+    assert_eq!(probed, ServerId(5_000));
+    assert!(now <= 1_010);
+}
+
+#[test]
+fn a_lost_connection_is_probed_on_a_backoff_capped_at_two_seconds() {
+    let mut rover = rover_with(config(), 1_000);
+    rover.start(ms(0));
+    drain(&mut rover);
+    let lost = ServerId(7);
+    rover.handle_conn_lost(lost, ms(0));
+    let mut probes_at = Vec::new();
+    let mut now = ms(0);
+    while probes_at.len() < 10 && now < ms(60_000) {
+        let Some(due) = rover.poll_timeout() else {
+            break;
+        };
+        now = due;
+        rover.handle_timeout(now);
+        for (attempt, server) in connects(&drain(&mut rover).0) {
+            let _ = rover.handle_connect_failed(attempt, ConnectFailure::Refused, now);
+            if server == lost {
+                probes_at.push(now.as_micros() / 1_000);
+            }
+        }
+        drain(&mut rover);
+    }
+    // 8 probes in a row, then the server is left to the random draw (and its backoff).
+    assert_eq!(probes_at.len(), 8, "{probes_at:?}");
+    let gaps: Vec<u64> = probes_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        (250..=500).contains(&probes_at[0]),
+        "first after half to all of backoff_base: {probes_at:?}"
+    );
+    assert!(gaps.iter().all(|&gap| gap <= 2_000), "capped: {gaps:?}");
+    assert!(
+        gaps[gaps.len() - 1] >= 1_000,
+        "the cap is reached: {gaps:?}"
+    );
+}
+
+#[test]
+fn a_probe_ends_when_the_server_answers() {
+    let mut rover = rover_with(config(), 1_000);
+    rover.start(ms(0));
+    drain(&mut rover);
+    rover.handle_conn_lost(ServerId(3), ms(0));
+    let due = rover.poll_timeout().unwrap();
+    rover.handle_timeout(due);
+    let launched = connects(&drain(&mut rover).0);
+    let &(attempt, _) = launched.iter().find(|(_, s)| *s == ServerId(3)).unwrap();
+    assert_eq!(rover.handle_received(attempt, b"0\r\n", due), Ok(3));
+    drain(&mut rover);
+    assert!(!rover.probes.is_owed(ServerId(3)));
+    assert!(
+        rover.poll_timeout().unwrap() >= ms(900),
+        "only the tick is left"
+    );
+}
+
+#[test]
+fn spreading_prefers_servers_without_connections_or_attempts() {
+    let fill = RoverConfig {
+        max_in_flight: 3,
+        ..RoverConfig::default()
+    };
+    let mut rover = rover_with(fill, 4);
+    rover.set_held(ServerId(0), 2);
+    rover.set_demand(3, ms(0));
+    rover.start(ms(0));
+    let mut servers: Vec<ServerId> = connects(&drain(&mut rover).0)
+        .into_iter()
+        .map(|(_, server)| server)
+        .collect();
+    servers.sort_unstable();
+    // Three attempts on the three servers that hold nothing, one each.
+    assert_eq!(servers, [ServerId(1), ServerId(2), ServerId(3)]);
+    // Without spreading, first attempts land on the held server too.
+    let unspread = RoverConfig {
+        spread: false,
+        ..config()
+    };
+    let mut on_held = 0;
+    for seed in 0..40 {
+        let mut rover = Rover::new(unspread.clone(), seed).unwrap();
+        for id in 0..4 {
+            rover.add_server(ServerId(id));
+        }
+        rover.set_held(ServerId(0), 2);
+        on_held += usize::from(first_attempt(&mut rover, ms(0)).1 == ServerId(0));
+    }
+    assert!(
+        on_held > 0,
+        "without spreading the held server is drawn too"
+    );
 }
