@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use callosum_proto::client::{
-    ClientConfig, ClientCore, Handshake, IdleSignal, LeaseEnd, LeaseId, Output,
+    ClientConfig, ClientCore, Handshake, IdleSignal, LeaseEnd, LeaseId, Output, Ticket,
 };
 use callosum_proto::pool::PooledId;
 use callosum_proto::rover::{AttemptId, ConnectFailure};
@@ -208,8 +208,9 @@ struct CallosumClient {
     timeout: Option<u64>,
     /// The wake-up booked last, so as not to book copies.
     wake_at: Option<u64>,
-    /// Requests waiting for an idle connection, oldest first.
-    waiting: VecDeque<u32>,
+    /// Requests waiting for an idle connection, oldest first, with their place in the
+    /// core's line (which counts them as demand).
+    waiting: VecDeque<(u32, Ticket)>,
 }
 
 struct Client {
@@ -520,7 +521,9 @@ impl<'a> Sim<'a> {
         };
         self.live_requests += 1;
         if self.strategy == Strategy::Callosum {
-            self.callosum(client).waiting.push_back(req);
+            let cc = self.callosum(client);
+            let ticket = cc.core.join_line();
+            cc.waiting.push_back((req, ticket));
             self.dispatch_waiting(client);
             self.drain(client);
         } else {
@@ -581,13 +584,13 @@ impl<'a> Sim<'a> {
         let now = Instant::from_micros(self.now);
         loop {
             let cc = self.callosum(client);
-            if cc.waiting.is_empty() {
-                return;
-            }
-            let Some(lease) = cc.core.checkout(now) else {
+            let Some(&(req, ticket)) = cc.waiting.front() else {
                 return;
             };
-            let req = cc.waiting.pop_front().expect("not empty");
+            let Some(lease) = cc.core.checkout_in_line(ticket, now) else {
+                return;
+            };
+            cc.waiting.pop_front();
             self.requests[req as usize].lease = Some((lease.id, lease.conn));
             self.send(req, server_index(lease.server));
         }

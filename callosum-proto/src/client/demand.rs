@@ -3,10 +3,11 @@
 //! Concurrency is what the client uses at a moment: leased connections plus callers waiting
 //! for one. Every connection held beyond that makes the balance worse (a light client's
 //! requests all go to the few connections it actually uses, which need not be spread), and
-//! every connection short of it makes callers wait. So a pool sized to demand keeps about
-//! twice the average concurrency, plus one, and never fewer than the callers using or
-//! waiting for a connection right now: a burst grows the pool at once (through the rover), a
-//! lull shrinks it only as the average decays.
+//! every connection short of it makes callers wait. So a pool sized to demand keeps twice the
+//! average concurrency, and at least two connections. The average moves over seconds: a
+//! burst that ends before its new connections arrive does not grow the pool (growing for
+//! every burst and trimming after it tripled the simulator's connections per second and
+//! bought nothing), and a lull shrinks it only as the average decays.
 
 use core::time::Duration;
 
@@ -57,13 +58,12 @@ impl Demand {
         self.current = current;
     }
 
-    /// How many connections to keep, between 1 and `max_slots`: twice the average plus one
-    /// (rounded up), at least the current concurrency, and at least 2 so that spreading can
-    /// put a client on two servers.
+    /// How many connections to keep, between 1 and `max_slots`: twice the average (rounded
+    /// up), and at least 2 so that spreading can put a client on two servers.
     pub(super) fn target(&self, max_slots: usize) -> usize {
         let doubled = (2 * self.average).div_ceil(SCALE);
-        let wanted = usize::try_from(doubled + 1).unwrap_or(usize::MAX);
-        wanted.max(self.current).max(2).min(max_slots)
+        let wanted = usize::try_from(doubled).unwrap_or(usize::MAX);
+        wanted.max(2).min(max_slots)
     }
 }
 
@@ -76,16 +76,16 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_client_keeps_two_and_a_burst_counts_at_once() {
+    fn an_idle_client_keeps_two_and_a_short_burst_moves_little() {
         let mut demand = Demand::new();
         assert_eq!(demand.target(100), 2);
         demand.set(10, ms(0));
-        assert_eq!(
-            demand.target(100),
-            10,
-            "the callers now, before any average"
-        );
-        assert_eq!(demand.target(4), 4, "never above the ceiling");
+        assert_eq!(demand.target(100), 2, "nothing held for any time yet");
+        demand.set(0, ms(20));
+        assert_eq!(demand.target(100), 2, "10 callers for 20 ms: about 0.1");
+        demand.set(50, ms(20));
+        demand.set(50, ms(2_020));
+        assert_eq!(demand.target(8), 8, "never above the ceiling");
         assert_eq!(demand.target(1), 1);
     }
 
@@ -98,11 +98,11 @@ mod tests {
             demand.set(8, ms(step * 10));
         }
         demand.set(0, ms(20_000));
-        assert_eq!(demand.target(100), 17, "2 x 8 + 1");
-        // Half way down after about one window, near the floor after ten.
+        assert_eq!(demand.target(100), 16, "2 x 8");
+        // Half way down after about one window, at the floor after ten.
         demand.set(0, ms(22_000));
         assert!(
-            (8..=10).contains(&demand.target(100)),
+            (7..=9).contains(&demand.target(100)),
             "{}",
             demand.target(100)
         );

@@ -549,29 +549,38 @@ fn a_pool_sized_to_demand_grows_with_callers_and_shrinks_from_its_highest_idle_s
     assert_eq!(client.status().target, 2, "an idle client keeps two");
     assert_eq!(distinct(first), 2, "spread over two servers");
 
-    // Two callers use both connections, three more wait: the pool grows to five at once.
+    // Two callers use both connections, three more wait, for three seconds: an average of
+    // three in use, so the pool grows to six.
     let mut leases: Vec<Lease<u32>> = (0..2).map(|_| client.checkout(NOW).unwrap()).collect();
     let tickets: Vec<Ticket> = (0..3).map(|_| client.join_line()).collect();
     assert!(client.checkout_in_line(tickets[0], NOW).is_none());
-    let grown = settle(&mut client, &mut next_slot, NOW);
-    assert_eq!((client.status().target, client.status().pool.held), (5, 5));
-    assert_eq!(grown.len(), 3);
-    for ticket in tickets {
-        leases.push(client.checkout_in_line(ticket, NOW).unwrap());
-    }
-    let on = |leases: &[Lease<u32>]| distinct(leases.iter().map(|l| l.server).collect());
     assert_eq!(
-        on(&leases),
-        5,
-        "spreading: five servers for five connections"
+        client.status().target,
+        2,
+        "a moment's callers do not grow it"
+    );
+    let busy = Instant::from_millis(3_000);
+    client.handle_timeout(busy);
+    let grown = settle(&mut client, &mut next_slot, busy);
+    assert_eq!((client.status().target, client.status().pool.held), (6, 6));
+    assert_eq!(grown.len(), 4);
+    for ticket in tickets {
+        leases.push(client.checkout_in_line(ticket, busy).unwrap());
+    }
+    leases.push(client.checkout(busy).unwrap());
+    let servers: Vec<SocketAddr> = leases.iter().map(|lease| lease.server).collect();
+    assert_eq!(
+        distinct(servers),
+        6,
+        "spreading: six servers for six connections"
     );
 
-    // Demand falls: the highest slot (4) is leased, so nothing is taken from its user...
-    let highest = leases.iter().position(|l| l.slot == 4).unwrap();
+    // Demand falls: the highest slot (5) is kept out, so nothing is taken from its user...
+    let highest = leases.iter().position(|l| l.slot == 5).unwrap();
     let kept_out = leases.swap_remove(highest);
     for lease in leases {
         client
-            .checkin(lease.id, lease.conn, LeaseEnd::Finished, NOW)
+            .checkin(lease.id, lease.conn, LeaseEnd::Finished, busy)
             .unwrap();
     }
     let later = Instant::from_millis(60_000);
@@ -587,21 +596,25 @@ fn a_pool_sized_to_demand_grows_with_callers_and_shrinks_from_its_highest_idle_s
             _ => None,
         })
     };
-    // ...while it is out: one connection in use keeps the target at 2 x 1 + 1.
+    // ...while it is out: one connection in use for a minute keeps the target at 3.
     assert_eq!(client.status().target, 3);
     assert_eq!(surplus(&outputs), [] as [u32; 0], "the highest is leased");
     client
         .checkin(kept_out.id, kept_out.conn, LeaseEnd::Finished, later)
         .unwrap();
     let outputs = drain(&mut client);
-    assert_eq!(surplus(&outputs), [4, 3], "highest first, once it is back");
-    assert_eq!(closed(&outputs), [4, 3]);
+    assert_eq!(
+        surplus(&outputs),
+        [5, 4, 3],
+        "highest first, once it is back"
+    );
+    assert_eq!(closed(&outputs), [5, 4, 3]);
     // Nothing in use for a while: down to the floor of two.
     client.handle_timeout(Instant::from_millis(120_000));
     let outputs = drain(&mut client);
     assert_eq!(surplus(&outputs), [2]);
     assert_eq!((client.status().target, client.status().pool.held), (2, 2));
-    assert_eq!(client.status().stats.removed.surplus, 3);
+    assert_eq!(client.status().stats.removed.surplus, 4);
 }
 
 #[test]
