@@ -4,7 +4,7 @@
 //! writes the slot line (keeping what a full socket did not take and writing it on the next
 //! writable event), lets the application read and write each connection, and reports each
 //! connection's end to the core exactly once: the peer closed (a read returned 0), an I/O
-//! error, or [`Server::close`].
+//! error, [`Server::close`], or a drain's deadline ([`Server::drain`]).
 //!
 //! Connections are kept in a table indexed by their slot, and a connection's token is
 //! derived from its slot: the core's lowest-free allocator keeps slots, so the table, dense.
@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use callosum_proto::adapter::{self, AcceptError, Clock, ServerError};
-use callosum_proto::server::{Accept, AcceptId, GrowableServerCore};
+use callosum_proto::server::{Accept, AcceptId, DrainPhase, DrainReport, GrowableServerCore};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
@@ -66,6 +66,8 @@ pub enum CloseCause {
     Failed(io::ErrorKind),
     /// The application called [`Server::close`].
     Closed,
+    /// The drain's deadline came with the connection still open ([`Server::drain`]).
+    DrainDeadline,
 }
 
 impl fmt::Display for CloseCause {
@@ -74,6 +76,7 @@ impl fmt::Display for CloseCause {
             CloseCause::PeerClosed => f.write_str("closed by the peer"),
             CloseCause::Failed(kind) => write!(f, "failed: {kind}"),
             CloseCause::Closed => f.write_str("closed by the application"),
+            CloseCause::DrainDeadline => f.write_str("closed at the drain's deadline"),
         }
     }
 }
@@ -131,6 +134,18 @@ pub enum ServerEvent {
         slot: u32,
         /// Why it ended.
         cause: CloseCause,
+    },
+    /// The server started draining ([`Server::drain`]) with `conn` open, one event per
+    /// connection: close it ([`Server::close`]) as soon as it is between two requests, at
+    /// once if it is idle now. (Check [`Server::is_draining`] after each exchange too.)
+    Draining {
+        /// The connection.
+        conn: ServerConnId,
+    },
+    /// The drain is done: no connection is left. Reported once, after the last `Closed`.
+    Drained {
+        /// How the connections ended: between requests, or at the deadline.
+        report: DrainReport,
     },
     /// A connection was closed at once, without a slot line: every slot is in use (at
     /// `max_slots`, or at the size of the token range).
@@ -194,7 +209,8 @@ struct Live {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Server {
-    listener: TcpListener,
+    /// `None` once draining: dropped, so that new connections are refused.
+    listener: Option<TcpListener>,
     local_addr: SocketAddr,
     max_slots: Option<u32>,
     core: GrowableServerCore,
@@ -204,6 +220,8 @@ pub struct Server {
     /// Live connections by slot.
     conns: Vec<Option<Live>>,
     events: VecDeque<ServerEvent>,
+    /// [`ServerEvent::Drained`] was queued.
+    drain_reported: bool,
 }
 
 impl Server {
@@ -225,7 +243,7 @@ impl Server {
         let listener = TcpListener::bind(addr).map_err(bind_error)?;
         Ok(Server {
             local_addr: listener.local_addr().map_err(bind_error)?,
-            listener,
+            listener: Some(listener),
             max_slots: config.max_slots,
             core,
             clock: Clock::new(),
@@ -233,6 +251,7 @@ impl Server {
             tokens: TokenRange::new(0..0),
             conns: Vec::new(),
             events: VecDeque::new(),
+            drain_reported: false,
         })
     }
 
@@ -294,11 +313,9 @@ impl Server {
                     .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?
             }
         }
-        registry.register(
-            &mut self.listener,
-            Token(tokens.start()),
-            Interest::READABLE,
-        )?;
+        if let Some(listener) = &mut self.listener {
+            registry.register(listener, Token(tokens.start()), Interest::READABLE)?;
+        }
         self.registry = Some(registry.try_clone()?);
         self.tokens = tokens;
         Ok(())
@@ -342,8 +359,9 @@ impl Server {
         }
     }
 
-    /// Lets time pass: ends an accept backoff that is due, and accepts what waited. Call it
-    /// after every poll.
+    /// Lets time pass: ends an accept backoff that is due, and accepts what waited; at a
+    /// drain's deadline, closes every connection still open ([`CloseCause::DrainDeadline`]).
+    /// Call it after every poll.
     ///
     /// ```
     /// # use callosum_mio::Server;
@@ -356,13 +374,18 @@ impl Server {
             return;
         }
         self.core.handle_timeout(self.clock.now());
+        if self.core.is_draining() {
+            self.close_remaining_if_due();
+            return;
+        }
         // Connections that arrived meanwhile raised no new event: accept them now.
-        if self.core.poll_timeout().is_none() && self.registry.is_some() {
+        if self.core.is_accepting() && self.registry.is_some() {
             self.accept_all();
         }
     }
 
-    /// When [`Server::handle_timeout`] has something to do: the end of an accept backoff.
+    /// When [`Server::handle_timeout`] has something to do: the end of an accept backoff,
+    /// or a drain's deadline.
     ///
     /// ```
     /// # use callosum_mio::Server;
@@ -472,9 +495,129 @@ impl Server {
             .map(|live| &live.conn)
     }
 
-    /// Live connections, whether the server is accepting, and the core's counters.
+    /// Live connections, whether the server is accepting (`false` while pausing after an
+    /// accept error, and once draining), the drain if one started, and the core's counters:
+    /// accepted, shed at `max_slots` (`refused_full`), drained, closed at the deadline, ...
     pub fn status(&self) -> ServerStatus {
         self.core.status()
+    }
+
+    /// Drains the server for a rolling restart (PROTOCOL.md section 2):
+    ///
+    /// 1. The listener is closed at once, so new connections are refused.
+    /// 2. A [`ServerEvent::Draining`] is queued for every open connection, and
+    ///    [`Server::is_draining`] is true from now on: the application closes each one
+    ///    ([`Server::close`]) when it is between two requests, having answered the one in
+    ///    hand, and at once if it is idle.
+    /// 3. At `deadline` ([`Server::poll_timeout`], then [`Server::handle_timeout`]) every
+    ///    connection still open is closed, [`CloseCause::DrainDeadline`].
+    /// 4. Once none is left, [`ServerEvent::Drained`] reports how they ended, once.
+    ///
+    /// Draining again keeps the earlier deadline. [`Server::status`] has the drain's phase
+    /// and counts all along.
+    ///
+    /// ```
+    /// use callosum_mio::{Server, ServerConfig, ServerEvent, TokenRange};
+    /// use mio::{Events, Poll};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let mut poll = Poll::new()?;
+    /// let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default())?;
+    /// server.register(poll.registry(), TokenRange::new(0..100))?;
+    /// let idle = std::net::TcpStream::connect(server.local_addr())?;
+    /// let mut events = Events::with_capacity(64);
+    /// let deadline = Instant::now() + Duration::from_secs(10);
+    /// let report = 'run: loop {
+    ///     let timeout = callosum_mio::timeout_until([server.poll_timeout(), Some(deadline)]);
+    ///     poll.poll(&mut events, timeout)?;
+    ///     for event in &events {
+    ///         server.handle_event(event);
+    ///     }
+    ///     server.handle_timeout();
+    ///     while let Some(event) = server.poll_event() {
+    ///         match event {
+    ///             // A rolling restart begins once the connection is in.
+    ///             ServerEvent::Accepted { .. } => server.drain(deadline),
+    ///             // This application is idle on every connection: close it at once.
+    ///             ServerEvent::Draining { conn } => {
+    ///                 server.close(conn);
+    ///             }
+    ///             ServerEvent::Drained { report } => break 'run report,
+    ///             _ => {}
+    ///         }
+    ///     }
+    /// };
+    /// assert_eq!((report.drained, report.closed_at_deadline), (1, 0));
+    /// assert!(std::net::TcpStream::connect(server.local_addr()).is_err(), "refused");
+    /// # drop(idle);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn drain(&mut self, deadline: Instant) {
+        let first = !self.core.is_draining();
+        let _ = self
+            .core
+            .handle_drain(self.clock.now(), self.clock.from_std(deadline));
+        // Taken, and dropped at the end of this statement: the port refuses new connections.
+        if let Some(mut listener) = self.listener.take()
+            && let Some(registry) = &self.registry
+        {
+            let _ = registry.deregister(&mut listener);
+        }
+        if first {
+            let draining = self
+                .conns
+                .iter()
+                .flatten()
+                .map(|live| ServerEvent::Draining {
+                    conn: ServerConnId(live.id),
+                });
+            self.events.extend(draining);
+        }
+        self.close_remaining_if_due();
+    }
+
+    /// Whether [`Server::drain`] was called: close each connection between requests.
+    ///
+    /// ```
+    /// # use callosum_mio::Server;
+    /// let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
+    /// assert!(!server.is_draining());
+    /// server.drain(std::time::Instant::now());
+    /// assert!(server.is_draining());
+    /// assert_eq!(server.poll_event(), Some(callosum_mio::ServerEvent::Drained { report: Default::default() }));
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.core.is_draining()
+    }
+
+    /// Acts on the drain's phase: at the deadline, closes every connection still open; once
+    /// none is, reports the drain done (once).
+    fn close_remaining_if_due(&mut self) {
+        let Some(drain) = self.core.drain_status() else {
+            return;
+        };
+        if drain.phase == DrainPhase::CloseRemaining {
+            for slot in 0..self.conns.len() {
+                // Slots fit in u32: they come from the core.
+                self.end(slot as u32, CloseCause::DrainDeadline);
+            }
+        }
+        self.report_if_drained();
+    }
+
+    /// Queues [`ServerEvent::Drained`] the first time a drain is found done.
+    fn report_if_drained(&mut self) {
+        if self.drain_reported {
+            return;
+        }
+        if let Some(drain) = self.core.drain_status()
+            && drain.phase == DrainPhase::Done
+        {
+            self.drain_reported = true;
+            self.events.push_back(ServerEvent::Drained {
+                report: drain.report,
+            });
+        }
     }
 
     fn live_mut(&mut self, conn: ServerConnId) -> io::Result<&mut Live> {
@@ -495,8 +638,11 @@ impl Server {
     /// Accepts until the listener would block, or backs off after an accept error for want
     /// of a resource.
     fn accept_all(&mut self) {
-        while self.core.poll_timeout().is_none() {
-            match self.listener.accept() {
+        while self.core.is_accepting() {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer),
                 Err(error) => match adapter::accept_error(&error) {
                     AcceptError::Pending => break,
@@ -602,6 +748,7 @@ impl Server {
                 cause,
             });
         }
+        self.report_if_drained();
     }
 }
 
