@@ -56,7 +56,7 @@ pub struct Row {
 /// use callosum_sim::{Scenario, Size, simulate};
 ///
 /// let report = simulate(Scenario::SlowServer, Size { servers: 4, clients: 8, seconds: 2, pool: 4 }, 1);
-/// assert_eq!(report.rows.len(), 5);
+/// assert_eq!(report.rows.len(), 6);
 /// assert!(report.table().contains("two-choices"));
 /// ```
 pub fn simulate(scenario: Scenario, size: Size, seed: u64) -> Report {
@@ -164,6 +164,19 @@ fn settle_seconds(params: &Params, result: &RunResult, from_us: u64) -> Option<f
         .map(|k| ((k as u64 + 1) * SAMPLE_US - from_us) as f64 / 1e6)
 }
 
+/// The footnote of the strategies marked `*`.
+const GLOBAL_NOTE: &str = "*: global-information bounds, not clients: two-choices reads the true \
+outstanding count of every server (from all clients), jsq also skips servers that are down";
+
+/// The strategy's name in a table, marked `*` if it is a global-information bound.
+fn label(strategy: Strategy) -> String {
+    if strategy.global_information() {
+        format!("{strategy}*")
+    } else {
+        strategy.name().to_owned()
+    }
+}
+
 fn cell(value: Option<f64>, scale: f64, decimals: usize) -> String {
     match value {
         Some(v) => format!("{:.*}", decimals, v * scale),
@@ -194,7 +207,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<12} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8}",
+            "{:<18} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8}",
             "strategy",
             "p50 ms",
             "p99 ms",
@@ -215,8 +228,8 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:<12} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8.2} {:>8.2} {:>8}% {:>9.0} {:>8}",
-                row.strategy.name(),
+                "{:<18} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8.2} {:>8.2} {:>8}% {:>9.0} {:>8}",
+                label(row.strategy),
                 p50,
                 p99,
                 p999,
@@ -228,6 +241,7 @@ impl Report {
                 settle
             );
         }
+        let _ = writeln!(out, "{GLOBAL_NOTE}");
         let _ = writeln!(
             out,
             "latency: successful requests sent after the {} s warm-up, from arrival at the \

@@ -13,19 +13,27 @@ pub enum Strategy {
     Random,
     /// Each client cycles through the servers, starting at a random one.
     RoundRobin,
-    /// Two distinct servers drawn at random; the one with fewer outstanding requests wins.
+    /// Two distinct servers drawn at random; the one to which this client has fewer requests
+    /// outstanding wins. What a real client can do on its own, as Envoy's `least_request`
+    /// and Finagle's power of two choices do.
+    TwoChoicesLocal,
+    /// Two distinct servers drawn at random; the one with fewer outstanding requests from all
+    /// clients wins. A global-information bound: it reads every server's true count at the
+    /// instant of the choice, which no client knows.
     TwoChoices,
     /// Join the shortest queue with full information: the server with the fewest outstanding
-    /// requests cluster-wide (ties broken at random), skipping servers that are down.
+    /// requests cluster-wide (ties broken at random), skipping servers that are down. A
+    /// global-information bound, the ideal to approach rather than something a client can do.
     Jsq,
 }
 
 impl Strategy {
     /// Every strategy, in the order of the table.
-    pub const ALL: [Strategy; 5] = [
+    pub const ALL: [Strategy; 6] = [
         Strategy::Callosum,
         Strategy::Random,
         Strategy::RoundRobin,
+        Strategy::TwoChoicesLocal,
         Strategy::TwoChoices,
         Strategy::Jsq,
     ];
@@ -40,9 +48,23 @@ impl Strategy {
             Strategy::Callosum => "callosum",
             Strategy::Random => "random",
             Strategy::RoundRobin => "round-robin",
+            Strategy::TwoChoicesLocal => "two-choices-local",
             Strategy::TwoChoices => "two-choices",
             Strategy::Jsq => "jsq",
         }
+    }
+
+    /// Whether the strategy reads what no client can know (every server's true outstanding
+    /// count, which servers are down): a bound to compare with, not a competitor.
+    ///
+    /// ```
+    /// use callosum_sim::Strategy;
+    ///
+    /// assert!(Strategy::Jsq.global_information());
+    /// assert!(!Strategy::TwoChoicesLocal.global_information());
+    /// ```
+    pub fn global_information(self) -> bool {
+        matches!(self, Strategy::TwoChoices | Strategy::Jsq)
     }
 }
 

@@ -72,6 +72,14 @@ fn exponential_us(rng: &mut Rng, mean_us: f64) -> u64 {
     (-mean_us * uniform.ln()) as u64
 }
 
+/// Two distinct members drawn at random, in random order.
+fn two_distinct(rng: &mut Rng, members: &[u32]) -> (u32, u32) {
+    let n = members.len() as u64;
+    let first = rng.below(n);
+    let second = (first + 1 + rng.below(n - 1)) % n;
+    (members[first as usize], members[second as usize])
+}
+
 /// What one run measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunResult {
@@ -275,6 +283,9 @@ struct Sim<'a> {
     conns: Vec<Conn>,
     /// The servers in the cluster now, for the random choices and booting clients.
     members: Vec<u32>,
+    /// two-choices-local only: requests each client has outstanding at each server,
+    /// `[client * servers + server]` (empty under the other strategies).
+    own_outstanding: Vec<u32>,
     latencies_us: Vec<u32>,
     errors: u64,
     sent_per_server: Vec<u64>,
@@ -347,6 +358,11 @@ impl<'a> Sim<'a> {
             live_requests: 0,
             conns: Vec::new(),
             members,
+            own_outstanding: if strategy == Strategy::TwoChoicesLocal {
+                vec![0; params.clients * params.servers]
+            } else {
+                Vec::new()
+            },
             latencies_us: Vec::new(),
             errors: 0,
             sent_per_server: vec![0; params.servers],
@@ -545,11 +561,19 @@ impl<'a> Sim<'a> {
                 c.round_robin = (c.round_robin + 1) % members.len();
                 members[c.round_robin]
             }
+            // The pair is drawn in random order, so keeping the first on a tie breaks ties at
+            // random.
+            Strategy::TwoChoicesLocal => {
+                let (a, b) = two_distinct(&mut c.choice, members);
+                let own = &self.own_outstanding[client as usize * servers.len()..];
+                if own[b as usize] < own[a as usize] {
+                    b
+                } else {
+                    a
+                }
+            }
             Strategy::TwoChoices => {
-                let n = members.len() as u64;
-                let first = c.choice.below(n);
-                let second = (first + 1 + c.choice.below(n - 1)) % n;
-                let (a, b) = (members[first as usize], members[second as usize]);
+                let (a, b) = two_distinct(&mut c.choice, members);
                 if servers[b as usize].outstanding < servers[a as usize].outstanding {
                     b
                 } else {
@@ -597,11 +621,17 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn set_outstanding(&mut self, server: u32, delta: i32) {
+    /// Counts a request of `client` sent to `server` (`delta` 1) or answered (-1).
+    fn set_outstanding(&mut self, client: u32, server: u32, delta: i32) {
         let s = &mut self.servers[server as usize];
         s.area += u64::from(s.outstanding) * (self.now - s.changed_at);
         s.changed_at = self.now;
         s.outstanding = s.outstanding.wrapping_add_signed(delta);
+        if !self.own_outstanding.is_empty() {
+            let index = client as usize * self.servers.len() + server as usize;
+            let own = &mut self.own_outstanding[index];
+            *own = own.wrapping_add_signed(delta);
+        }
     }
 
     fn send(&mut self, req: u32, server: u32) {
@@ -611,7 +641,8 @@ impl<'a> Sim<'a> {
         if r.born >= self.params.warmup_us {
             self.sent_per_server[server as usize] += 1;
         }
-        self.set_outstanding(server, 1);
+        let client = r.client;
+        self.set_outstanding(client, server, 1);
         self.book(self.now + self.params.one_way_us, Ev::AtServer { req });
     }
 
@@ -676,7 +707,7 @@ impl<'a> Sim<'a> {
 
     fn reply(&mut self, req: u32) {
         let r = self.requests[req as usize];
-        self.set_outstanding(r.server, -1);
+        self.set_outstanding(r.client, r.server, -1);
         if r.born >= self.params.warmup_us {
             if r.failed {
                 self.errors += 1;

@@ -146,3 +146,36 @@ fn the_binary_reports_bad_arguments_without_panicking() {
     );
     assert!(!stderr.contains("panicked"));
 }
+
+#[test]
+fn two_choices_local_knows_only_its_own_requests() {
+    let share = |size: Size, strategy: Strategy| {
+        let params = Scenario::SlowServer.params(size);
+        let result = run(&params, strategy, 4);
+        let sent: u64 = result.sent_per_server.iter().sum();
+        result.sent_per_server[0] as f64 / sent as f64
+    };
+    // Two clients with about 17 requests in flight each: a client's own requests pile up at
+    // the slow server, so its own counts steer it away as well as the true counts do.
+    let few = Size {
+        clients: 2,
+        ..SMALL
+    };
+    let (local, random) = (
+        share(few, Strategy::TwoChoicesLocal),
+        share(few, Strategy::Random),
+    );
+    assert!(local < random / 2.0, "local {local:.4}, random {random:.4}");
+    // 500 clients with about a third of a request in flight each: a client has nothing
+    // outstanding almost everywhere, so it learns less, where the true counts still show the
+    // slow server's queue.
+    let many = Size {
+        clients: 500,
+        ..SMALL
+    };
+    let (local, global) = (
+        share(many, Strategy::TwoChoicesLocal),
+        share(many, Strategy::TwoChoices),
+    );
+    assert!(local > global * 1.3, "local {local:.4}, global {global:.4}");
+}
