@@ -10,7 +10,7 @@ pub const USAGE: &str = "usage: callosum-sim --scenario NAME [--seed N] [--svg F
 [--servers N] [--clients N] [--seconds N] [--pool N]
 
 scenarios: homogeneous-50 homogeneous-90 slow-server fast-fail crash-restart add-server \
-skewed-clients
+skewed-clients few-clients (one client per 5 servers, pools of at least 64, whatever --clients)
 defaults: --seed 1 --servers 100 --clients 1000 --seconds 60 --pool 4";
 
 /// What the command line asked for.

@@ -33,5 +33,7 @@ mod sim;
 mod svg;
 
 pub use report::{Report, Row, simulate};
-pub use scenario::{Crash, HeavyClients, Params, Scenario, Size, Strategy, UnknownScenario};
+pub use scenario::{
+    Crash, FEW_CLIENTS_POOL, HeavyClients, Params, Scenario, Size, Strategy, UnknownScenario,
+};
 pub use sim::{RunResult, SAMPLE_US, run};

@@ -92,11 +92,24 @@ pub enum Scenario {
     AddServer,
     /// 10% of the clients send 80% of the requests, 70% load.
     SkewedClients,
+    /// Few clients with many requests in flight each, the regime Boxcar was built for: one
+    /// client per five servers (20 at 100 servers, whatever the size's client count), so each
+    /// has about 17 requests in flight at 70% load; callosum pools of at least
+    /// [`FEW_CLIENTS_POOL`] connections, since a pool must hold a client's peak concurrency.
+    FewClients,
 }
+
+/// The smallest callosum pool of the few-clients scenario: `max(size.pool, 64)`, room for a
+/// client's peak concurrency (about 17 in flight on average). Pools are fixed at this size:
+/// every client keeps 64 connections whether it uses them or not.
+pub const FEW_CLIENTS_POOL: usize = 64;
+
+/// Servers per client in the few-clients scenario.
+const SERVERS_PER_FEW_CLIENT: usize = 5;
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Homogeneous50,
         Scenario::Homogeneous90,
         Scenario::SlowServer,
@@ -104,6 +117,7 @@ impl Scenario {
         Scenario::CrashRestart,
         Scenario::AddServer,
         Scenario::SkewedClients,
+        Scenario::FewClients,
     ];
 
     /// The name given to `--scenario`.
@@ -120,6 +134,7 @@ impl Scenario {
             Scenario::CrashRestart => "crash-restart",
             Scenario::AddServer => "add-server",
             Scenario::SkewedClients => "skewed-clients",
+            Scenario::FewClients => "few-clients",
         }
     }
 
@@ -180,6 +195,10 @@ impl Scenario {
                     share: 0.8,
                 });
             }
+            Scenario::FewClients => {
+                params.clients = (size.servers / SERVERS_PER_FEW_CLIENT).max(1);
+                params.pool_size = size.pool.max(FEW_CLIENTS_POOL);
+            }
         }
         params
     }
@@ -191,7 +210,10 @@ impl Scenario {
             Scenario::FastFail => Some("the server that answers errors at once"),
             Scenario::CrashRestart => Some("the server that crashes and restarts"),
             Scenario::AddServer => Some("the server added during the run"),
-            Scenario::Homogeneous50 | Scenario::Homogeneous90 | Scenario::SkewedClients => None,
+            Scenario::Homogeneous50
+            | Scenario::Homogeneous90
+            | Scenario::SkewedClients
+            | Scenario::FewClients => None,
         }
     }
 }

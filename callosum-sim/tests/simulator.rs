@@ -179,3 +179,20 @@ fn two_choices_local_knows_only_its_own_requests() {
     );
     assert!(local > global * 1.3, "local {local:.4}, global {global:.4}");
 }
+
+#[test]
+fn few_clients_keep_many_requests_in_flight_each() {
+    let params = Scenario::FewClients.params(Size::default());
+    assert_eq!((params.clients, params.pool_size), (20, 64));
+    let report = simulate(Scenario::FewClients, SMALL, 2);
+    assert_eq!(report.params.clients, 2);
+    for row in &report.rows {
+        // Little's law: outstanding requests over the cluster, shared by two clients.
+        let per_client = row.mean_outstanding * SMALL.servers as f64 / 2.0;
+        assert!(
+            (12.0..25.0).contains(&per_client),
+            "{}: {per_client:.1} requests in flight per client",
+            row.strategy
+        );
+    }
+}
