@@ -44,7 +44,8 @@ pub struct Row {
     pub odd_share: Option<f64>,
     /// Callosum only: the odd server's share of the live connections at the end of traffic.
     pub odd_connection_share: Option<f64>,
-    /// Connections opened per virtual second.
+    /// Connections opened per virtual second, from the end of the warm-up to the end of the
+    /// arrivals.
     pub connections_per_second: f64,
     /// Seconds after the restart or addition until the load settled; `Some(None)`: never.
     pub settle_seconds: Option<Option<f64>>,
@@ -128,7 +129,8 @@ fn summarise(params: &Params, result: &RunResult) -> Row {
         max_outstanding,
         odd_share,
         odd_connection_share,
-        connections_per_second: result.connections_opened as f64 * 1e6 / params.duration_us as f64,
+        connections_per_second: result.connections_opened as f64 * 1e6
+            / (params.duration_us - params.warmup_us) as f64,
         settle_seconds: params
             .settle_from_us()
             .map(|from| settle_seconds(params, result, from)),
@@ -271,8 +273,9 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "conns/s: connections opened per second; callosum counts the rover's, the others \
-             are modelled with one connection per request"
+            "conns/s: connections opened per second from the end of the warm-up to the end of \
+             the arrivals (not the drain); callosum counts the rover's, the others are \
+             modelled with one connection per request"
         );
         if p.settle_from_us().is_some() {
             let _ = writeln!(

@@ -93,8 +93,9 @@ pub struct RunResult {
     pub errors: u64,
     /// Requests born after the warm-up, per server they were sent to.
     pub sent_per_server: Vec<u64>,
-    /// Connections opened during the whole run: accepted by a server (callosum), or one per
-    /// request sent (the other strategies).
+    /// Connections opened in the traffic window, from the end of the warm-up to the end of
+    /// the arrivals (not the boot, when pools fill, nor the drain, which can last minutes):
+    /// accepted by a server (callosum), or one per request sent (the other strategies).
     pub connections_opened: u64,
     /// Callosum only: live connections per server at the end of the traffic (the slots the
     /// servers' cores hold, handshakes in flight included).
@@ -502,6 +503,11 @@ impl<'a> Sim<'a> {
             .expect("only scenarios with an odd server book its events")
     }
 
+    /// From the end of the warm-up to the end of the arrivals: when connections count.
+    fn in_traffic_window(&self) -> bool {
+        (self.params.warmup_us..self.params.duration_us).contains(&self.now)
+    }
+
     fn callosum(&mut self, client: u32) -> &mut CallosumClient {
         self.clients[client as usize]
             .callosum
@@ -545,7 +551,9 @@ impl<'a> Sim<'a> {
             self.drain(client);
         } else {
             let server = self.choose(client);
-            self.connections_opened += 1;
+            if self.in_traffic_window() {
+                self.connections_opened += 1;
+            }
             self.send(req, server);
         }
     }
@@ -771,7 +779,9 @@ impl<'a> Sim<'a> {
         }
         match s.core.handle_accept() {
             Accept::Assigned { conn: id, .. } => {
-                self.connections_opened += 1;
+                if self.in_traffic_window() {
+                    self.connections_opened += 1;
+                }
                 self.conns.push(Conn {
                     server,
                     id,

@@ -196,3 +196,22 @@ fn few_clients_keep_many_requests_in_flight_each() {
         );
     }
 }
+
+#[test]
+fn connections_count_over_the_traffic_window_only() {
+    // Pools of one cannot carry the heavy clients: their requests wait in the client, and
+    // the run drains for long after the arrivals stop, while the rovers go on roving.
+    let size = Size { pool: 1, ..SMALL };
+    let params = Scenario::SkewedClients.params(size);
+    let callosum = run(&params, Strategy::Callosum, 6);
+    let window_s = (params.duration_us - params.warmup_us) as f64 / 1e6;
+    let per_client_second = callosum.connections_opened as f64 / window_s / SMALL.clients as f64;
+    // One rover attempt per client per second, whatever the drain.
+    assert!(per_client_second <= 1.2, "{per_client_second:.2}");
+    // The others open one per request sent in the window.
+    let random = run(&params, Strategy::Random, 6);
+    assert_eq!(
+        random.connections_opened,
+        random.sent_per_server.iter().sum::<u64>()
+    );
+}
