@@ -27,13 +27,19 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+mod figure;
+mod parallel;
 mod report;
 mod scenario;
+mod seeds;
 mod sim;
 mod svg;
+mod table;
 
+pub use figure::Figure;
 pub use report::{Report, Row, simulate};
 pub use scenario::{
     Crash, FEW_CLIENTS_POOL, HeavyClients, Params, Scenario, Size, Strategy, UnknownScenario,
 };
+pub use seeds::{MultiReport, simulate_seeds};
 pub use sim::{RunResult, SAMPLE_US, run};

@@ -88,6 +88,9 @@ pub struct RunResult {
     /// Latencies of the successful requests born after the warm-up, in microseconds,
     /// sorted ascending.
     pub latencies_us: Vec<u32>,
+    /// The same, of the requests sent to any server but the odd one (all of them when the
+    /// scenario has no odd server): a tail that an odd server's unbounded queue cannot set.
+    pub healthy_latencies_us: Vec<u32>,
     /// Requests born after the warm-up that got an error (a fast failure, a crash, a refused
     /// connection, or still unfinished when the drain limit passed).
     pub errors: u64,
@@ -100,6 +103,9 @@ pub struct RunResult {
     /// Callosum only: live connections per server at the end of the traffic (the slots the
     /// servers' cores hold, handshakes in flight included).
     pub live_connections: Option<Vec<u32>>,
+    /// Callosum only: per server, whether it was in the cluster and up at the end of the
+    /// traffic (the servers over which connections should be even).
+    pub serving_at_end: Option<Vec<bool>>,
     /// Callosum only: at the end of the traffic, per client, the connections its pool held
     /// as `(server, slot)`, as the client core's
     /// [`status`](callosum_proto::client::ClientCore::status) lists them.
@@ -288,10 +294,12 @@ struct Sim<'a> {
     /// `[client * servers + server]` (empty under the other strategies).
     own_outstanding: Vec<u32>,
     latencies_us: Vec<u32>,
+    healthy_latencies_us: Vec<u32>,
     errors: u64,
     sent_per_server: Vec<u64>,
     connections_opened: u64,
     live_connections: Option<Vec<u32>>,
+    serving_at_end: Option<Vec<bool>>,
     pooled: Option<Vec<Vec<(usize, u32)>>>,
     samples: Vec<Vec<f32>>,
 }
@@ -365,10 +373,12 @@ impl<'a> Sim<'a> {
                 Vec::new()
             },
             latencies_us: Vec::new(),
+            healthy_latencies_us: Vec::new(),
             errors: 0,
             sent_per_server: vec![0; params.servers],
             connections_opened: 0,
             live_connections: None,
+            serving_at_end: None,
             pooled: None,
             samples: Vec::new(),
         }
@@ -434,6 +444,7 @@ impl<'a> Sim<'a> {
             return;
         }
         self.live_connections = Some(self.servers.iter().map(|s| s.core.live()).collect());
+        self.serving_at_end = Some(self.servers.iter().map(|s| s.active && s.up).collect());
         let pooled = self.clients.iter().map(|c| {
             let status = c.callosum.as_ref().expect("callosum clients").core.status();
             let servers = status.servers.into_iter();
@@ -450,13 +461,17 @@ impl<'a> Sim<'a> {
     fn finish(self) -> RunResult {
         let mut latencies_us = self.latencies_us;
         latencies_us.sort_unstable();
+        let mut healthy_latencies_us = self.healthy_latencies_us;
+        healthy_latencies_us.sort_unstable();
         RunResult {
             strategy: self.strategy,
             latencies_us,
+            healthy_latencies_us,
             errors: self.errors,
             sent_per_server: self.sent_per_server,
             connections_opened: self.connections_opened,
             live_connections: self.live_connections,
+            serving_at_end: self.serving_at_end,
             pooled: self.pooled,
             samples: self.samples,
         }
@@ -722,6 +737,9 @@ impl<'a> Sim<'a> {
             } else {
                 let latency = u32::try_from(self.now - r.born).unwrap_or(u32::MAX);
                 self.latencies_us.push(latency);
+                if self.params.odd_server != Some(r.server as usize) {
+                    self.healthy_latencies_us.push(latency);
+                }
             }
         }
         self.requests[req as usize].stage = Stage::Free;

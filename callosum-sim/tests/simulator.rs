@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use callosum_sim::cli::{CliError, parse};
-use callosum_sim::{Scenario, Size, Strategy, run, simulate};
+use callosum_sim::{Figure, Scenario, Size, Strategy, run, simulate, simulate_seeds};
 
 const SMALL: Size = Size {
     servers: 10,
@@ -96,7 +96,7 @@ fn args(list: &[&str]) -> Vec<String> {
 
 #[test]
 fn bad_arguments_are_errors_with_a_message() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (&[], "--scenario NAME is required"),
         (&["--scenario"], "--scenario needs a value"),
         (&["--scenario", "slow"], "unknown scenario `slow`"),
@@ -109,6 +109,18 @@ fn bad_arguments_are_errors_with_a_message() {
             "at least 2",
         ),
         (&["--scenario", "slow-server", "--pool", "0"], "at least 1"),
+        (&["--scenario", "slow-server", "--seeds", "0"], "at least 1"),
+        (
+            &[
+                "--scenario",
+                "slow-server",
+                "--seed",
+                "18446744073709551615",
+                "--seeds",
+                "2",
+            ],
+            "within 64 bits",
+        ),
         (&["--frobnicate"], "unknown option `--frobnicate`"),
     ];
     for (list, message) in cases {
@@ -126,10 +138,13 @@ fn bad_arguments_are_errors_with_a_message() {
         "add-server",
         "--seconds",
         "3",
+        "--seeds",
+        "5",
     ]));
     let ok = ok.unwrap();
     assert_eq!(ok.scenario, Scenario::AddServer);
     assert_eq!((ok.svg.as_deref(), ok.size.seconds), (Some("a.svg"), 3));
+    assert_eq!((ok.seed, ok.seeds), (1, 5));
 }
 
 #[test]
@@ -214,4 +229,86 @@ fn connections_count_over_the_traffic_window_only() {
         random.connections_opened,
         random.sent_per_server.iter().sum::<u64>()
     );
+}
+
+#[test]
+fn the_healthy_p99_leaves_out_the_odd_servers_queue() {
+    let report = simulate(Scenario::SlowServer, SMALL, 5);
+    for row in &report.rows {
+        assert!(
+            row.healthy_p99_ms <= row.latency_ms[1],
+            "{}: healthy {} over all {}",
+            row.strategy,
+            row.healthy_p99_ms,
+            row.latency_ms[1]
+        );
+    }
+    // Random sends the slow server its full share, five times what it can serve: the queue
+    // sets the overall tail, not the healthy one.
+    let random = report.row(Strategy::Random);
+    assert!(
+        random.latency_ms[1] > 2.0 * random.healthy_p99_ms,
+        "{random:?}"
+    );
+    // Without an odd server, every request is a healthy one.
+    let even = simulate(Scenario::Homogeneous50, SMALL, 5);
+    assert!(
+        even.rows
+            .iter()
+            .all(|row| row.healthy_p99_ms == row.latency_ms[1])
+    );
+}
+
+#[test]
+fn seeds_report_medians_and_ranges_deterministically() {
+    let multi = simulate_seeds(Scenario::SlowServer, SMALL, 3..=5);
+    assert_eq!(multi.seeds, [3, 4, 5]);
+    assert_eq!(multi.rows.len(), 3);
+    // The first seed's report is the one-seed report.
+    assert_eq!(
+        multi.first.table(),
+        simulate(Scenario::SlowServer, SMALL, 3).table()
+    );
+    for (k, seed) in (3..=5).enumerate() {
+        let one = simulate(Scenario::SlowServer, SMALL, seed);
+        assert_eq!(multi.rows[k], one.rows, "seed {seed}");
+    }
+    for strategy in Strategy::ALL {
+        let values = multi.values(strategy, Figure::P99);
+        assert_eq!(values.len(), 3);
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(multi.median(strategy, Figure::P99), Some(sorted[1]));
+        assert_eq!(
+            multi.range(strategy, Figure::P99),
+            Some((sorted[0], sorted[2]))
+        );
+    }
+    assert_eq!(multi.median(Strategy::Random, Figure::OneServerPools), None);
+    let table = multi.table();
+    assert!(table.contains("median over seeds 3-5"), "{table}");
+    assert!(
+        table.contains("range (least-greatest) over seeds 3-5"),
+        "{table}"
+    );
+    assert_eq!(
+        table,
+        simulate_seeds(Scenario::SlowServer, SMALL, 3..=5).table()
+    );
+}
+
+#[test]
+fn callosum_reports_its_pools_and_connection_spread() {
+    let report = simulate(Scenario::Homogeneous50, SMALL, 9);
+    for row in &report.rows {
+        let callosum = row.strategy == Strategy::Callosum;
+        assert_eq!(row.pools_on_one_server.is_some(), callosum);
+        assert_eq!(row.connection_spread.is_some(), callosum);
+    }
+    let callosum = report.row(Strategy::Callosum);
+    // 50 pools of 4 over 10 servers, spread by roving to lower slots.
+    assert!(callosum.connection_spread.unwrap() < 0.2, "{callosum:?}");
+    // Pools of one are never counted as sitting on one server.
+    let single = simulate(Scenario::Homogeneous50, Size { pool: 1, ..SMALL }, 9);
+    assert_eq!(single.row(Strategy::Callosum).pools_on_one_server, Some(0));
 }
