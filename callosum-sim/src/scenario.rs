@@ -264,6 +264,26 @@ pub struct Size {
     pub pool: usize,
 }
 
+impl Size {
+    /// 20 servers, 200 clients, 20 virtual seconds, pools of 4: a fifth of the default
+    /// cluster with the same 10 clients per server (so the same requests in flight per
+    /// client), for tests that assert ratios on medians over a few seeds in about a second
+    /// per seed in a debug build.
+    ///
+    /// ```
+    /// let small = callosum_sim::Size::small();
+    /// assert_eq!((small.servers, small.clients, small.seconds, small.pool), (20, 200, 20, 4));
+    /// ```
+    pub const fn small() -> Size {
+        Size {
+            servers: 20,
+            clients: 200,
+            seconds: 20,
+            pool: 4,
+        }
+    }
+}
+
 impl Default for Size {
     /// 100 servers, 1,000 clients, 60 virtual seconds, pools of 4.
     fn default() -> Size {
