@@ -6,20 +6,24 @@ use core::str::FromStr;
 use crate::scenario::{Scenario, Size, UnknownScenario};
 
 /// The usage text.
-pub const USAGE: &str = "usage: callosum-sim --scenario NAME [--seed N] [--svg FILE] \
+pub const USAGE: &str = "usage: callosum-sim --scenario NAME [--seed N] [--seeds N] [--svg FILE] \
 [--servers N] [--clients N] [--seconds N] [--pool N]
 
 scenarios: homogeneous-50 homogeneous-90 slow-server fast-fail crash-restart add-server \
-skewed-clients
-defaults: --seed 1 --servers 100 --clients 1000 --seconds 60 --pool 4";
+skewed-clients few-clients (one client per 5 servers, pools of at least 64, whatever --clients)
+defaults: --seed 1 --seeds 1 --servers 100 --clients 1000 --seconds 60 --pool 4
+--seeds N runs the seeds --seed to --seed + N - 1 and prints the median and the range of each \
+figure; --svg draws the first seed's runs";
 
 /// What the command line asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Args {
     /// The scenario to run.
     pub scenario: Scenario,
-    /// The seed of every run.
+    /// The seed of every run, or the first seed.
     pub seed: u64,
+    /// How many seeds, from `seed` on: `seed..seed + seeds`.
+    pub seeds: u64,
     /// Where to write the SVG chart, if anywhere.
     pub svg: Option<String>,
     /// The cluster's size and the run's length.
@@ -91,13 +95,14 @@ fn number<T: FromStr + PartialOrd>(
 /// use callosum_sim::{Scenario, cli::parse};
 ///
 /// let args = parse(["--scenario", "slow-server", "--seed", "7"].map(String::from)).unwrap();
-/// assert_eq!((args.scenario, args.seed), (Scenario::SlowServer, 7));
+/// assert_eq!((args.scenario, args.seed, args.seeds), (Scenario::SlowServer, 7, 1));
 /// assert!(parse(["--seed", "x"].map(String::from)).is_err());
 /// ```
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, CliError> {
     let mut args = args.into_iter();
     let mut scenario = None;
-    let mut seed = 1;
+    let mut seed: u64 = 1;
+    let mut seeds: u64 = 1;
     let mut svg = None;
     let mut size = Size::default();
     while let Some(arg) = args.next() {
@@ -105,6 +110,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, CliError> {
             "-h" | "--help" => return Err(CliError::Help),
             "--scenario" => "--scenario",
             "--seed" => "--seed",
+            "--seeds" => "--seeds",
             "--svg" => "--svg",
             "--servers" => "--servers",
             "--clients" => "--clients",
@@ -118,6 +124,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, CliError> {
                 scenario = Some(value.parse().map_err(CliError::UnknownScenario)?);
             }
             "--seed" => seed = number(option, value, 0, "an unsigned 64-bit number")?,
+            "--seeds" => seeds = number(option, value, 1, "a number of at least 1")?,
             "--svg" => svg = Some(value),
             "--servers" => size.servers = number(option, value, 2, "a number of at least 2")?,
             "--clients" => size.clients = number(option, value, 1, "a number of at least 1")?,
@@ -125,9 +132,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, CliError> {
             _ => size.pool = number(option, value, 1, "a number of at least 1")?,
         }
     }
+    if seed.checked_add(seeds - 1).is_none() {
+        return Err(CliError::BadValue {
+            option: "--seeds",
+            value: seeds.to_string(),
+            expected: "a count that keeps the last seed within 64 bits",
+        });
+    }
     Ok(Args {
         scenario: scenario.ok_or(CliError::MissingScenario)?,
         seed,
+        seeds,
         svg,
         size,
     })

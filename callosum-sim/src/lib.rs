@@ -3,17 +3,21 @@
 //!
 //! It runs one workload (Poisson request arrivals on every client, exponential service times
 //! on servers with a fixed number of workers and a FIFO queue, a network delay on every hop)
-//! under five load-balancing strategies with the same seed, and reports latency percentiles,
-//! errors, load per server, connections opened and, after a restart or an added server, how
-//! long the load took to settle. See `README.md` beside this crate for what it shows.
+//! under six load-balancing strategies with the same seed, and reports latency percentiles
+//! (overall and of the requests to healthy servers), errors, load per server, connections
+//! opened, how callosum's connections sit and, after a restart or an added server, how long
+//! the load took to settle; [`simulate_seeds`] gives the median and the range of each figure
+//! over several seeds. See `README.md` beside this crate for what it shows.
 //!
 //! - [`Strategy::Callosum`]: every client is a [`callosum_proto::ClientCore`] (the rover, the
 //!   pool and the leases of `callosum-proto`, driven as an adapter drives them), every server
 //!   a [`GrowableServerCore`](callosum_proto::server::GrowableServerCore); a request takes the
 //!   lowest idle pooled connection and waits in the client while none is idle.
-//! - The others pick a server per request (random, round robin, the better of two random
-//!   choices on outstanding requests, join the shortest queue with full information) and send
-//!   the request straight to it.
+//! - The others pick a server per request and send the request straight to it: random,
+//!   round robin and the better of two random choices by the client's own outstanding
+//!   requests, which a client can do alone; and two bounds with global information no client
+//!   has, the better of two by every client's outstanding requests and join the shortest
+//!   queue.
 //!
 //! The same scenario, size and seed always give the same table and chart.
 //!
@@ -27,11 +31,19 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+mod figure;
+mod parallel;
 mod report;
 mod scenario;
+mod seeds;
 mod sim;
 mod svg;
+mod table;
 
+pub use figure::Figure;
 pub use report::{Report, Row, simulate};
-pub use scenario::{Crash, HeavyClients, Params, Scenario, Size, Strategy, UnknownScenario};
+pub use scenario::{
+    Crash, FEW_CLIENTS_POOL, HeavyClients, Params, Scenario, Size, Strategy, UnknownScenario,
+};
+pub use seeds::{MultiReport, simulate_seeds};
 pub use sim::{RunResult, SAMPLE_US, run};

@@ -1,5 +1,6 @@
-//! `callosum-sim --scenario NAME [--seed N] [--svg FILE]`: runs every strategy on one
-//! scenario, prints the table to stdout and, if asked, writes the chart.
+//! `callosum-sim --scenario NAME [--seed N] [--seeds N] [--svg FILE]`: runs every strategy on
+//! one scenario under one seed or several, prints the table to stdout and, if asked, writes
+//! the chart (of the first seed).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -19,10 +20,15 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    let report = callosum_sim::simulate(args.scenario, args.size, args.seed);
-    print!("{}", report.table());
+    let seeds = args.seed..=args.seed + (args.seeds - 1);
+    let report = callosum_sim::simulate_seeds(args.scenario, args.size, seeds);
+    if args.seeds == 1 {
+        print!("{}", report.first.table());
+    } else {
+        print!("{}", report.table());
+    }
     if let Some(path) = &args.svg
-        && let Err(error) = std::fs::write(path, report.svg())
+        && let Err(error) = std::fs::write(path, report.first.svg())
     {
         eprintln!("error: cannot write {path}: {error}");
         return ExitCode::FAILURE;

@@ -1,16 +1,17 @@
-//! From runs to what a reader sees: the table and the chart.
-
-use std::fmt::Write as _;
+//! From the runs of one seed to what a reader sees: a row of figures per strategy, the table
+//! and (in `svg.rs`) the chart.
 
 use crate::scenario::{Params, Scenario, Size, Strategy};
-use crate::sim::{RunResult, SAMPLE_US, run};
+use crate::seeds::simulate_seeds;
+use crate::sim::{RunResult, SAMPLE_US};
+use crate::table;
 
 /// The settle window: the odd server's load is averaged over this many samples (1 s).
 const WINDOW: usize = (1_000_000 / SAMPLE_US) as usize;
 /// Settled means within this fraction of the server's final level...
-const SETTLE_TOLERANCE: f64 = 0.25;
+pub(crate) const SETTLE_TOLERANCE: f64 = 0.25;
 /// ...for this many consecutive windows.
-const SETTLE_WINDOWS: usize = 3;
+pub(crate) const SETTLE_WINDOWS: usize = 3;
 
 /// Every strategy run on one scenario with one seed.
 #[derive(Clone, Debug)]
@@ -34,6 +35,9 @@ pub struct Row {
     pub strategy: Strategy,
     /// Latency percentiles of successful requests, in milliseconds: p50, p99, p99.9.
     pub latency_ms: [f64; 3],
+    /// The p99 of the successful requests sent to any server but the odd one, in
+    /// milliseconds: the odd server's queue, unbounded under some strategies, cannot set it.
+    pub healthy_p99_ms: f64,
     /// Requests that got an error.
     pub errors: u64,
     /// Outstanding requests per server, averaged over servers and time after the warm-up.
@@ -44,38 +48,32 @@ pub struct Row {
     pub odd_share: Option<f64>,
     /// Callosum only: the odd server's share of the live connections at the end of traffic.
     pub odd_connection_share: Option<f64>,
-    /// Connections opened per virtual second.
+    /// Connections opened per virtual second, from the end of the warm-up to the end of the
+    /// arrivals.
     pub connections_per_second: f64,
     /// Seconds after the restart or addition until the load settled; `Some(None)`: never.
     pub settle_seconds: Option<Option<f64>>,
+    /// Callosum only: clients whose pool sits entirely on one server at the end of traffic,
+    /// among those pooling at least 2 connections (a pool of one always does).
+    pub pools_on_one_server: Option<u64>,
+    /// Callosum only: the largest deviation of a server's live connections from their mean,
+    /// as a fraction of the mean, at the end of traffic, over the servers in the cluster and
+    /// up.
+    pub connection_spread: Option<f64>,
 }
 
-/// Runs every strategy on `scenario` with the same workload and seed.
+/// Runs every strategy on `scenario` with the same workload and seed (on as many threads as
+/// the machine has cores; the result does not depend on them).
 ///
 /// ```
 /// use callosum_sim::{Scenario, Size, simulate};
 ///
 /// let report = simulate(Scenario::SlowServer, Size { servers: 4, clients: 8, seconds: 2, pool: 4 }, 1);
-/// assert_eq!(report.rows.len(), 5);
+/// assert_eq!(report.rows.len(), 6);
 /// assert!(report.table().contains("two-choices"));
 /// ```
 pub fn simulate(scenario: Scenario, size: Size, seed: u64) -> Report {
-    let params = scenario.params(size);
-    let runs: Vec<RunResult> = Strategy::ALL
-        .iter()
-        .map(|&strategy| run(&params, strategy, seed))
-        .collect();
-    let rows = runs
-        .iter()
-        .map(|result| summarise(&params, result))
-        .collect();
-    Report {
-        scenario,
-        seed,
-        params,
-        rows,
-        runs,
-    }
+    simulate_seeds(scenario, size, [seed]).first
 }
 
 fn percentile_ms(sorted_us: &[u32], q: f64) -> f64 {
@@ -99,7 +97,35 @@ fn measured<'a>(params: &'a Params, result: &'a RunResult) -> impl Iterator<Item
         })
 }
 
-fn summarise(params: &Params, result: &RunResult) -> Row {
+/// Clients whose pool sits entirely on one server, among those pooling at least 2
+/// connections; `pooled[client]` lists `(server, slot)`.
+fn pools_on_one_server(pooled: &[Vec<(usize, u32)>]) -> u64 {
+    let captured = pooled
+        .iter()
+        .filter(|pool| pool.len() >= 2 && pool.iter().all(|&(server, _)| server == pool[0].0));
+    captured.count() as u64
+}
+
+/// The largest |live - mean| / mean over the servers marked serving; 0 if none is.
+fn connection_spread(live: &[u32], serving: &[bool]) -> f64 {
+    let counts: Vec<f64> = live
+        .iter()
+        .zip(serving)
+        .filter(|&(_, &serving)| serving)
+        .map(|(&live, _)| f64::from(live))
+        .collect();
+    let mean = counts.iter().sum::<f64>() / counts.len().max(1) as f64;
+    if mean == 0.0 {
+        return 0.0;
+    }
+    counts
+        .iter()
+        .map(|&count| (count - mean).abs() / mean)
+        .fold(0.0, f64::max)
+}
+
+/// The row of one run.
+pub(crate) fn summarise(params: &Params, result: &RunResult) -> Row {
     let mut per_server = vec![0.0f64; params.servers];
     let mut windows = 0usize;
     for row in measured(params, result) {
@@ -123,15 +149,23 @@ fn summarise(params: &Params, result: &RunResult) -> Row {
     Row {
         strategy: result.strategy,
         latency_ms: [0.5, 0.99, 0.999].map(|q| percentile_ms(&result.latencies_us, q)),
+        healthy_p99_ms: percentile_ms(&result.healthy_latencies_us, 0.99),
         errors: result.errors,
         mean_outstanding,
         max_outstanding,
         odd_share,
         odd_connection_share,
-        connections_per_second: result.connections_opened as f64 * 1e6 / params.duration_us as f64,
+        connections_per_second: result.connections_opened as f64 * 1e6
+            / (params.duration_us - params.warmup_us) as f64,
         settle_seconds: params
             .settle_from_us()
             .map(|from| settle_seconds(params, result, from)),
+        pools_on_one_server: result.pooled.as_deref().map(pools_on_one_server),
+        connection_spread: result
+            .live_connections
+            .as_deref()
+            .zip(result.serving_at_end.as_deref())
+            .map(|(live, serving)| connection_spread(live, serving)),
     }
 }
 
@@ -164,118 +198,50 @@ fn settle_seconds(params: &Params, result: &RunResult, from_us: u64) -> Option<f
         .map(|k| ((k as u64 + 1) * SAMPLE_US - from_us) as f64 / 1e6)
 }
 
-fn cell(value: Option<f64>, scale: f64, decimals: usize) -> String {
-    match value {
-        Some(v) => format!("{:.*}", decimals, v * scale),
-        None => "-".to_owned(),
-    }
-}
-
 impl Report {
     /// The table: a header naming the scenario and its parameters, a row per strategy, and
     /// notes on what the columns mean. The same seed always gives the same text.
     pub fn table(&self) -> String {
-        let p = &self.params;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "scenario {}: {} servers x {} workers, {} clients (pool {}), {} s, load {:.0}%, \
-             exponential service mean {} ms, {} ms per hop, seed {}",
-            self.scenario,
-            p.servers,
-            p.workers,
-            p.clients,
-            p.pool_size,
-            p.duration_us / 1_000_000,
-            p.load * 100.0,
-            p.mean_service_us as f64 / 1e3,
-            p.one_way_us as f64 / 1e3,
-            self.seed
-        );
-        let _ = writeln!(
-            out,
-            "{:<12} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8}",
-            "strategy",
-            "p50 ms",
-            "p99 ms",
-            "p99.9 ms",
-            "errors",
-            "out mean",
-            "out max",
-            "odd share",
-            "conns/s",
-            "settle s"
-        );
-        for row in &self.rows {
-            let [p50, p99, p999] = row.latency_ms;
-            let settle = match row.settle_seconds {
-                None => "-".to_owned(),
-                Some(None) => "never".to_owned(),
-                Some(Some(s)) => format!("{s:.2}"),
-            };
-            let _ = writeln!(
-                out,
-                "{:<12} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>8.2} {:>8.2} {:>8}% {:>9.0} {:>8}",
-                row.strategy.name(),
-                p50,
-                p99,
-                p999,
-                row.errors,
-                row.mean_outstanding,
-                row.max_outstanding,
-                cell(row.odd_share, 100.0, 2),
-                row.connections_per_second,
-                settle
-            );
-        }
-        let _ = writeln!(
-            out,
-            "latency: successful requests sent after the {} s warm-up, from arrival at the \
-             client (waiting for a connection included) to the response",
-            p.warmup_us as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "out mean / out max: requests sent and not yet answered, per server, averaged over \
-             time: the mean over servers and the highest server"
-        );
-        if let (Some(note), Some(odd)) = (self.scenario.odd_server_note(), p.odd_server) {
-            let _ = writeln!(
-                out,
-                "odd share: share of requests sent to server {odd}, {note} (1/{} = {:.2}%)",
-                p.servers,
-                100.0 / p.servers as f64
-            );
-            if let Some(share) = self.rows.iter().find_map(|row| row.odd_connection_share) {
-                let _ = writeln!(
-                    out,
-                    "callosum: server {odd} held {:.2}% of the pooled connections when traffic \
-                     stopped",
-                    share * 100.0
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "conns/s: connections opened per second; callosum counts the rover's, the others \
-             are modelled with one connection per request"
-        );
-        if p.settle_from_us().is_some() {
-            let _ = writeln!(
-                out,
-                "settle s: from the {} to the end of the first 1 s window whose average load on \
-                 server {} is within {:.0}% of its final level (its average over the last quarter \
-                 of the run), and stays so for {} windows",
-                if p.crash.is_some() {
-                    "restart"
-                } else {
-                    "addition"
-                },
-                p.odd_server.unwrap_or(0),
-                SETTLE_TOLERANCE * 100.0,
-                SETTLE_WINDOWS
-            );
-        }
+        let mut out = table::header(self.scenario, &self.params, &format!("seed {}", self.seed));
+        out.push_str(&table::grid(&Strategy::ALL, |strategy, figure| {
+            let row = self.row(strategy);
+            row.figure(figure)
+                .map_or_else(|| "-".to_owned(), |value| figure.format(value))
+        }));
+        out.push_str(&table::notes(self.scenario, &self.params));
         out
+    }
+
+    /// The row of `strategy`.
+    pub fn row(&self, strategy: Strategy) -> &Row {
+        self.rows
+            .iter()
+            .find(|row| row.strategy == strategy)
+            .expect("a row per strategy")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_on_one_server_counts_from_two_connections() {
+        let pooled = vec![
+            vec![(0, 1), (0, 2)],
+            vec![(0, 3), (1, 1)],
+            vec![(2, 1)],
+            vec![],
+            vec![(3, 1), (3, 2), (3, 3)],
+        ];
+        assert_eq!(pools_on_one_server(&pooled), 2);
+    }
+
+    #[test]
+    fn the_spread_counts_only_the_servers_serving() {
+        // Mean 10 over the three serving servers; the crashed one's 0 is left out.
+        let spread = connection_spread(&[9, 10, 11, 0], &[true, true, true, false]);
+        assert!((spread - 0.1).abs() < 1e-12, "{spread}");
+        assert_eq!(connection_spread(&[0, 0], &[true, true]), 0.0);
     }
 }

@@ -13,19 +13,27 @@ pub enum Strategy {
     Random,
     /// Each client cycles through the servers, starting at a random one.
     RoundRobin,
-    /// Two distinct servers drawn at random; the one with fewer outstanding requests wins.
+    /// Two distinct servers drawn at random; the one to which this client has fewer requests
+    /// outstanding wins. What a real client can do on its own, as Envoy's `least_request`
+    /// and Finagle's power of two choices do.
+    TwoChoicesLocal,
+    /// Two distinct servers drawn at random; the one with fewer outstanding requests from all
+    /// clients wins. A global-information bound: it reads every server's true count at the
+    /// instant of the choice, which no client knows.
     TwoChoices,
     /// Join the shortest queue with full information: the server with the fewest outstanding
-    /// requests cluster-wide (ties broken at random), skipping servers that are down.
+    /// requests cluster-wide (ties broken at random), skipping servers that are down. A
+    /// global-information bound, the ideal to approach rather than something a client can do.
     Jsq,
 }
 
 impl Strategy {
     /// Every strategy, in the order of the table.
-    pub const ALL: [Strategy; 5] = [
+    pub const ALL: [Strategy; 6] = [
         Strategy::Callosum,
         Strategy::Random,
         Strategy::RoundRobin,
+        Strategy::TwoChoicesLocal,
         Strategy::TwoChoices,
         Strategy::Jsq,
     ];
@@ -40,9 +48,23 @@ impl Strategy {
             Strategy::Callosum => "callosum",
             Strategy::Random => "random",
             Strategy::RoundRobin => "round-robin",
+            Strategy::TwoChoicesLocal => "two-choices-local",
             Strategy::TwoChoices => "two-choices",
             Strategy::Jsq => "jsq",
         }
+    }
+
+    /// Whether the strategy reads what no client can know (every server's true outstanding
+    /// count, which servers are down): a bound to compare with, not a competitor.
+    ///
+    /// ```
+    /// use callosum_sim::Strategy;
+    ///
+    /// assert!(Strategy::Jsq.global_information());
+    /// assert!(!Strategy::TwoChoicesLocal.global_information());
+    /// ```
+    pub fn global_information(self) -> bool {
+        matches!(self, Strategy::TwoChoices | Strategy::Jsq)
     }
 }
 
@@ -70,11 +92,24 @@ pub enum Scenario {
     AddServer,
     /// 10% of the clients send 80% of the requests, 70% load.
     SkewedClients,
+    /// Few clients with many requests in flight each, the regime Boxcar was built for: one
+    /// client per five servers (20 at 100 servers, whatever the size's client count), so each
+    /// has about 17 requests in flight at 70% load; callosum pools of at least
+    /// [`FEW_CLIENTS_POOL`] connections, since a pool must hold a client's peak concurrency.
+    FewClients,
 }
+
+/// The smallest callosum pool of the few-clients scenario: `max(size.pool, 64)`, room for a
+/// client's peak concurrency (about 17 in flight on average). Pools are fixed at this size:
+/// every client keeps 64 connections whether it uses them or not.
+pub const FEW_CLIENTS_POOL: usize = 64;
+
+/// Servers per client in the few-clients scenario.
+const SERVERS_PER_FEW_CLIENT: usize = 5;
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Homogeneous50,
         Scenario::Homogeneous90,
         Scenario::SlowServer,
@@ -82,6 +117,7 @@ impl Scenario {
         Scenario::CrashRestart,
         Scenario::AddServer,
         Scenario::SkewedClients,
+        Scenario::FewClients,
     ];
 
     /// The name given to `--scenario`.
@@ -98,6 +134,7 @@ impl Scenario {
             Scenario::CrashRestart => "crash-restart",
             Scenario::AddServer => "add-server",
             Scenario::SkewedClients => "skewed-clients",
+            Scenario::FewClients => "few-clients",
         }
     }
 
@@ -158,6 +195,10 @@ impl Scenario {
                     share: 0.8,
                 });
             }
+            Scenario::FewClients => {
+                params.clients = (size.servers / SERVERS_PER_FEW_CLIENT).max(1);
+                params.pool_size = size.pool.max(FEW_CLIENTS_POOL);
+            }
         }
         params
     }
@@ -169,7 +210,10 @@ impl Scenario {
             Scenario::FastFail => Some("the server that answers errors at once"),
             Scenario::CrashRestart => Some("the server that crashes and restarts"),
             Scenario::AddServer => Some("the server added during the run"),
-            Scenario::Homogeneous50 | Scenario::Homogeneous90 | Scenario::SkewedClients => None,
+            Scenario::Homogeneous50
+            | Scenario::Homogeneous90
+            | Scenario::SkewedClients
+            | Scenario::FewClients => None,
         }
     }
 }
@@ -218,6 +262,26 @@ pub struct Size {
     pub seconds: u64,
     /// `max_slots` of every callosum client's pool, at least 1.
     pub pool: usize,
+}
+
+impl Size {
+    /// 20 servers, 200 clients, 20 virtual seconds, pools of 4: a fifth of the default
+    /// cluster with the same 10 clients per server (so the same requests in flight per
+    /// client), for tests that assert ratios on medians over a few seeds in about a second
+    /// per seed in a debug build.
+    ///
+    /// ```
+    /// let small = callosum_sim::Size::small();
+    /// assert_eq!((small.servers, small.clients, small.seconds, small.pool), (20, 200, 20, 4));
+    /// ```
+    pub const fn small() -> Size {
+        Size {
+            servers: 20,
+            clients: 200,
+            seconds: 20,
+            pool: 4,
+        }
+    }
 }
 
 impl Default for Size {

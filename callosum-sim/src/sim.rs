@@ -37,9 +37,13 @@ enum Stream {
 }
 
 /// A seed for component `index` of `stream`, fixed by the run's seed.
+///
+/// The run's seed is mixed on its own before the stream and the index join it. Combined raw
+/// (`seed ^ index`, as it once was), seeds 1 to 7 gave the same set of client streams, only
+/// reassigned to other clients: another seed was nearly the same workload.
 fn derive_seed(seed: u64, stream: Stream, index: usize) -> u64 {
-    let mut rng = Rng::new(seed ^ ((stream as u64) << 56) ^ index as u64);
-    rng.next_u64()
+    let run = Rng::new(seed).next_u64();
+    Rng::new(run ^ ((stream as u64) << 56) ^ index as u64).next_u64()
 }
 
 /// The port of every simulated server's address.
@@ -68,6 +72,14 @@ fn exponential_us(rng: &mut Rng, mean_us: f64) -> u64 {
     (-mean_us * uniform.ln()) as u64
 }
 
+/// Two distinct members drawn at random, in random order.
+fn two_distinct(rng: &mut Rng, members: &[u32]) -> (u32, u32) {
+    let n = members.len() as u64;
+    let first = rng.below(n);
+    let second = (first + 1 + rng.below(n - 1)) % n;
+    (members[first as usize], members[second as usize])
+}
+
 /// What one run measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunResult {
@@ -76,17 +88,24 @@ pub struct RunResult {
     /// Latencies of the successful requests born after the warm-up, in microseconds,
     /// sorted ascending.
     pub latencies_us: Vec<u32>,
+    /// The same, of the requests sent to any server but the odd one (all of them when the
+    /// scenario has no odd server): a tail that an odd server's unbounded queue cannot set.
+    pub healthy_latencies_us: Vec<u32>,
     /// Requests born after the warm-up that got an error (a fast failure, a crash, a refused
     /// connection, or still unfinished when the drain limit passed).
     pub errors: u64,
     /// Requests born after the warm-up, per server they were sent to.
     pub sent_per_server: Vec<u64>,
-    /// Connections opened during the whole run: accepted by a server (callosum), or one per
-    /// request sent (the other strategies).
+    /// Connections opened in the traffic window, from the end of the warm-up to the end of
+    /// the arrivals (not the boot, when pools fill, nor the drain, which can last minutes):
+    /// accepted by a server (callosum), or one per request sent (the other strategies).
     pub connections_opened: u64,
     /// Callosum only: live connections per server at the end of the traffic (the slots the
     /// servers' cores hold, handshakes in flight included).
     pub live_connections: Option<Vec<u32>>,
+    /// Callosum only: per server, whether it was in the cluster and up at the end of the
+    /// traffic (the servers over which connections should be even).
+    pub serving_at_end: Option<Vec<bool>>,
     /// Callosum only: at the end of the traffic, per client, the connections its pool held
     /// as `(server, slot)`, as the client core's
     /// [`status`](callosum_proto::client::ClientCore::status) lists them.
@@ -272,11 +291,16 @@ struct Sim<'a> {
     conns: Vec<Conn>,
     /// The servers in the cluster now, for the random choices and booting clients.
     members: Vec<u32>,
+    /// two-choices-local only: requests each client has outstanding at each server,
+    /// `[client * servers + server]` (empty under the other strategies).
+    own_outstanding: Vec<u32>,
     latencies_us: Vec<u32>,
+    healthy_latencies_us: Vec<u32>,
     errors: u64,
     sent_per_server: Vec<u64>,
     connections_opened: u64,
     live_connections: Option<Vec<u32>>,
+    serving_at_end: Option<Vec<bool>>,
     pooled: Option<Vec<Vec<(usize, u32)>>>,
     samples: Vec<Vec<f32>>,
 }
@@ -344,11 +368,18 @@ impl<'a> Sim<'a> {
             live_requests: 0,
             conns: Vec::new(),
             members,
+            own_outstanding: if strategy == Strategy::TwoChoicesLocal {
+                vec![0; params.clients * params.servers]
+            } else {
+                Vec::new()
+            },
             latencies_us: Vec::new(),
+            healthy_latencies_us: Vec::new(),
             errors: 0,
             sent_per_server: vec![0; params.servers],
             connections_opened: 0,
             live_connections: None,
+            serving_at_end: None,
             pooled: None,
             samples: Vec::new(),
         }
@@ -414,6 +445,7 @@ impl<'a> Sim<'a> {
             return;
         }
         self.live_connections = Some(self.servers.iter().map(|s| s.core.live()).collect());
+        self.serving_at_end = Some(self.servers.iter().map(|s| s.active && s.up).collect());
         let pooled = self.clients.iter().map(|c| {
             let status = c.callosum.as_ref().expect("callosum clients").core.status();
             let servers = status.servers.into_iter();
@@ -430,13 +462,17 @@ impl<'a> Sim<'a> {
     fn finish(self) -> RunResult {
         let mut latencies_us = self.latencies_us;
         latencies_us.sort_unstable();
+        let mut healthy_latencies_us = self.healthy_latencies_us;
+        healthy_latencies_us.sort_unstable();
         RunResult {
             strategy: self.strategy,
             latencies_us,
+            healthy_latencies_us,
             errors: self.errors,
             sent_per_server: self.sent_per_server,
             connections_opened: self.connections_opened,
             live_connections: self.live_connections,
+            serving_at_end: self.serving_at_end,
             pooled: self.pooled,
             samples: self.samples,
         }
@@ -481,6 +517,11 @@ impl<'a> Sim<'a> {
         self.params
             .odd_server
             .expect("only scenarios with an odd server book its events")
+    }
+
+    /// From the end of the warm-up to the end of the arrivals: when connections count.
+    fn in_traffic_window(&self) -> bool {
+        (self.params.warmup_us..self.params.duration_us).contains(&self.now)
     }
 
     fn callosum(&mut self, client: u32) -> &mut CallosumClient {
@@ -528,7 +569,9 @@ impl<'a> Sim<'a> {
             self.drain(client);
         } else {
             let server = self.choose(client);
-            self.connections_opened += 1;
+            if self.in_traffic_window() {
+                self.connections_opened += 1;
+            }
             self.send(req, server);
         }
     }
@@ -544,11 +587,19 @@ impl<'a> Sim<'a> {
                 c.round_robin = (c.round_robin + 1) % members.len();
                 members[c.round_robin]
             }
+            // The pair is drawn in random order, so keeping the first on a tie breaks ties at
+            // random.
+            Strategy::TwoChoicesLocal => {
+                let (a, b) = two_distinct(&mut c.choice, members);
+                let own = &self.own_outstanding[client as usize * servers.len()..];
+                if own[b as usize] < own[a as usize] {
+                    b
+                } else {
+                    a
+                }
+            }
             Strategy::TwoChoices => {
-                let n = members.len() as u64;
-                let first = c.choice.below(n);
-                let second = (first + 1 + c.choice.below(n - 1)) % n;
-                let (a, b) = (members[first as usize], members[second as usize]);
+                let (a, b) = two_distinct(&mut c.choice, members);
                 if servers[b as usize].outstanding < servers[a as usize].outstanding {
                     b
                 } else {
@@ -596,11 +647,17 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn set_outstanding(&mut self, server: u32, delta: i32) {
+    /// Counts a request of `client` sent to `server` (`delta` 1) or answered (-1).
+    fn set_outstanding(&mut self, client: u32, server: u32, delta: i32) {
         let s = &mut self.servers[server as usize];
         s.area += u64::from(s.outstanding) * (self.now - s.changed_at);
         s.changed_at = self.now;
         s.outstanding = s.outstanding.wrapping_add_signed(delta);
+        if !self.own_outstanding.is_empty() {
+            let index = client as usize * self.servers.len() + server as usize;
+            let own = &mut self.own_outstanding[index];
+            *own = own.wrapping_add_signed(delta);
+        }
     }
 
     fn send(&mut self, req: u32, server: u32) {
@@ -610,7 +667,8 @@ impl<'a> Sim<'a> {
         if r.born >= self.params.warmup_us {
             self.sent_per_server[server as usize] += 1;
         }
-        self.set_outstanding(server, 1);
+        let client = r.client;
+        self.set_outstanding(client, server, 1);
         self.book(self.now + self.params.one_way_us, Ev::AtServer { req });
     }
 
@@ -675,13 +733,16 @@ impl<'a> Sim<'a> {
 
     fn reply(&mut self, req: u32) {
         let r = self.requests[req as usize];
-        self.set_outstanding(r.server, -1);
+        self.set_outstanding(r.client, r.server, -1);
         if r.born >= self.params.warmup_us {
             if r.failed {
                 self.errors += 1;
             } else {
                 let latency = u32::try_from(self.now - r.born).unwrap_or(u32::MAX);
                 self.latencies_us.push(latency);
+                if self.params.odd_server != Some(r.server as usize) {
+                    self.healthy_latencies_us.push(latency);
+                }
             }
         }
         self.requests[req as usize].stage = Stage::Free;
@@ -739,7 +800,9 @@ impl<'a> Sim<'a> {
         }
         match s.core.handle_accept() {
             Accept::Assigned { conn: id, .. } => {
-                self.connections_opened += 1;
+                if self.in_traffic_window() {
+                    self.connections_opened += 1;
+                }
                 self.conns.push(Conn {
                     server,
                     id,
@@ -929,5 +992,39 @@ impl<'a> Sim<'a> {
             .collect();
         self.samples.push(row);
         self.book(now + SAMPLE_US, Ev::Sample);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The workload streams of 1,024 clients under one seed.
+    fn workload_seeds(seed: u64) -> BTreeSet<u64> {
+        (0..1_024)
+            .map(|client| derive_seed(seed, Stream::Workload, client))
+            .collect()
+    }
+
+    #[test]
+    fn seeds_give_independent_client_streams() {
+        let sets: Vec<BTreeSet<u64>> = (1..=7).map(workload_seeds).collect();
+        for (a, first) in sets.iter().enumerate() {
+            assert_eq!(first.len(), 1_024, "seed {}: streams repeat", a + 1);
+            for (b, second) in sets.iter().enumerate().skip(a + 1) {
+                assert!(
+                    first.is_disjoint(second),
+                    "seeds {} and {} share client streams",
+                    a + 1,
+                    b + 1
+                );
+            }
+        }
+        let choice: BTreeSet<u64> = (0..1_024)
+            .map(|client| derive_seed(1, Stream::Choice, client))
+            .collect();
+        assert!(choice.is_disjoint(&sets[0]), "streams of one seed overlap");
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use callosum_proto::RoverConfig;
-use callosum_sim::{Params, RunResult, Scenario, Size, Strategy, run};
+use callosum_sim::{Figure, Params, RunResult, Scenario, Size, Strategy, run, simulate_seeds};
 
 /// Ten servers, fifty clients with pools of 20: 1,000 connections, 100 per server when even.
 const CLUSTER: Size = Size {
@@ -122,5 +122,35 @@ fn the_same_seed_gives_the_same_cluster() {
         first,
         run(&params, Strategy::Callosum, 8),
         "the seed changes the run"
+    );
+}
+
+/// The figures a CI run can afford, on the small cluster: medians over three seeds.
+#[test]
+fn the_main_ratios_hold_on_a_small_cluster() {
+    let report = simulate_seeds(Scenario::SlowServer, Size::small(), 1..=3);
+    let p99 = |strategy| {
+        report
+            .median(strategy, Figure::P99)
+            .expect("every strategy has a p99")
+    };
+    let odd_share = |strategy| {
+        report
+            .median(strategy, Figure::OddShare)
+            .expect("slow-server has an odd server")
+    };
+    // The bounds with global information come first, the client-side choice after them...
+    assert!(p99(Strategy::Jsq) <= p99(Strategy::TwoChoices));
+    assert!(p99(Strategy::TwoChoices) <= p99(Strategy::TwoChoicesLocal));
+    // ...and blind choices let the slow server's queue grow: their tail is its queue.
+    assert!(p99(Strategy::Random) > 10.0 * p99(Strategy::Jsq));
+    let random = report.median(Strategy::Random, Figure::HealthyP99).unwrap();
+    assert!(random < 2.0 * report.median(Strategy::Jsq, Figure::HealthyP99).unwrap());
+    // Callosum sheds the slow server without measuring anything: busy connections are not
+    // idle.
+    assert!(odd_share(Strategy::Callosum) < 0.5 * odd_share(Strategy::Random));
+    assert_eq!(
+        report.median(Strategy::Callosum, Figure::OneServerPools),
+        Some(0.0)
     );
 }
