@@ -1,10 +1,12 @@
 //! Servers under faults and hostile peers (PROTOCOL.md section 2), written once and run
 //! against each adapter's server (`<check>::smol`, `<check>::mio`, `<check>::tokio`): churn through thousands
-//! of connections that end in every way, and running out of file descriptors.
+//! of connections that end in every way, running out of file descriptors, and draining for a
+//! rolling restart.
 //!
-//! Both checks concern the whole process (they count its open file descriptors, or lower its
-//! limit on them) while the tests of one binary run on parallel threads: so each check runs in
-//! a child process of its own, this binary run again for that one test ([`in_child`]).
+//! The churn and exhaustion checks concern the whole process (they count its open file
+//! descriptors, or lower its limit on them) while the tests of one binary run on parallel
+//! threads: so each of them runs in a child process of its own, this binary run again for
+//! that one test ([`in_child`]). The drain checks ([`drain`]) run in this process.
 #![cfg(target_os = "linux")]
 
 use std::env;
@@ -49,6 +51,7 @@ macro_rules! each_server_in_child {
 
 mod churn;
 mod counted;
+mod drain;
 mod exhaustion;
 
 /// Set in a child process: the adapter it checks (`Smol`, `Mio` or `Tokio`).
