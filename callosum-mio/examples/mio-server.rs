@@ -1,12 +1,15 @@
 //! A Callosum line-echo server on `mio`.
 //!
 //! ```text
-//! cargo run -p callosum-mio --example mio-server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS]
+//! cargo run -p callosum-mio --example mio-server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS] [--drain-ms MS]
 //! ```
 //!
 //! Prints `listening on ADDR` first, then for each line a client sends waits MS milliseconds
 //! (default 0) and echoes it, one request at a time per connection. Logs `slot S assigned to
-//! PEER` and `slot S freed` to stderr. Runs until SIGTERM or SIGINT, then exits cleanly.
+//! PEER` and `slot S freed` to stderr. SIGTERM or SIGINT drains it for a rolling restart: it
+//! stops accepting, closes each connection once the lines it sent are answered (an idle one
+//! at once), closes the rest after `--drain-ms` (default 10000), prints how many of each,
+//! and exits. A second signal exits at once.
 //!
 //! Safe to copy (the service is `shared/echo.rs`): work per event only for the connection it
 //! is about, lines of at most 64 KiB (a longer one is answered `error: line too long` and the
@@ -34,12 +37,14 @@ struct Options {
     listen: SocketAddr,
     max_slots: Option<u32>,
     service: Duration,
+    grace: Duration,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut listen = None;
     let mut max_slots = None;
     let mut service = Duration::ZERO;
+    let mut grace = Duration::from_secs(10);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -51,6 +56,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                 let ms = value.parse().map_err(|e| format!("--service-ms: {e}"))?;
                 service = Duration::from_millis(ms);
             }
+            "--drain-ms" => {
+                let ms = value.parse().map_err(|e| format!("--drain-ms: {e}"))?;
+                grace = Duration::from_millis(ms);
+            }
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -58,6 +67,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         listen: listen.ok_or("--listen ADDR is required")?,
         max_slots,
         service,
+        grace,
     })
 }
 
@@ -67,6 +77,10 @@ fn log(event: &ServerEvent) {
         ServerEvent::Accepted { slot, peer, .. } => format!("slot {slot} assigned to {peer}"),
         ServerEvent::Closed { slot, .. } => format!("slot {slot} freed"),
         ServerEvent::AcceptFailed { kind, .. } => format!("accept failed: {kind}"),
+        ServerEvent::Drained { report } => format!(
+            "server: drained: {} closed between requests, {} at the deadline",
+            report.drained, report.closed_at_deadline
+        ),
         _ => return,
     };
     let _ = writeln!(io::stderr(), "{line}");
@@ -77,7 +91,9 @@ fn main() -> ExitCode {
         Ok(options) => options,
         Err(message) => {
             eprintln!("server: {message}");
-            eprintln!("usage: server --listen ADDR [--max-slots N] [--service-ms MS]");
+            eprintln!(
+                "usage: server --listen ADDR [--max-slots N] [--service-ms MS] [--drain-ms MS]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -110,6 +126,9 @@ fn serve(options: Options) -> io::Result<()> {
         match happened {
             Happened::Server(event) => {
                 log(&event);
+                if let ServerEvent::Drained { .. } = event {
+                    return ControlFlow::Break(());
+                }
                 echo.handle(server, event, Instant::now());
             }
             Happened::Woke => {
@@ -117,8 +136,17 @@ fn serve(options: Options) -> io::Result<()> {
                     parts.wake_at(next);
                 }
             }
-            // SIGTERM or SIGINT.
-            Happened::Foreign(_) => return ControlFlow::Break(()),
+            // SIGTERM or SIGINT: the first drains, a second stops at once.
+            Happened::Foreign(_) => {
+                for signal in signals.pending() {
+                    if server.is_draining() {
+                        return ControlFlow::Break(());
+                    }
+                    let name = if signal == SIGTERM { "Term" } else { "Int" };
+                    let _ = writeln!(io::stderr(), "server: {name}, draining");
+                    server.drain(Instant::now() + options.grace);
+                }
+            }
             Happened::Client(_) | Happened::Lease(_) => {}
         }
         ControlFlow::Continue(())

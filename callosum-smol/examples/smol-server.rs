@@ -1,10 +1,12 @@
 //! A Callosum server for the line protocol.
 //!
-//! `cargo run -p callosum-smol --example smol-server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS]`
+//! `cargo run -p callosum-smol --example smol-server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS] [--drain-ms MS]`
 //!
 //! Prints `listening on ADDR` first, then answers each line a client sends with the same line
 //! after MS milliseconds. Logs every slot assigned and freed to stderr. SIGINT or SIGTERM
-//! stops it cleanly: it stops accepting and waits for its connections to end.
+//! drains it for a rolling restart: it stops accepting, closes each connection once the
+//! line in hand is answered (an idle one at once), closes the rest after `--drain-ms`
+//! (default 10000), prints how many of each, and exits. A second signal exits at once.
 //!
 //! Safe to copy into a server that faces untrusted clients (the line handling is in
 //! `examples/shared/lines.rs`): a line longer than 64 KiB gets `error: line too long` and the
@@ -22,7 +24,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_signal::{Signal, Signals};
 use callosum_smol::{Server, ServerConfig};
@@ -39,13 +41,14 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let flags = flags::flags(&["listen", "max-slots", "service-ms"])?;
+    let flags = flags::flags(&["listen", "max-slots", "service-ms", "drain-ms"])?;
     let listen: SocketAddr = flags::parsed(&flags, "listen", "127.0.0.1:0".parse()?)?;
     let max_slots: Option<u32> = flags
         .get("max-slots")
         .map(|_| flags::parsed(&flags, "max-slots", 0))
         .transpose()?;
     let service = Duration::from_millis(flags::parsed(&flags, "service-ms", 0)?);
+    let grace = Duration::from_millis(flags::parsed(&flags, "drain-ms", 10_000)?);
     let mut signals = Signals::new([Signal::Term, Signal::Int])?;
 
     let mut config = ServerConfig::default();
@@ -70,7 +73,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let signalled = async {
         if let Some(signal) = signals.next().await {
-            eprintln!("server: {:?}, stopping", signal?);
+            eprintln!("server: {:?}, draining", signal?);
         }
         Ok::<_, std::io::Error>(())
     };
@@ -82,9 +85,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         signalled,
     )
     .await?;
-    server.shutdown();
-    // Connections end when their clients go; a second signal stops at once.
-    future::or(server.wait_idle(), async {
+    // Each connection closes between requests; a second signal stops at once.
+    let drained = async {
+        let report = server.drain(Instant::now() + grace).await;
+        eprintln!(
+            "server: drained: {} closed between requests, {} at the deadline",
+            report.drained, report.closed_at_deadline
+        );
+    };
+    future::or(drained, async {
         signals.next().await;
     })
     .await;

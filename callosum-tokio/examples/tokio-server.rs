@@ -1,11 +1,12 @@
 //! A Callosum server for the line protocol, on tokio.
 //!
-//! `cargo run -p callosum-tokio --example tokio-server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS]`
+//! `cargo run -p callosum-tokio --example tokio-server -- --listen 127.0.0.1:0 [--max-slots N] [--service-ms MS] [--drain-ms MS]`
 //!
 //! Prints `listening on ADDR` first, then answers each line a client sends with the same line
 //! after MS milliseconds. Logs every slot assigned and freed to stderr. SIGINT or SIGTERM
-//! stops it cleanly: it stops accepting and waits for its connections to end (a second signal
-//! stops it at once).
+//! drains it for a rolling restart: it stops accepting, closes each connection once the
+//! line in hand is answered (an idle one at once), closes the rest after `--drain-ms`
+//! (default 10000), prints how many of each, and exits. A second signal exits at once.
 //!
 //! The line handling (`examples/shared/lines.rs`) is `tokio_util::codec::LinesCodec` with a
 //! cap on line length: a line longer than 64 KiB (its newline included) gets `error: line too
@@ -25,7 +26,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use callosum_tokio::{Server, ServerConfig};
 
@@ -41,13 +42,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let flags = flags::flags(&["listen", "max-slots", "service-ms"])?;
+    let flags = flags::flags(&["listen", "max-slots", "service-ms", "drain-ms"])?;
     let listen: SocketAddr = flags::parsed(&flags, "listen", "127.0.0.1:0".parse()?)?;
     let max_slots: Option<u32> = flags
         .get("max-slots")
         .map(|_| flags::parsed(&flags, "max-slots", 0))
         .transpose()?;
     let service = Duration::from_millis(flags::parsed(&flags, "service-ms", 0)?);
+    let grace = Duration::from_millis(flags::parsed(&flags, "drain-ms", 10_000)?);
     let mut stop = Stop::new()?;
 
     let mut config = ServerConfig::default();
@@ -71,12 +73,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     tokio::select! {
         () = accepting => {}
-        signal = stop.next() => eprintln!("server: {}, stopping", signal?),
+        signal = stop.next() => eprintln!("server: {}, draining", signal?),
     }
-    server.shutdown();
-    // Connections end when their clients go; a second signal stops at once.
+    // Each connection closes between requests; a second signal stops at once.
     tokio::select! {
-        () = server.wait_idle() => {}
+        report = server.drain(Instant::now() + grace) => eprintln!(
+            "server: drained: {} closed between requests, {} at the deadline",
+            report.drained, report.closed_at_deadline
+        ),
         _ = stop.next() => {}
     }
     Ok(())

@@ -17,6 +17,9 @@
 //!   a bounded amount, whatever it sends.
 //! - **A small footprint:** an idle connection is a `Session` of a few machine words with
 //!   no heap allocation; buffers are released when they empty.
+//! - **Draining** (`Server::drain`, for a rolling restart): a connection is closed between
+//!   two requests, once every line received is answered and written (a line half received
+//!   is read to its end first). An idle one is closed at its `ServerEvent::Draining`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -192,7 +195,10 @@ impl Echo {
                 // Also when the connection is not read: a write finds a peer that is gone.
                 self.flush(server, conn);
             }
-            ServerEvent::Writable { conn } => self.flush(server, conn),
+            // Closed there if it is between requests; otherwise after its last reply.
+            ServerEvent::Writable { conn } | ServerEvent::Draining { conn } => {
+                self.flush(server, conn);
+            }
             _ => {}
         }
     }
@@ -256,7 +262,8 @@ impl Echo {
     }
 
     /// Writes what `conn` is owed until the socket would block; then closes it if it is
-    /// closing and owes nothing more, or marks it to be read again if its backpressure ended.
+    /// closing or the server drains and it owes nothing more (between requests), or marks it
+    /// to be read again if its backpressure ended.
     fn flush(&mut self, server: &mut Server, conn: ServerConnId) {
         let Some(session) = self.session_mut(conn) else {
             return;
@@ -274,11 +281,11 @@ impl Echo {
         if session.out.is_empty() && session.out.capacity() > KEEP {
             session.out = Vec::new();
         }
-        if session.closing {
-            if session.out.is_empty() && session.waiting.is_empty() {
-                server.close(conn);
-            }
-        } else if session.paused && session.owed <= LOW_WATER {
+        let answered = session.out.is_empty() && session.waiting.is_empty();
+        let between_requests = answered && session.partial.is_empty();
+        if (session.closing && answered) || (server.is_draining() && between_requests) {
+            server.close(conn);
+        } else if !session.closing && session.paused && session.owed <= LOW_WATER {
             session.paused = false;
             self.resume.push(conn);
         }

@@ -14,6 +14,10 @@
 //!   [`KEEP_IDLE`] bytes) once every line in it is answered.
 //! - **Work per event independent of the number of connections**: each connection is its own
 //!   task, woken only by its own socket or timer.
+//! - **Draining** (`Server::drain`, for a rolling restart): a connection is closed between
+//!   two requests. Every line in hand is answered first (a line half received is read to its
+//!   end); an idle connection waits for its next request and the drain together, so it is
+//!   closed as soon as the drain starts.
 
 use std::io;
 use std::pin::Pin;
@@ -37,9 +41,11 @@ const READ_CHUNK: usize = 4096;
 /// connection that once sent a long line does not keep its buffer while idle.
 pub const KEEP_IDLE: usize = 1024;
 
-/// Serves one connection until it ends: for each line received, waits `service` and writes
-/// the line back (its line ending as sent).
+/// Serves one connection until it ends, or until it is between requests while the server
+/// drains: for each line received, waits `service` and writes the line back (its line
+/// ending as sent).
 pub async fn serve_lines(mut conn: ServerConn, service: Duration) {
+    let mut draining = conn.draining();
     let mut buf: Vec<u8> = Vec::new();
     loop {
         // Answer the complete lines in hand, one at a time, reading nothing meanwhile.
@@ -63,9 +69,25 @@ pub async fn serve_lines(mut conn: ServerConn, service: Duration) {
         if buf.is_empty() && buf.capacity() > KEEP_IDLE {
             buf = Vec::new();
         }
-        match read_some(&mut conn, &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        let read = if buf.is_empty() {
+            // Between requests: a draining server closes the connection here, and an idle
+            // one as soon as the drain starts.
+            if conn.is_draining() {
+                return;
+            }
+            let read = async { Some(read_some(&mut conn, &mut buf).await) };
+            let drained = async {
+                (&mut draining).await;
+                None
+            };
+            future::or(read, drained).await
+        } else {
+            // A line half received is read to its end, and answered, first.
+            Some(read_some(&mut conn, &mut buf).await)
+        };
+        match read {
+            Some(Ok(0) | Err(_)) | None => return,
+            Some(Ok(_)) => {}
         }
     }
 }

@@ -17,6 +17,10 @@
 //!   the socket, so there is no write buffer either.
 //! - **Work per event independent of the number of connections**: each connection is its own
 //!   task, woken only by its own socket or timer.
+//! - **Draining** (`Server::drain`, for a rolling restart): a connection is closed between
+//!   two requests. Every line in the codec's buffer is answered first (a line half received
+//!   is read to its end); an idle connection waits for its next request and the drain
+//!   together, so it is closed as soon as the drain starts.
 //!
 //! The codec takes lines as text: a reply is the line and `\n`, whether it ended in `\n` or
 //! `\r\n`, and a line that is not UTF-8 closes the connection without a reply.
@@ -39,8 +43,8 @@ pub const TOO_LONG: &[u8] = b"error: line too long\n";
 /// that a connection that once sent a long line does not keep its buffer while idle.
 pub const KEEP_IDLE: usize = 1024;
 
-/// Serves one connection until it ends: for each line received, waits `service` and writes
-/// the line back.
+/// Serves one connection until it ends, or until it is between requests while the server
+/// drains: for each line received, waits `service` and writes the line back.
 ///
 /// Not an `async fn`: the connection goes into the codec before the future is made, so the
 /// future, which the connection's task holds all the while it is idle, holds it once. The
@@ -49,11 +53,36 @@ pub const KEEP_IDLE: usize = 1024;
 pub fn serve_lines(conn: ServerConn, service: Duration) -> impl Future<Output = ()> {
     // The codec's limit leaves the newline out; a `\r` before it counts, as any byte does.
     let codec = LinesCodec::new_with_max_length(MAX_LINE - 1);
+    let mut draining = conn.draining();
     let mut lines = FramedRead::with_capacity(conn, codec, 0);
     async move {
         // The codec reads only when no whole line is in its buffer, so nothing is read until
         // the reply to this one is written.
-        while let Some(line) = lines.next().await {
+        loop {
+            let next = if lines.read_buffer().is_empty() {
+                // Between requests: a draining server closes the connection here, and an idle
+                // one as soon as the drain starts.
+                if lines.get_ref().is_draining() {
+                    return;
+                }
+                let next = tokio::select! {
+                    next = lines.next() => Some(next),
+                    () = &mut draining => None,
+                };
+                match next {
+                    Some(next) => next,
+                    // Idle when the drain started.
+                    None if lines.read_buffer().is_empty() => return,
+                    // Part of a line came while waiting: it is read to its end first.
+                    None => continue,
+                }
+            } else {
+                // A line in the buffer, whole or half received, is answered first.
+                lines.next().await
+            };
+            let Some(line) = next else {
+                return;
+            };
             let mut reply = match line {
                 Ok(line) => line,
                 Err(LinesCodecError::MaxLineLengthExceeded) => {
