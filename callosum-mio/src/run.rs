@@ -113,9 +113,10 @@ where
 ///     if let Happened::Client(ClientEvent::Kept { .. }) = happened {
 ///         kept += 1;
 ///     }
-///     if kept == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+///     if kept == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
 /// })?;
-/// assert_eq!(client.status().servers[0].slots.len(), 3);
+/// // An idle client keeps two connections (its pool is sized to its demand).
+/// assert_eq!(client.status().servers[0].slots.len(), 2);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn run<F>(

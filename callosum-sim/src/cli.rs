@@ -11,7 +11,7 @@ pub const USAGE: &str = "usage: callosum-sim --scenario NAME [--seed N] [--seeds
 
 scenarios: homogeneous-50 homogeneous-90 slow-server fast-fail crash-restart add-server \
 skewed-clients few-clients (one client per 5 servers, pools of at least 64, whatever --clients)
-defaults: --seed 1 --seeds 1 --servers 100 --clients 1000 --seconds 60 --pool 4
+defaults: --seed 1 --seeds 1 --servers 100 --clients 1000 --seconds 60 --pool 16
 --seeds N runs the seeds --seed to --seed + N - 1 and prints the median and the range of each \
 figure; --svg draws the first seed's runs";
 

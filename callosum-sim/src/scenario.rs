@@ -3,6 +3,8 @@
 use core::fmt;
 use core::str::FromStr;
 
+use callosum_proto::client::{ClientConfig, LeasePolicy, PoolSizing};
+
 /// How a client chooses the server for a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Strategy {
@@ -158,6 +160,8 @@ impl Scenario {
             mean_service_us: 10_000,
             one_way_us: 1_000,
             pool_size: size.pool,
+            lease: ClientConfig::default().lease,
+            sizing: ClientConfig::default().sizing,
             warmup_us: 2_000_000.min(duration_us / 4),
             odd_server: None,
             slowdown: 1,
@@ -260,38 +264,40 @@ pub struct Size {
     pub clients: usize,
     /// Virtual seconds of traffic, at least 1.
     pub seconds: u64,
-    /// `max_slots` of every callosum client's pool, at least 1.
+    /// `max_slots` of every callosum client's pool, at least 1: the ceiling of a pool sized
+    /// to demand.
     pub pool: usize,
 }
 
 impl Size {
-    /// 20 servers, 200 clients, 20 virtual seconds, pools of 4: a fifth of the default
+    /// 20 servers, 200 clients, 20 virtual seconds, pools of at most 16: a fifth of the default
     /// cluster with the same 10 clients per server (so the same requests in flight per
     /// client), for tests that assert ratios on medians over a few seeds in about a second
     /// per seed in a debug build.
     ///
     /// ```
     /// let small = callosum_sim::Size::small();
-    /// assert_eq!((small.servers, small.clients, small.seconds, small.pool), (20, 200, 20, 4));
+    /// assert_eq!((small.servers, small.clients, small.seconds, small.pool), (20, 200, 20, 16));
     /// ```
     pub const fn small() -> Size {
         Size {
             servers: 20,
             clients: 200,
             seconds: 20,
-            pool: 4,
+            pool: 16,
         }
     }
 }
 
 impl Default for Size {
-    /// 100 servers, 1,000 clients, 60 virtual seconds, pools of 4.
+    /// 100 servers, 1,000 clients, 60 virtual seconds, pools of at most 16 (a client sizes
+    /// its pool to its demand; only the heavy clients of skewed-clients need more than 4).
     fn default() -> Size {
         Size {
             servers: 100,
             clients: 1_000,
             seconds: 60,
-            pool: 4,
+            pool: 16,
         }
     }
 }
@@ -331,8 +337,15 @@ pub struct Params {
     pub mean_service_us: u64,
     /// Network delay of each hop (request, response, SYN, slot line), in microseconds.
     pub one_way_us: u64,
-    /// `max_slots` of every callosum client's pool.
+    /// `max_slots` of every callosum client's pool: its size with [`PoolSizing::Fixed`], its
+    /// ceiling with [`PoolSizing::Demand`].
     pub pool_size: usize,
+    /// Which idle connection a callosum request gets (the client core's default unless a
+    /// test sets the original's, [`LeasePolicy::Lowest`]).
+    pub lease: LeasePolicy,
+    /// How many connections a callosum client keeps (the client core's default unless a
+    /// test sets the original's, [`PoolSizing::Fixed`]).
+    pub sizing: PoolSizing,
     /// Requests sent before this time count for nothing in the table (pools filling).
     pub warmup_us: u64,
     /// The server that the scenario treats differently, if any.

@@ -39,9 +39,10 @@ fn refusing_addr() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-/// A client's settings: a pool of `max_slots`, `rover`, a fixed seed.
+/// A client's settings: the original's pool of `max_slots` (fixed size, lowest slot first),
+/// `rover`, a fixed seed.
 fn config(max_slots: usize, rover: RoverConfig) -> ClientConfig {
-    let mut config = ClientConfig::default();
+    let mut config = ClientConfig::original();
     config.pool.max_slots = max_slots;
     config.rover = rover;
     config.seed = Some(11);

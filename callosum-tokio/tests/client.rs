@@ -398,10 +398,10 @@ async fn answer_lines(conn: ServerConn, slow: Duration) {
     }
 }
 
-/// A client config: a pool of `max_slots`, a rover that tries every 20 ms and backs off
-/// little, a fixed seed.
+/// A client config: the original's pool of `max_slots` (fixed size, lowest slot first), a
+/// rover that tries every 20 ms and backs off little, a fixed seed.
 fn config(max_slots: usize) -> ClientConfig {
-    let mut config = ClientConfig::default();
+    let mut config = ClientConfig::original();
     config.pool.max_slots = max_slots;
     config.rover = RoverConfig {
         interval: Duration::from_millis(20),

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use callosum_proto::Instant;
 use callosum_proto::client::{
     ClientConfig, ClientCore, ClientEvent, Handshake, IdleSignal, Lease, LeaseEnd, LeaseId,
-    NotLeased, Output, Returned, Ticket,
+    LeasePolicy, NotLeased, Output, PoolSizing, Returned, Ticket,
 };
 use callosum_proto::rover::{AttemptId, ConnectFailure, StaleAttempt};
 use callosum_proto::slot_line::MAX_LINE_LEN;
@@ -144,11 +144,18 @@ pub fn ops_from_bytes(bytes: &[u8]) -> Vec<ClientOp> {
 }
 
 /// Applies `ops` to a client core whose rover is configured from `rover` (see
-/// [`config_from_bytes`]) and whose pool holds `1 + max_slots % 4` connections, checking
-/// every rule after each one and, at the end, that nothing leaked.
+/// [`config_from_bytes`]) and whose pool holds at most `1 + max_slots % 4` connections
+/// (sized to demand or fixed, lending a random or the lowest idle one, by the next bits),
+/// checking every rule after each one and, at the end, that nothing leaked.
 pub fn check_client_ops(rover: [u8; 8], max_slots: u8, seed: u64, ops: &[ClientOp]) {
     let mut config = ClientConfig::default();
     config.pool.max_slots = 1 + usize::from(max_slots % 4);
+    if max_slots & 4 != 0 {
+        config.sizing = PoolSizing::Fixed;
+    }
+    if max_slots & 8 != 0 {
+        config.lease = LeasePolicy::Lowest;
+    }
     config.rover = config_from_bytes(rover);
     let mut model = Model::new(config, seed);
     for (step, op) in ops.iter().enumerate() {

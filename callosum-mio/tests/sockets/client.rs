@@ -14,7 +14,7 @@ use crate::harness::{DEADLINE, Harness, connect, read_to_end};
 
 /// One attempt at a time, no fill, and a long interval: only the first attempt runs.
 fn one_attempt(max_slots: usize) -> ClientConfig {
-    let mut config = ClientConfig::default();
+    let mut config = ClientConfig::original();
     config.pool.max_slots = max_slots;
     config.rover.interval = Duration::from_secs(60);
     config.rover.jitter = Duration::ZERO;
@@ -25,7 +25,7 @@ fn one_attempt(max_slots: usize) -> ClientConfig {
 
 /// One attempt at a time, each 20 ms after the last.
 fn steady(max_slots: usize) -> ClientConfig {
-    let mut config = ClientConfig::default();
+    let mut config = ClientConfig::original();
     config.pool.max_slots = max_slots;
     config.rover.interval = Duration::from_millis(20);
     config.rover.jitter = Duration::ZERO;
@@ -56,7 +56,7 @@ fn one_pooled() -> (Harness, ServerConnId) {
 fn a_pool_of_100_fills_and_every_accepted_connection_reaches_it() {
     let mut h = Harness::new()
         .with_server(ServerConfig::default())
-        .with_client(ClientConfig::default(), 5);
+        .with_client(ClientConfig::original(), 5);
     let addr = h.server_addr();
     h.client().add_server(addr);
     h.until("a full pool", |h| h.client().status().pool.held == 100);

@@ -114,6 +114,24 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
+    /// The original client's choices: a pool that always keeps `max_slots` connections
+    /// ([`PoolSizing::Fixed`]) and lends its lowest idle slot ([`LeasePolicy::Lowest`]);
+    /// everything else as in [`ClientConfig::default`].
+    ///
+    /// ```
+    /// use callosum_proto::client::{ClientConfig, LeasePolicy, PoolSizing};
+    ///
+    /// let config = ClientConfig::original();
+    /// assert_eq!((config.sizing, config.lease), (PoolSizing::Fixed, LeasePolicy::Lowest));
+    /// ```
+    pub fn original() -> ClientConfig {
+        ClientConfig {
+            lease: LeasePolicy::Lowest,
+            sizing: PoolSizing::Fixed,
+            ..ClientConfig::default()
+        }
+    }
+
     /// Checks every setting, as [`ClientCore::new`](super::ClientCore::new) does.
     ///
     /// ```

@@ -233,10 +233,11 @@ impl ClientSpec {
     }
 }
 
-/// A client configuration, the same for every adapter: a pool of `max_slots`, this rover, and
-/// a fixed seed, so that runs repeat.
+/// A client configuration, the same for every adapter: the original's pool (always
+/// `max_slots`, lowest idle slot first, which is what these checks are about), this rover,
+/// and a fixed seed, so that runs repeat.
 pub fn client_config(max_slots: usize, rover: RoverConfig) -> ClientConfig {
-    let mut config = ClientConfig::default();
+    let mut config = ClientConfig::original();
     config.pool.max_slots = max_slots;
     config.rover = rover;
     config.seed = Some(11);
