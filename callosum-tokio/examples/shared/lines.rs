@@ -65,7 +65,9 @@ pub fn serve_lines(conn: ServerConn, service: Duration) -> impl Future<Output = 
                 if lines.get_ref().is_draining() {
                     return;
                 }
+                // `biased`: a request that has come is served, even if the drain started too.
                 let next = tokio::select! {
+                    biased;
                     next = lines.next() => Some(next),
                     () = &mut draining => None,
                 };

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use callosum_mio::{Server, ServerConfig, ServerEvent, TokenRange, timeout_until};
+use callosum_proto::server::DrainReport;
 use callosum_tests::memory::{IdleHolder, isolated, peak_rss_growth, room_for, rss, serial};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -36,6 +37,8 @@ struct Loop {
     /// When the service wants to be woken.
     wake_at: Option<Instant>,
     closed: usize,
+    /// The drain's report, once the server said it is done.
+    drained: Option<DrainReport>,
 }
 
 impl Loop {
@@ -54,6 +57,7 @@ impl Loop {
             echo: Echo::new(service),
             wake_at: None,
             closed: 0,
+            drained: None,
         }
     }
 
@@ -92,8 +96,10 @@ impl Loop {
         }
         self.server.handle_timeout();
         while let Some(event) = self.server.poll_event() {
-            if let ServerEvent::Closed { .. } = event {
-                self.closed += 1;
+            match event {
+                ServerEvent::Closed { .. } => self.closed += 1,
+                ServerEvent::Drained { report } => self.drained = Some(report),
+                _ => {}
             }
             self.echo.handle(&mut self.server, event, Instant::now());
         }
@@ -107,6 +113,23 @@ impl Loop {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             self.turn(Duration::from_millis(100));
         }
+    }
+
+    /// Turns until the server closes `stream`; what it sent until then.
+    fn read_to_end(&mut self, stream: &mut TcpStream) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 256];
+        self.until("the end of the connection", |_| {
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(n) => all.extend_from_slice(&buf[..n]),
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => return false,
+                    Err(error) => panic!("reading: {error}"),
+                }
+            }
+        });
+        all
     }
 
     /// Turns until `stream` has given `n` bytes, appended to `into`.
@@ -180,6 +203,49 @@ fn replies_wait_their_service_time_in_turn_and_an_overlong_line_is_answered_afte
     assert_eq!(&received[..2], b"d\n");
     assert_eq!(&received[2..], TOO_LONG);
     lp.until("the close", |lp| lp.closed == 1);
+}
+
+#[test]
+fn a_drain_closes_each_connection_between_requests_and_the_rest_at_the_deadline() {
+    let _serial = serial();
+    let service = Duration::from_millis(50);
+    let mut lp = Loop::new(service);
+    let (mut idle, mut busy, mut half) = (lp.client(1), lp.client(2), lp.client(3));
+    let mut lines = Vec::new();
+    for stream in [&mut idle, &mut busy, &mut half] {
+        lp.read_exactly(stream, 3, &mut lines);
+    }
+    assert_eq!(lines, b"0\r\n1\r\n2\r\n");
+    // Half a request, read by the server in the turns that serve the idle one's request.
+    assert_eq!(write_some(&mut half, b"half a"), Some(6));
+    let mut reply = Vec::new();
+    assert_eq!(write_some(&mut idle, b"a\n"), Some(2));
+    lp.read_exactly(&mut idle, 2, &mut reply);
+    // Two requests: the drain starts once the first is answered, with the second in hand.
+    assert_eq!(write_some(&mut busy, b"b\nc\n"), Some(4));
+    reply.clear();
+    lp.read_exactly(&mut busy, 2, &mut reply);
+    assert_eq!(reply, b"b\n");
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    lp.server.drain(deadline);
+    assert_eq!(
+        lp.read_to_end(&mut idle),
+        b"",
+        "the idle one closed at once"
+    );
+    assert!(Instant::now() < deadline);
+    assert_eq!(lp.read_to_end(&mut busy), b"c\n", "its reply, then the end");
+    assert!(Instant::now() < deadline);
+    assert_eq!(lp.read_to_end(&mut half), b"");
+    assert!(
+        Instant::now() + Duration::from_millis(1) >= deadline,
+        "the half request was closed before the deadline"
+    );
+    lp.until("the drain's report", |lp| lp.drained.is_some());
+    let report = lp.drained.unwrap();
+    assert_eq!((report.drained, report.closed_at_deadline), (2, 1));
+    assert_eq!(lp.server.status().live, 0);
 }
 
 #[test]

@@ -7,7 +7,9 @@ mod lines;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use callosum_proto::server::DrainReport;
 
 use callosum_smol::{Server, ServerConfig};
 use callosum_tests::memory::{read_len, serial};
@@ -49,6 +51,11 @@ impl threaded::Lines for SmolLines {
 
     fn shutdown(server: &Server) {
         server.shutdown();
+    }
+
+    fn drain(server: &Server, deadline: Instant) -> DrainReport {
+        // async-io's reactor is the process's: the drain runs on any thread.
+        smol::block_on(server.drain(deadline))
     }
 }
 

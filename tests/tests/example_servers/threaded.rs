@@ -8,8 +8,9 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use callosum_proto::server::DrainReport;
 use callosum_tests::memory::{
     IdleHolder, connect, isolated, peak_rss_growth, read_len, read_to_end, room_for, rss, serial,
 };
@@ -35,6 +36,8 @@ pub trait Lines {
     fn live(server: &Self::Server) -> usize;
     /// Ends the server's accept loop.
     fn shutdown(server: &Self::Server);
+    /// Drains the server, on the test's thread, until it is done.
+    fn drain(server: &Self::Server, deadline: Instant) -> DrainReport;
 }
 
 /// The example's line server on loopback, on a thread of its own, until dropped.
@@ -191,6 +194,21 @@ pub fn ten_thousand_idle_connections_cost_little_each<L: Lines>() {
     });
 }
 
+pub fn a_drain_closes_an_idle_connection_at_once<L: Lines>() {
+    let _serial = serial();
+    let server = LineServer::<L>::start();
+    let mut idle = server.connect();
+    // Between two requests: one answered, none sent since.
+    idle.write_all(b"one\n").unwrap();
+    assert_eq!(read_len(&mut idle, 4), b"one\n");
+    // A deadline no test waits for: the drain is done when the idle connection is closed.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let report = L::drain(&server.server, deadline);
+    assert_eq!((report.drained, report.closed_at_deadline), (1, 0));
+    assert_eq!(read_to_end(&mut idle), b"", "closed without another byte");
+    assert_eq!(L::live(&server.server), 0);
+}
+
 /// The cases above, each a test of the module that invokes this for its [`Lines`].
 macro_rules! threaded_cases {
     ($lines:ty) => {
@@ -211,6 +229,11 @@ macro_rules! threaded_cases {
             $crate::threaded::a_client_that_never_reads_its_replies_stalls_itself_not_the_server::<
                 $lines,
             >();
+        }
+
+        #[test]
+        fn a_drain_closes_an_idle_connection_at_once() {
+            $crate::threaded::a_drain_closes_an_idle_connection_at_once::<$lines>();
         }
 
         #[test]

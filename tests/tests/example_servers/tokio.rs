@@ -8,7 +8,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use callosum_proto::server::DrainReport;
 
 use callosum_tests::memory::{read_len, read_to_end, serial};
 use callosum_tokio::{Server, ServerConfig};
@@ -50,6 +52,16 @@ impl threaded::Lines for TokioLines {
 
     fn shutdown(server: &Server) {
         server.shutdown();
+    }
+
+    fn drain(server: &Server, deadline: Instant) -> DrainReport {
+        // The server's sockets are on the server thread's runtime; the drain's timer on
+        // this one.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(server.drain(deadline))
     }
 }
 

@@ -404,6 +404,7 @@ mod tokio_side {
                     return; // between requests
                 }
                 tokio::select! {
+                    biased;
                     read = conn.read(&mut chunk) => read.unwrap_or(0),
                     () = &mut draining => return, // drained while idle
                 }
