@@ -565,8 +565,9 @@ impl<'a> Sim<'a> {
         };
         self.live_requests += 1;
         if self.strategy == Strategy::Callosum {
+            let now = Instant::from_micros(self.now);
             let cc = self.callosum(client);
-            let ticket = cc.core.join_line();
+            let ticket = cc.core.join_line(now);
             cc.waiting.push_back((req, ticket));
             self.dispatch_waiting(client);
             self.drain(client);

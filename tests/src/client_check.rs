@@ -287,7 +287,7 @@ impl Model {
                     self.lent(lease);
                 }
             }
-            ClientOp::JoinLine => self.tickets.push(self.core.join_line()),
+            ClientOp::JoinLine => self.tickets.push(self.core.join_line(now)),
             ClientOp::CheckoutInLine(pick) => {
                 if let Some(&ticket) = pick_from(&self.tickets, pick)
                     && let Some(lease) = self.core.checkout_in_line(ticket, now)
@@ -298,7 +298,7 @@ impl Model {
             }
             ClientOp::LeaveLine(pick) => {
                 if let Some(&ticket) = pick_from(&self.tickets, pick) {
-                    self.core.leave_line(ticket);
+                    self.core.leave_line(ticket, now);
                     self.tickets.retain(|&held| held != ticket);
                 }
             }

@@ -48,6 +48,12 @@ pub struct ClientConfig {
     pub lease: LeasePolicy,
     /// How many connections the pool keeps (default [`PoolSizing::Demand`]).
     pub sizing: PoolSizing,
+    /// A pooled connection is closed once it has lived this long, when it is next idle:
+    /// never under its user (default none: connections live as long as they work). For
+    /// load balancers and NAT that drop old flows.
+    pub max_lifetime: Option<Duration>,
+    /// An idle connection is closed once it has been idle this long (default none).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Which idle connection a request gets. Slots decide which connections the pool keeps
@@ -109,6 +115,8 @@ impl Default for ClientConfig {
             young_death: Duration::from_secs(1),
             lease: LeasePolicy::Random,
             sizing: PoolSizing::Demand,
+            max_lifetime: None,
+            idle_timeout: None,
         }
     }
 }

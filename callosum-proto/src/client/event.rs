@@ -127,6 +127,10 @@ pub enum RemoveCause {
     /// Held beyond what the client's demand needs ([`PoolSizing::Demand`](super::PoolSizing)):
     /// the highest idle slot is let go as the pool shrinks.
     Surplus,
+    /// Idle when it had lived its [`ClientConfig::max_lifetime`](super::ClientConfig).
+    MaxLifetime,
+    /// Idle for its [`ClientConfig::idle_timeout`](super::ClientConfig).
+    IdleTimeout,
 }
 
 impl fmt::Display for RemoveCause {
@@ -140,6 +144,8 @@ impl fmt::Display for RemoveCause {
             RemoveCause::ServerRemoved => "its server was removed",
             RemoveCause::ClientClosed => "the client was closed",
             RemoveCause::Surplus => "more than the client's demand needs",
+            RemoveCause::MaxLifetime => "it had lived its max_lifetime",
+            RemoveCause::IdleTimeout => "it was idle for its idle_timeout",
         })
     }
 }

@@ -175,6 +175,9 @@ struct Age {
 struct Pooled<K> {
     conn: K,
     age: Age,
+    /// When it is let go if still idle ([`ClientConfig::max_lifetime`],
+    /// [`ClientConfig::idle_timeout`]); set each time it becomes idle.
+    expires: Option<Instant>,
 }
 
 /// What a guard saw of its lease, kept by the adapter's guard so that every adapter ends a
@@ -418,12 +421,20 @@ pub struct ClientCore<K> {
     current: Option<AttemptId>,
     /// The current attempt's line, when it completed during this input.
     ready: Option<Ready>,
+    /// A pooled connection is let go once it has lived this long (none: never).
+    max_lifetime: Option<core::time::Duration>,
+    /// An idle connection is let go once it has been idle this long (none: never).
+    idle_timeout: Option<core::time::Duration>,
+    /// No idle connection expires before this (it may be early: the connection that set it
+    /// may have been lent meanwhile).
+    next_expiry: Option<Instant>,
     /// Lines completed but not yet delivered: the rover must not rove again for them.
     undelivered: usize,
     /// When to start roving: the first server was added, and the adapter has not yet come
     /// back at this timeout.
     start_at: Option<Instant>,
-    line: VecDeque<u64>,
+    /// Callers waiting, oldest first: their ticket and when they joined.
+    line: VecDeque<(u64, Instant)>,
     next_ticket: u64,
     closed: bool,
     stats: ClientStats,
@@ -454,6 +465,9 @@ impl<K> ClientCore<K> {
             lease_policy: config.lease,
             sizing: config.sizing,
             demand: Demand::new(),
+            max_lifetime: config.max_lifetime,
+            idle_timeout: config.idle_timeout,
+            next_expiry: None,
             rover,
             servers: ServerTable::default(),
             outputs: VecDeque::new(),
@@ -618,17 +632,21 @@ impl<K> ClientCore<K> {
     /// (they come first).
     #[must_use = "a lease must be checked in, or its place in the pool is lost"]
     pub fn checkout(&mut self, now: Instant) -> Option<Lease<K>> {
+        self.stats.gets += 1;
         if !self.line.is_empty() {
             return None;
         }
         self.lend(now)
     }
 
-    /// Takes a place in the line of callers waiting for an idle connection.
-    pub fn join_line(&mut self) -> Ticket {
+    /// Takes a place in the line of callers waiting for an idle connection (a caller whose
+    /// [`ClientCore::checkout`] found none). The wait counts in [`ClientStats::waits`] and,
+    /// once served or given up, in [`ClientStats::wait_time`].
+    pub fn join_line(&mut self, now: Instant) -> Ticket {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.line.push_back(ticket);
+        self.line.push_back((ticket, now));
+        self.stats.waits += 1;
         Ticket(ticket)
     }
 
@@ -636,11 +654,13 @@ impl<K> ClientCore<K> {
     /// further back or when none is idle. A caller served leaves the line.
     #[must_use = "a lease must be checked in, or its place in the pool is lost"]
     pub fn checkout_in_line(&mut self, ticket: Ticket, now: Instant) -> Option<Lease<K>> {
-        if self.line.front() != Some(&ticket.0) {
+        if self.line.front().map(|&(first, _)| first) != Some(ticket.0) {
             return None;
         }
         let lease = self.lend(now)?;
-        self.line.pop_front();
+        if let Some((_, joined)) = self.line.pop_front() {
+            self.stats.wait_time += now.saturating_duration_since(joined);
+        }
         if self.pool.status().idle > 0 {
             // The next in line may take another one.
             self.outputs.push_back(Output::Idle);
@@ -650,9 +670,16 @@ impl<K> ClientCore<K> {
 
     /// Gives up a place in the line (the caller timed out or was cancelled). Harmless for a
     /// ticket already served.
-    pub fn leave_line(&mut self, ticket: Ticket) {
-        let was_first = self.line.front() == Some(&ticket.0);
-        self.line.retain(|&waiting| waiting != ticket.0);
+    pub fn leave_line(&mut self, ticket: Ticket, now: Instant) {
+        let was_first = self.line.front().map(|&(first, _)| first) == Some(ticket.0);
+        if let Some(place) = self
+            .line
+            .iter()
+            .position(|&(waiting, _)| waiting == ticket.0)
+            && let Some((_, joined)) = self.line.remove(place)
+        {
+            self.stats.wait_time += now.saturating_duration_since(joined);
+        }
         if was_first && self.pool.status().idle > 0 {
             self.outputs.push_back(Output::Idle);
         }
@@ -677,7 +704,7 @@ impl<K> ClientCore<K> {
             LeaseEnd::Broken => Some(RemoveCause::Broken),
         };
         let returned = match cause {
-            None => self.return_finished(lease, conn),
+            None => self.return_finished(lease, conn, now),
             Some(cause) => {
                 self.outputs.push_back(Output::Close(conn));
                 match self.pool.remove(lease.id) {
@@ -707,12 +734,18 @@ impl<K> ClientCore<K> {
         returned
     }
 
-    fn return_finished(&mut self, lease: LeaseId, conn: K) -> Result<Returned, NotLeased> {
+    fn return_finished(
+        &mut self,
+        lease: LeaseId,
+        conn: K,
+        now: Instant,
+    ) -> Result<Returned, NotLeased> {
         let age = Age {
             proven: true,
             ..lease.age
         };
-        match self.pool.checkin(lease.id, Pooled { conn, age }) {
+        let expires = self.idle_deadline(age, now);
+        match self.pool.checkin(lease.id, Pooled { conn, age, expires }) {
             Ok(Checkin::Idle(id)) => {
                 if !lease.age.proven {
                     self.rover.handle_server_ok(lease.server);
@@ -802,6 +835,7 @@ impl<K> ClientCore<K> {
             self.rover.start(now);
         }
         self.rover.handle_timeout(now);
+        self.expire(now);
         self.settle(now);
     }
 
@@ -837,10 +871,12 @@ impl<K> ClientCore<K> {
     pub fn poll_output(&mut self) -> Output<K> {
         match self.outputs.pop_front() {
             Some(output) => output,
-            None => Output::Timeout(match (self.start_at, self.rover.poll_timeout()) {
-                (Some(start), Some(next)) => Some(start.min(next)),
-                (start, next) => start.or(next),
-            }),
+            None => Output::Timeout(
+                [self.start_at, self.rover.poll_timeout(), self.next_expiry]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+            ),
         }
     }
 
@@ -855,16 +891,22 @@ impl<K> ClientCore<K> {
             .servers
             .iter()
             .map(|(id, server)| {
-                let mut slots: Vec<u32> = self
-                    .pool
-                    .connections()
-                    .filter(|info| {
+                let held = || {
+                    self.pool.connections().filter(move |info| {
                         info.server == id && info.state != crate::pool::ConnState::Evicted
                     })
-                    .map(|info| info.slot)
-                    .collect();
+                };
+                let mut slots: Vec<u32> = held().map(|info| info.slot).collect();
                 slots.sort_unstable();
-                ServerConnections { server, slots }
+                let leased = held()
+                    .filter(|info| info.state == crate::pool::ConnState::Leased)
+                    .count();
+                ServerConnections {
+                    server,
+                    slots,
+                    leased,
+                    leases: self.servers.leases(id),
+                }
             })
             .collect();
         let mut stats = self.stats.clone();
@@ -884,6 +926,8 @@ impl<K> ClientCore<K> {
         if self.closed {
             return None;
         }
+        // A connection past its time is never lent, even before the timer says so.
+        self.expire(now);
         let lease = match self.lease_policy {
             LeasePolicy::Lowest => self.pool.checkout(),
             LeasePolicy::Random => self.pool.checkout_any(),
@@ -896,6 +940,7 @@ impl<K> ClientCore<K> {
         let Some(server) = self.servers.addr(lease.server) else {
             unreachable!("the pool holds connections only of known servers")
         };
+        self.servers.count_lease(lease.server);
         self.settle(now);
         Some(Lease {
             id: LeaseId {
@@ -921,7 +966,11 @@ impl<K> ClientCore<K> {
             born: now,
             proven: false,
         };
-        match self.pool.offer(ready.server, slot, Pooled { conn, age }) {
+        let expires = self.idle_deadline(age, now);
+        match self
+            .pool
+            .offer(ready.server, slot, Pooled { conn, age, expires })
+        {
             Offer::Kept(id) => {
                 self.held_changed(ready.server);
                 self.event(ClientEvent::Kept { server, slot });
@@ -971,6 +1020,55 @@ impl<K> ClientCore<K> {
         self.rover.handle_server_failed(server, now);
     }
 
+    /// When a connection of this age that becomes idle at `now` is to be let go, if ever; the
+    /// earliest such time is remembered for the timer.
+    fn idle_deadline(&mut self, age: Age, now: Instant) -> Option<Instant> {
+        let lifetime_end = self.max_lifetime.map(|limit| age.born + limit);
+        let idle_end = self.idle_timeout.map(|limit| now + limit);
+        let expires = [lifetime_end, idle_end].into_iter().flatten().min()?;
+        self.next_expiry = Some(self.next_expiry.map_or(expires, |next| next.min(expires)));
+        Some(expires)
+    }
+
+    /// Lets go of the idle connections whose time has come, once `next_expiry` has
+    /// passed: a scan of the idle connections then, never on an ordinary checkout. Leased
+    /// connections are left to their users; one that comes back past its lifetime goes at
+    /// the next call.
+    fn expire(&mut self, now: Instant) {
+        if self.next_expiry.is_none_or(|next| next > now) {
+            return;
+        }
+        let mut next = None;
+        let mut due = Vec::new();
+        for (id, pooled) in self.pool.idle_mut() {
+            match pooled.expires {
+                Some(at) if at <= now => {
+                    let lived_out = self
+                        .max_lifetime
+                        .is_some_and(|limit| pooled.age.born + limit <= now);
+                    due.push((id, lived_out));
+                }
+                Some(at) => next = Some(next.map_or(at, |n: Instant| n.min(at))),
+                None => {}
+            }
+        }
+        self.next_expiry = next;
+        for (id, lived_out) in due {
+            if let Ok(Removed::Idle { server, slot, conn }) = self.pool.remove(id) {
+                self.outputs.push_back(Output::Close(conn.conn));
+                self.held_changed(server);
+                let cause = if lived_out {
+                    RemoveCause::MaxLifetime
+                } else {
+                    RemoveCause::IdleTimeout
+                };
+                if let Some(addr) = self.servers.addr(server) {
+                    self.removed(addr, slot, cause);
+                }
+            }
+        }
+    }
+
     /// A pooled connection of `server` was ended by its peer (closed, reset, failed): young,
     /// a failure of the server; proven, the server may be restarting, and the rover probes it.
     fn ended_by_peer(&mut self, server: ServerId, age: Age, now: Instant) {
@@ -1016,6 +1114,13 @@ impl<K> ClientCore<K> {
                 self.removed(addr, slot, RemoveCause::Surplus);
             }
         }
+    }
+
+    /// A caller gave up after waiting `waited` for a connection: counted in
+    /// [`ClientStats::timed_out_gets`], and what to tell it ([`ClientCore::get_error`]).
+    pub fn get_timed_out(&mut self, waited: core::time::Duration) -> GetError {
+        self.stats.timed_out_gets += 1;
+        self.get_error(waited)
     }
 
     /// Why a caller found no connection within `waited`, for an adapter whose driver runs.

@@ -10,10 +10,12 @@ use crate::ServerId;
 /// Addresses by id and ids by address. Ids are handed out in order and never reused (a
 /// connection evicted while leased may still name a removed server's id when it comes back),
 /// so the table lists servers in the order they were added, and finding a server's address,
-/// which every checkout does, is an index into a vector: 32 bytes per server ever added.
+/// which every checkout does, is an index into a vector: 40 bytes per server ever added.
 #[derive(Clone, Debug, Default)]
 pub(super) struct ServerTable {
     by_id: Vec<Option<SocketAddr>>,
+    /// Connections lent, per server id: for status.
+    leases: Vec<u64>,
     by_addr: BTreeMap<SocketAddr, ServerId>,
 }
 
@@ -26,6 +28,7 @@ impl ServerTable {
         }
         let id = ServerId(u32::try_from(self.by_id.len()).ok()?);
         self.by_id.push(Some(addr));
+        self.leases.push(0);
         self.by_addr.insert(addr, id);
         Some(id)
     }
@@ -35,6 +38,18 @@ impl ServerTable {
         let id = self.by_addr.remove(&addr)?;
         self.by_id[id.0 as usize] = None;
         Some(id)
+    }
+
+    /// One more connection of `id` lent.
+    pub(super) fn count_lease(&mut self, id: ServerId) {
+        if let Some(leases) = self.leases.get_mut(id.0 as usize) {
+            *leases += 1;
+        }
+    }
+
+    /// Connections of `id` lent so far.
+    pub(super) fn leases(&self, id: ServerId) -> u64 {
+        self.leases.get(id.0 as usize).copied().unwrap_or(0)
     }
 
     pub(super) fn addr(&self, id: ServerId) -> Option<SocketAddr> {

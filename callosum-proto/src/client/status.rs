@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use super::RemoveCause;
 use crate::pool::{PoolStats, PoolStatus};
@@ -36,6 +37,10 @@ pub struct ServerConnections {
     pub server: SocketAddr,
     /// The slots held there, not counting connections evicted while leased.
     pub slots: Vec<u32>,
+    /// How many of those are leased now.
+    pub leased: usize,
+    /// Connections of this server lent since it was added: the requests it was given.
+    pub leases: u64,
 }
 
 /// Counters since the client started.
@@ -54,6 +59,18 @@ pub struct ClientStats {
     /// [`ClientConfig::young_death`](super::ClientConfig::young_death)), each counted as a
     /// failure of its server.
     pub died_young: u64,
+    /// Calls of [`ClientCore::checkout`](super::ClientCore::checkout): every `get` starts
+    /// with one.
+    pub gets: u64,
+    /// Callers that found nothing idle and waited in line
+    /// ([`ClientCore::join_line`](super::ClientCore::join_line)).
+    pub waits: u64,
+    /// Time spent in line by the callers served or gone since (the mean wait is
+    /// `wait_time / waits`, once they are all served).
+    pub wait_time: Duration,
+    /// Callers that gave up waiting at their timeout
+    /// ([`ClientCore::get_timed_out`](super::ClientCore::get_timed_out)).
+    pub timed_out_gets: u64,
 }
 
 /// Connections removed from the pool, one counter per [`RemoveCause`].
@@ -76,6 +93,10 @@ pub struct RemovedCounts {
     pub client_closed: u64,
     /// [`RemoveCause::Surplus`].
     pub surplus: u64,
+    /// [`RemoveCause::MaxLifetime`].
+    pub max_lifetime: u64,
+    /// [`RemoveCause::IdleTimeout`].
+    pub idle_timeout: u64,
 }
 
 impl RemovedCounts {
@@ -90,6 +111,8 @@ impl RemovedCounts {
             RemoveCause::ServerRemoved => &mut self.server_removed,
             RemoveCause::ClientClosed => &mut self.client_closed,
             RemoveCause::Surplus => &mut self.surplus,
+            RemoveCause::MaxLifetime => &mut self.max_lifetime,
+            RemoveCause::IdleTimeout => &mut self.idle_timeout,
         };
         *counter += 1;
     }

@@ -305,8 +305,8 @@ fn servers_added_together_all_take_part_in_the_first_attempts() {
 #[test]
 fn callers_in_line_are_served_first_and_in_order() {
     let (mut client, attempt) = one_server_one_attempt();
-    let first = client.join_line();
-    let second = client.join_line();
+    let first = client.join_line(NOW);
+    let second = client.join_line(NOW);
     connect(&mut client, attempt, b"0\r\n", 10);
     assert!(drain(&mut client).contains(&Output::Idle));
     assert!(client.checkout(NOW).is_none(), "callers in line come first");
@@ -330,10 +330,10 @@ fn callers_in_line_are_served_first_and_in_order() {
 fn a_caller_leaving_the_front_of_the_line_wakes_the_next() {
     let (mut client, attempt) = one_server_one_attempt();
     connect(&mut client, attempt, b"0\r\n", 10);
-    let first = client.join_line();
-    let second = client.join_line();
+    let first = client.join_line(NOW);
+    let second = client.join_line(NOW);
     drain(&mut client);
-    client.leave_line(first);
+    client.leave_line(first, NOW);
     assert_eq!(drain(&mut client), [Output::Idle]);
     assert!(client.checkout_in_line(second, NOW).is_some());
 }
@@ -550,7 +550,7 @@ fn a_pool_sized_to_demand_grows_with_callers_and_shrinks_from_its_highest_idle_s
     // Two callers use both connections, three more wait, for three seconds: an average of
     // three in use, so the pool grows to six.
     let mut leases: Vec<Lease<u32>> = (0..2).map(|_| client.checkout(NOW).unwrap()).collect();
-    let tickets: Vec<Ticket> = (0..3).map(|_| client.join_line()).collect();
+    let tickets: Vec<Ticket> = (0..3).map(|_| client.join_line(NOW)).collect();
     assert!(client.checkout_in_line(tickets[0], NOW).is_none());
     assert_eq!(
         client.status().target,
@@ -693,4 +693,100 @@ fn a_proven_connection_closed_by_its_server_has_the_server_probed_soon() {
         tried.contains(&server),
         "{server} probed within 500 ms: {tried:?}"
     );
+}
+
+fn removed_by(outputs: &[Output<u32>], cause: RemoveCause) -> Vec<u32> {
+    picked(outputs, |output| match *output {
+        Output::Event(ClientEvent::Removed { slot, cause: c, .. }) if c == cause => Some(slot),
+        _ => None,
+    })
+}
+
+fn secs(secs: u64) -> Instant {
+    Instant::from_millis(secs * 1_000)
+}
+
+#[test]
+fn max_lifetime_closes_a_connection_when_it_is_next_idle_never_under_its_user() {
+    let mut config = original_config(1);
+    config.max_lifetime = Some(core::time::Duration::from_secs(10));
+    let mut client: ClientCore<u32> = ClientCore::new(config, 5).unwrap();
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let mut next_slot = 0;
+    settle(&mut client, &mut next_slot, NOW);
+    // The timer knows when the connection's life ends.
+    let Output::Timeout(Some(due)) = client.poll_output() else {
+        panic!("a timer")
+    };
+    assert!(due <= secs(10));
+    // Lent at 9 s and kept past 10 s: its user is not disturbed...
+    let lease = client.checkout(secs(9)).unwrap();
+    client.handle_timeout(secs(11));
+    assert!(removed_by(&drain(&mut client), RemoveCause::MaxLifetime).is_empty());
+    // ...and once back, it is never lent again.
+    client
+        .checkin(lease.id, lease.conn, LeaseEnd::Finished, secs(12))
+        .unwrap();
+    assert!(client.checkout(secs(12)).is_none());
+    let outputs = drain(&mut client);
+    assert_eq!(removed_by(&outputs, RemoveCause::MaxLifetime), [0]);
+    assert_eq!(closed(&outputs), [0]);
+    assert_eq!(client.status().stats.removed.max_lifetime, 1);
+}
+
+#[test]
+fn idle_timeout_counts_from_the_last_return() {
+    let mut config = original_config(1);
+    config.idle_timeout = Some(core::time::Duration::from_secs(3));
+    config.rover.interval = core::time::Duration::from_secs(100);
+    config.rover.jitter = core::time::Duration::ZERO;
+    let mut client: ClientCore<u32> = ClientCore::new(config, 5).unwrap();
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let mut next_slot = 0;
+    settle(&mut client, &mut next_slot, NOW);
+    let lease = client.checkout(secs(1)).unwrap();
+    client
+        .checkin(lease.id, lease.conn, LeaseEnd::Finished, secs(2))
+        .unwrap();
+    drain(&mut client);
+    client.handle_timeout(secs(4));
+    assert!(removed_by(&drain(&mut client), RemoveCause::IdleTimeout).is_empty());
+    let Output::Timeout(Some(due)) = client.poll_output() else {
+        panic!("a timer")
+    };
+    assert_eq!(due, secs(5), "three seconds after its return");
+    client.handle_timeout(due);
+    assert_eq!(removed_by(&drain(&mut client), RemoveCause::IdleTimeout), [0]);
+}
+
+#[test]
+fn stats_count_gets_waits_wait_time_time_outs_and_leases_per_server() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let mut next_slot = 0;
+    settle(&mut client, &mut next_slot, NOW);
+    let lease = client.checkout(NOW).unwrap();
+    assert!(client.checkout(NOW).is_none());
+    let served = client.join_line(NOW);
+    let gave_up = client.join_line(NOW);
+    client
+        .checkin(lease.id, lease.conn, LeaseEnd::Finished, secs(2))
+        .unwrap();
+    let second = client.checkout_in_line(served, secs(2)).unwrap();
+    client.leave_line(gave_up, secs(3));
+    let error = client.get_timed_out(core::time::Duration::from_secs(3));
+    assert!(matches!(error, GetError::TimedOut { .. }));
+    let status = client.status();
+    let stats = &status.stats;
+    assert_eq!((stats.gets, stats.waits, stats.timed_out_gets), (2, 2, 1));
+    assert_eq!(stats.wait_time, core::time::Duration::from_secs(5), "2 s + 3 s");
+    assert_eq!(status.servers[0].leases, 2);
+    assert_eq!(status.servers[0].leased, 1);
+    client
+        .checkin(second.id, second.conn, LeaseEnd::Finished, secs(3))
+        .unwrap();
+    assert_eq!(client.status().servers[0].leased, 0);
 }

@@ -32,7 +32,7 @@ struct Place<'a> {
 
 impl Place<'_> {
     fn join(shared: &Arc<Shared>) -> Place<'_> {
-        let ticket = shared.lock().core.join_line();
+        let ticket = shared.input(|state, now| state.core.join_line(now));
         Place { shared, ticket }
     }
 
@@ -49,7 +49,8 @@ impl Place<'_> {
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         let ticket = self.ticket;
-        self.shared.input(|state, _| state.core.leave_line(ticket));
+        self.shared
+            .input(|state, now| state.core.leave_line(ticket, now));
     }
 }
 
@@ -248,10 +249,10 @@ impl Client {
         }
     }
 
-    /// Why a `get` that waited `waited` found nothing.
+    /// Why a `get` that waited `waited` found nothing (counted as a timed-out get).
     fn timed_out(&self, waited: Duration) -> GetError {
-        let state = self.shared().lock();
-        match state.core.get_error(waited) {
+        let mut state = self.shared().lock();
+        match state.core.get_timed_out(waited) {
             GetError::TimedOut { .. } if state.driver != DriverState::Running => {
                 GetError::NotRunning
             }

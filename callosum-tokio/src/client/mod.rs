@@ -33,7 +33,7 @@ struct Place<'a> {
 
 impl Place<'_> {
     fn join(shared: &Arc<Shared>) -> Place<'_> {
-        let ticket = shared.lock().core.join_line();
+        let ticket = shared.input(|state, now| state.core.join_line(now));
         Place { shared, ticket }
     }
 
@@ -51,7 +51,8 @@ impl Place<'_> {
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         let ticket = self.ticket;
-        self.shared.input(|state, _| state.core.leave_line(ticket));
+        self.shared
+            .input(|state, now| state.core.leave_line(ticket, now));
     }
 }
 
@@ -256,10 +257,10 @@ impl Client {
                 if let Some(conn) = place.checkout()? {
                     return Ok(conn);
                 }
-                let state = self.shared().lock();
+                let mut state = self.shared().lock();
                 return Err(match state.driver {
                     DriverState::NotStarted => GetError::NotRunning,
-                    _ => state.core.get_error(timeout),
+                    _ => state.core.get_timed_out(timeout),
                 });
             }
         }
