@@ -182,10 +182,12 @@ struct Pooled<K> {
 
 /// What a guard saw of its lease, kept by the adapter's guard so that every adapter ends a
 /// lease by one rule ([`LeaseUse::end`]): untouched or finished goes back to idle, touched and
-/// not finished was interrupted, broken is broken.
+/// not finished was interrupted, broken is broken. It also says what the end of the
+/// connection means to the request ([`LeaseUse::record_end`]), by whether a byte of the reply
+/// came first.
 ///
 /// ```
-/// use callosum_proto::client::{LeaseEnd, LeaseUse};
+/// use callosum_proto::client::{LeaseEnd, LeaseUse, StreamEnd};
 ///
 /// let mut used = LeaseUse::default();
 /// assert_eq!(used.end(false), LeaseEnd::Finished); // dropped untouched
@@ -194,17 +196,55 @@ struct Pooled<K> {
 /// assert_eq!(used.end(true), LeaseEnd::Finished); // its holder said it finished
 /// used.mark_broken();
 /// assert_eq!(used.end(true), LeaseEnd::Broken);
+///
+/// // A request written into a connection its server had just closed: no reply byte came.
+/// let mut used = LeaseUse::default();
+/// used.record_io();
+/// assert_eq!(used.record_end(), StreamEnd::BeforeReply);
+/// assert_eq!(used.end(false), LeaseEnd::Broken);
+/// // The end in the middle of a reply is a broken reply, not a retryable one.
+/// let mut used = LeaseUse::default();
+/// used.record_read(5);
+/// assert_eq!(used.record_end(), StreamEnd::InReply);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LeaseUse {
     touched: bool,
     broken: bool,
+    /// Whether a read through the guard gave at least one byte.
+    replied: bool,
 }
 
 impl LeaseUse {
     /// A read or a write was attempted on the connection.
     pub fn record_io(&mut self) {
         self.touched = true;
+    }
+
+    /// A read through the guard gave `bytes` bytes (0 is the end of the stream: tell it with
+    /// [`LeaseUse::record_end`] instead).
+    pub fn record_read(&mut self, bytes: usize) {
+        self.touched = true;
+        if bytes > 0 {
+            self.replied = true;
+        }
+    }
+
+    /// The connection ended under the lease (a read saw the end of the stream, or a read or
+    /// a write found it reset): it is broken, and the answer says what that means for the
+    /// request. Before any byte of a reply the server may never have seen the request (a
+    /// draining server closes an idle connection just as a request is written into it), so
+    /// the guard reports [`ClosedBeforeReply`] and an idempotent request can be sent again
+    /// on another connection. After some bytes the reply is cut short, and the guard reports
+    /// the end as it came.
+    pub fn record_end(&mut self) -> StreamEnd {
+        self.touched = true;
+        self.broken = true;
+        if self.replied {
+            StreamEnd::InReply
+        } else {
+            StreamEnd::BeforeReply
+        }
     }
 
     /// The connection failed or its holder said it is broken.
@@ -228,6 +268,37 @@ impl LeaseUse {
         }
     }
 }
+
+/// What the end of a leased connection means to its request, from [`LeaseUse::record_end`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamEnd {
+    /// No byte of a reply had come: the request may not have reached its server, and the
+    /// guard reports [`ClosedBeforeReply`].
+    BeforeReply,
+    /// Some bytes of the reply had come: the reply is broken, and the guard reports the end
+    /// of the stream (or the error) as it came.
+    InReply,
+}
+
+/// The error of a request whose connection ended before any byte of its reply: the server
+/// closed it (a drain between two requests, a restart) or reset it. The server may not have
+/// seen the request, so an idempotent request can be sent again, on another connection; the
+/// one it met was closed and removed from the pool.
+///
+/// The smol and tokio guards return it from a read (or a write) as an `io::Error` of kind
+/// `ConnectionAborted` whose inner error is this type, in place of the end of the stream
+/// (`Ok(0)`) or the reset; test for it with `callosum_proto::adapter::is_closed_before_reply`
+/// (the `std` feature), which every adapter re-exports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClosedBeforeReply;
+
+impl fmt::Display for ClosedBeforeReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the connection closed before any byte of the reply")
+    }
+}
+
+impl core::error::Error for ClosedBeforeReply {}
 
 /// A connection lent out by [`ClientCore::checkout`]: return it with
 /// [`ClientCore::checkin`], whatever happened to it.
