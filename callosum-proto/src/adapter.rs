@@ -1,6 +1,7 @@
 //! What every adapter on `std` needs, written once (the `std` feature): the one conversion
-//! between the system clock and the core's [`Instant`], and the one reading of each
-//! `io::Error` an adapter meets.
+//! between the system clock and the core's [`Instant`], the one reading of each
+//! `io::Error` an adapter meets, and what a lease's reads and writes pass on to its holder
+//! ([`lease_read`], [`lease_write`], [`is_closed_before_reply`]).
 //!
 //! ```
 //! use callosum_proto::adapter::{Clock, Read, read_outcome};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use crate::Instant;
 use crate::allocator::SlotLimitError;
+use crate::client::{ClosedBeforeReply, LeaseUse, StreamEnd};
 use crate::rover::ConnectFailure;
 
 /// The adapter's clock: core instants are microseconds since the clock was made.
@@ -218,6 +220,113 @@ pub fn read_outcome(result: &io::Result<usize>) -> Read {
     }
 }
 
+/// What a read through a lease's guard passes on to its holder, recorded in `used`: bytes
+/// as they came; the end of the stream (`Ok(0)` into a buffer with `room`) or a reset as
+/// [`ClosedBeforeReply`] if no byte of the reply came before it, and as it came otherwise;
+/// any other failure as it came, the connection broken. One rule for every adapter's guard,
+/// so that an application tells a request to send again ([`is_closed_before_reply`]) from
+/// a broken reply the same way on each.
+///
+/// ```
+/// use callosum_proto::adapter::{is_closed_before_reply, lease_read};
+/// use callosum_proto::client::LeaseUse;
+///
+/// // The server closed the connection before answering: the request can be sent again.
+/// let mut used = LeaseUse::default();
+/// let read = lease_read(&mut used, true, Ok(0));
+/// assert!(is_closed_before_reply(&read.unwrap_err()));
+/// assert!(used.is_broken());
+/// // Closed after part of the reply: the end of the stream, as it came.
+/// let mut used = LeaseUse::default();
+/// assert_eq!(lease_read(&mut used, true, Ok(3)).unwrap(), 3);
+/// assert_eq!(lease_read(&mut used, true, Ok(0)).unwrap(), 0);
+/// assert!(used.is_broken());
+/// ```
+pub fn lease_read(used: &mut LeaseUse, room: bool, result: io::Result<usize>) -> io::Result<usize> {
+    match result {
+        Ok(0) if room => ended(used, result),
+        Ok(bytes) => {
+            used.record_read(bytes);
+            Ok(bytes)
+        }
+        Err(error) => lease_failure(used, error),
+    }
+}
+
+/// What a write (or a flush) through a lease's guard passes on to its holder, recorded in
+/// `used`: a reset or a broken pipe before any byte of the reply as [`ClosedBeforeReply`]
+/// (the request was written into a connection its server had closed), any other failure as
+/// it came, the connection broken.
+///
+/// ```
+/// use callosum_proto::adapter::{is_closed_before_reply, lease_write};
+/// use callosum_proto::client::LeaseUse;
+/// use std::io;
+///
+/// let mut used = LeaseUse::default();
+/// let written = lease_write(&mut used, Err::<usize, _>(io::ErrorKind::BrokenPipe.into()));
+/// assert!(is_closed_before_reply(&written.unwrap_err()));
+/// ```
+pub fn lease_write<T>(used: &mut LeaseUse, result: io::Result<T>) -> io::Result<T> {
+    result.or_else(|error| lease_failure(used, error))
+}
+
+/// Whether an I/O error from a lease's guard is [`ClosedBeforeReply`]: its connection ended
+/// before any byte of the reply, so the server may not have seen the request, and an
+/// idempotent request can be sent again on another connection (the one it met was closed
+/// and removed). A draining server closes a connection between two requests, so a request
+/// written an instant after meets exactly this. Its kind is `ConnectionAborted` (never
+/// `UnexpectedEof`, which `read_exact` reports for a reply cut short); test with this
+/// function rather than by kind.
+///
+/// ```
+/// use callosum_proto::adapter::is_closed_before_reply;
+/// use callosum_proto::client::ClosedBeforeReply;
+/// use std::io;
+///
+/// let error = io::Error::from(ClosedBeforeReply);
+/// assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted);
+/// assert!(is_closed_before_reply(&error));
+/// assert!(!is_closed_before_reply(&io::ErrorKind::ConnectionAborted.into()));
+/// ```
+pub fn is_closed_before_reply(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<ClosedBeforeReply>())
+}
+
+/// The error of a request whose connection ended before any byte of its reply, kind
+/// `ConnectionAborted` (see [`is_closed_before_reply`]).
+impl From<ClosedBeforeReply> for io::Error {
+    fn from(error: ClosedBeforeReply) -> io::Error {
+        io::Error::new(io::ErrorKind::ConnectionAborted, error)
+    }
+}
+
+/// A failed read or write of a lease: the end of the connection if the peer reset it,
+/// broken for any other failure but an interrupted or would-block call (tried again).
+fn lease_failure<T>(used: &mut LeaseUse, error: io::Error) -> io::Result<T> {
+    match error.kind() {
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => Err(error),
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => ended(used, Err(error)),
+        _ => {
+            used.mark_broken();
+            Err(error)
+        }
+    }
+}
+
+/// The connection ended under the lease: [`ClosedBeforeReply`] before any byte of the
+/// reply, the result as it came after some.
+fn ended<T>(used: &mut LeaseUse, as_it_came: io::Result<T>) -> io::Result<T> {
+    match used.record_end() {
+        StreamEnd::BeforeReply => Err(ClosedBeforeReply.into()),
+        StreamEnd::InReply => as_it_came,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +346,47 @@ mod tests {
         if let Some(before) = clock.epoch.checked_sub(Duration::from_secs(1)) {
             assert_eq!(clock.from_std(before), Instant::ZERO);
         }
+    }
+
+    #[test]
+    fn a_lease_tells_an_end_before_the_reply_from_one_within_it() {
+        // A reset before any byte: the request can be sent again.
+        let mut used = LeaseUse::default();
+        let reset = lease_read(&mut used, true, Err(io::ErrorKind::ConnectionReset.into()));
+        assert!(is_closed_before_reply(&reset.unwrap_err()));
+        // A reset after some bytes: passed on as it came.
+        let mut used = LeaseUse::default();
+        assert_eq!(lease_read(&mut used, true, Ok(2)).unwrap(), 2);
+        let reset = lease_read(&mut used, true, Err(io::ErrorKind::ConnectionReset.into()));
+        let reset = reset.unwrap_err();
+        assert!(!is_closed_before_reply(&reset));
+        assert_eq!(reset.kind(), io::ErrorKind::ConnectionReset);
+        assert!(used.is_broken());
+        // A read into no room is no end; an interrupted or would-block call breaks nothing.
+        let mut used = LeaseUse::default();
+        assert_eq!(lease_read(&mut used, false, Ok(0)).unwrap(), 0);
+        for kind in [io::ErrorKind::Interrupted, io::ErrorKind::WouldBlock] {
+            assert_eq!(
+                lease_read(&mut used, true, Err(kind.into()))
+                    .unwrap_err()
+                    .kind(),
+                kind
+            );
+            assert_eq!(
+                lease_write(&mut used, Err::<(), _>(kind.into()))
+                    .unwrap_err()
+                    .kind(),
+                kind
+            );
+        }
+        assert!(!used.is_broken());
+        // Any other failure breaks the connection and is passed on.
+        let denied = lease_write(
+            &mut used,
+            Err::<(), _>(io::ErrorKind::PermissionDenied.into()),
+        );
+        assert_eq!(denied.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert!(used.is_broken());
     }
 
     #[test]
