@@ -7,8 +7,9 @@ use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
+use callosum_proto::adapter;
 use callosum_proto::client::{Lease, LeaseId, LeaseUse, Returned};
 use callosum_proto::slab::Key;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -51,6 +52,38 @@ const HELD: &str = "a PooledConn holds its stream until it is finished, detached
 /// conn.finish(); // back to the pool
 /// # Ok(reply)
 /// # }
+/// ```
+///
+/// **A connection that ends before any byte of the reply** (the end of the stream, a reset or
+/// a broken pipe, met by a read or a write before a read gave a byte) is not `Ok(0)`: it is
+/// an error that [`is_closed_before_reply`](crate::is_closed_before_reply) recognises (kind
+/// `ConnectionAborted`, inner error [`ClosedBeforeReply`](crate::ClosedBeforeReply)). Its
+/// server closed it without answering, as a draining server does between two requests, so
+/// an idempotent request can be sent again on another connection (the guard is broken, so
+/// its connection is closed and never lent again). The end after some bytes of the reply is
+/// passed on as it came: that reply is broken, and whether to send the request again is the
+/// application's call.
+///
+/// ```no_run
+/// use callosum_tokio::{Client, is_closed_before_reply};
+/// use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+///
+/// /// One idempotent request, sent again if its connection closed before any reply byte.
+/// async fn get_key(client: &Client) -> std::io::Result<String> {
+///     match exchange(client).await {
+///         Err(error) if is_closed_before_reply(&error) => exchange(client).await,
+///         answered => answered,
+///     }
+/// }
+///
+/// async fn exchange(client: &Client) -> std::io::Result<String> {
+///     let mut conn = client.get().await.map_err(std::io::Error::other)?;
+///     conn.write_all(b"GET key\n").await?;
+///     let mut reply = String::new();
+///     BufReader::new(&mut conn).read_line(&mut reply).await?;
+///     conn.finish();
+///     Ok(reply)
+/// }
 /// ```
 pub struct PooledConn {
     shared: Arc<Shared>,
@@ -179,14 +212,6 @@ impl PooledConn {
     fn stream_mut(&mut self) -> &mut TcpStream {
         self.stream.as_mut().expect(HELD)
     }
-
-    /// A read or write failed: the connection is broken, unless the call was only
-    /// interrupted (its caller tries again).
-    fn failed(&mut self, error: &io::Error) {
-        if error.kind() != io::ErrorKind::Interrupted {
-            self.used.mark_broken();
-        }
-    }
 }
 
 /// The stream itself, for its methods (`peer_addr`, `set_nodelay`, `readable`, `try_read`,
@@ -225,16 +250,9 @@ impl AsyncRead for PooledConn {
     ) -> Poll<io::Result<()>> {
         self.used.record_io();
         let (before, room) = (buf.filled().len(), buf.remaining() > 0);
-        let result = Pin::new(self.stream_mut()).poll_read(cx, buf);
-        match &result {
-            // The end of the stream: the server closed it.
-            Poll::Ready(Ok(())) if room && buf.filled().len() == before => {
-                self.used.mark_broken();
-            }
-            Poll::Ready(Err(error)) => self.failed(error),
-            _ => {}
-        }
-        result
+        let result = ready!(Pin::new(self.stream_mut()).poll_read(cx, buf));
+        let bytes = result.map(|()| buf.filled().len() - before);
+        Poll::Ready(adapter::lease_read(&mut self.used, room, bytes).map(drop))
     }
 }
 
@@ -245,11 +263,8 @@ impl AsyncWrite for PooledConn {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.used.record_io();
-        let result = Pin::new(self.stream_mut()).poll_write(cx, buf);
-        if let Poll::Ready(Err(error)) = &result {
-            self.failed(error);
-        }
-        result
+        let result = ready!(Pin::new(self.stream_mut()).poll_write(cx, buf));
+        Poll::Ready(adapter::lease_write(&mut self.used, result))
     }
 
     fn poll_write_vectored(
@@ -258,11 +273,8 @@ impl AsyncWrite for PooledConn {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.used.record_io();
-        let result = Pin::new(self.stream_mut()).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Err(error)) = &result {
-            self.failed(error);
-        }
-        result
+        let result = ready!(Pin::new(self.stream_mut()).poll_write_vectored(cx, bufs));
+        Poll::Ready(adapter::lease_write(&mut self.used, result))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -273,11 +285,8 @@ impl AsyncWrite for PooledConn {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.used.record_io();
-        let result = Pin::new(self.stream_mut()).poll_flush(cx);
-        if let Poll::Ready(Err(error)) = &result {
-            self.failed(error);
-        }
-        result
+        let result = ready!(Pin::new(self.stream_mut()).poll_flush(cx));
+        Poll::Ready(adapter::lease_write(&mut self.used, result))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
