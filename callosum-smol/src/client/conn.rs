@@ -7,9 +7,10 @@ use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use async_io::Async;
+use callosum_proto::adapter;
 use callosum_proto::client::{Lease, LeaseId, LeaseUse};
 use futures_lite::{AsyncRead, AsyncWrite};
 
@@ -56,6 +57,38 @@ const HELD_UNTIL_DETACHED: &str = "a PooledConn holds its stream until detached"
 ///     println!("slot {} on {} said {reply}", conn.slot(), conn.server());
 ///     conn.finish(); // the whole reply was read: back to the pool, idle
 /// });
+/// ```
+///
+/// **A connection that ends before any byte of the reply** (the end of the stream, a reset or
+/// a broken pipe, met by a read or a write before a read gave a byte) is not `Ok(0)`: it is
+/// an error that [`is_closed_before_reply`](crate::is_closed_before_reply) recognises (kind
+/// `ConnectionAborted`, inner error [`ClosedBeforeReply`](crate::ClosedBeforeReply)). Its
+/// server closed it without answering, as a draining server does between two requests, so
+/// an idempotent request can be sent again on another connection (the guard is broken, so
+/// its connection is closed and never lent again). The end after some bytes of the reply is
+/// passed on as it came: that reply is broken, and whether to send the request again is the
+/// application's call.
+///
+/// ```no_run
+/// use callosum_smol::{Client, is_closed_before_reply};
+/// use futures_lite::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
+///
+/// /// One idempotent request, sent again if its connection closed before any reply byte.
+/// async fn get_key(client: &Client) -> std::io::Result<String> {
+///     match exchange(client).await {
+///         Err(error) if is_closed_before_reply(&error) => exchange(client).await,
+///         answered => answered,
+///     }
+/// }
+///
+/// async fn exchange(client: &Client) -> std::io::Result<String> {
+///     let mut conn = client.get().await.map_err(std::io::Error::other)?;
+///     conn.write_all(b"GET key\n").await?;
+///     let mut reply = String::new();
+///     BufReader::new(&mut conn).read_line(&mut reply).await?;
+///     conn.finish();
+///     Ok(reply)
+/// }
 /// ```
 pub struct PooledConn {
     shared: Arc<Shared>,
@@ -187,13 +220,6 @@ impl PooledConn {
         self.used.record_io();
         Pin::new(self.stream.as_mut().expect(HELD_UNTIL_DETACHED))
     }
-
-    /// Notes a failed read or write: the connection is broken.
-    fn failed(&mut self, error: &io::Error) {
-        if error.kind() != io::ErrorKind::Interrupted {
-            self.used.mark_broken();
-        }
-    }
 }
 
 /// The stream itself, for its methods (`get_ref`, `readable`, `peek`, ...). The guard cannot
@@ -233,13 +259,8 @@ impl AsyncRead for PooledConn {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let result = self.stream_for_io().poll_read(cx, buf);
-        match &result {
-            Poll::Ready(Ok(0)) if !buf.is_empty() => self.used.mark_broken(),
-            Poll::Ready(Err(error)) => self.failed(error),
-            _ => {}
-        }
-        result
+        let result = ready!(self.stream_for_io().poll_read(cx, buf));
+        Poll::Ready(adapter::lease_read(&mut self.used, !buf.is_empty(), result))
     }
 }
 
@@ -249,19 +270,13 @@ impl AsyncWrite for PooledConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = self.stream_for_io().poll_write(cx, buf);
-        if let Poll::Ready(Err(error)) = &result {
-            self.failed(error);
-        }
-        result
+        let result = ready!(self.stream_for_io().poll_write(cx, buf));
+        Poll::Ready(adapter::lease_write(&mut self.used, result))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = self.stream_for_io().poll_flush(cx);
-        if let Poll::Ready(Err(error)) = &result {
-            self.failed(error);
-        }
-        result
+        let result = ready!(self.stream_for_io().poll_flush(cx));
+        Poll::Ready(adapter::lease_write(&mut self.used, result))
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
