@@ -142,10 +142,10 @@ pub use token::TokenRange;
 
 pub use callosum_proto;
 pub use callosum_proto::DecodeError;
-pub use callosum_proto::adapter::ServerError;
+pub use callosum_proto::adapter::{ServerError, is_closed_before_reply};
 pub use callosum_proto::client::{
-    ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, Failure, LeaseId,
-    RemoveCause, RemovedCounts, ServerConnections,
+    ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, ClosedBeforeReply,
+    Failure, LeaseId, RemoveCause, RemovedCounts, ServerConnections,
 };
 pub use callosum_proto::pool::{PoolConfig, PoolConfigError, PoolStats, PoolStatus};
 pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, RoverConfigError};

@@ -4,14 +4,16 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use callosum_proto::adapter;
 use callosum_proto::client::{LeaseEnd, LeaseId, LeaseUse, Returned};
 use callosum_proto::slab::Key;
 
 use super::Client;
-use super::sockets::{Held, probe};
+use super::sockets::{Held, Pooled, probe};
 use crate::Conn;
 
 /// A connection lent by [`Client::checkout`]: use it through [`Client::conn_mut`], then
@@ -229,7 +231,9 @@ impl Client {
     /// current. Asking for it counts as using the lease: dropped from now on without a
     /// checkin, the lease is closed as interrupted (see [`Lease`]). (Leases carry no mark
     /// of their client: keep each with the client that lent it, as a lease of another client
-    /// may name one of this client's connections.)
+    /// may name one of this client's connections.) Reading and writing through
+    /// [`Client::read`] and [`Client::write`] instead tells a connection closed before any
+    /// byte of the reply (a request to send again) from the end of a reply.
     ///
     /// ```no_run
     /// use std::io::Write;
@@ -247,6 +251,71 @@ impl Client {
                 pooled.used.record_io();
                 &mut pooled.conn
             })
+    }
+
+    /// Reads the leased connection as [`Client::conn_mut`]'s [`Read`] does (`WouldBlock`
+    /// when nothing is there yet), except at its end: a connection that ends (the end of
+    /// the stream, a reset) before any byte of the reply came through this call is an error
+    /// that [`is_closed_before_reply`](crate::is_closed_before_reply) recognises (kind
+    /// `ConnectionAborted`, inner error [`ClosedBeforeReply`](crate::ClosedBeforeReply)),
+    /// not `Ok(0)`. Its server closed it without answering, as a draining server does
+    /// between two requests, so an idempotent request can be sent again on another lease;
+    /// this one is broken, and is closed when it is given back. The end after some bytes
+    /// of the reply is `Ok(0)`, as it came. A lease that is not current is `NotConnected`.
+    ///
+    /// ```no_run
+    /// use callosum_mio::is_closed_before_reply;
+    /// # fn demo(client: &mut callosum_mio::Client, lease: callosum_mio::Lease) {
+    /// let mut reply = [0u8; 64];
+    /// match client.read(&lease, &mut reply) {
+    ///     Ok(n) => println!("{n} bytes of the reply"),
+    ///     Err(error) if is_closed_before_reply(&error) => {
+    ///         client.checkin(lease); // closed, as it is broken
+    ///         // ... send the request again on the next lease from `checkout`
+    ///     }
+    ///     Err(error) => println!("{error}"), // `WouldBlock`: wait for readiness
+    /// }
+    /// # }
+    /// ```
+    pub fn read(&mut self, lease: &Lease, buf: &mut [u8]) -> io::Result<usize> {
+        self.return_dropped();
+        let pooled = self.leased(lease)?;
+        let result = pooled.conn.read(buf);
+        adapter::lease_read(&mut pooled.used, !buf.is_empty(), result)
+    }
+
+    /// Writes to the leased connection as [`Client::conn_mut`]'s [`Write`] does, except
+    /// when the connection was closed under it: a reset or a broken pipe before any byte of
+    /// the reply is the same error as [`Client::read`]'s, which
+    /// [`is_closed_before_reply`](crate::is_closed_before_reply) recognises.
+    ///
+    /// ```no_run
+    /// # fn demo(client: &mut callosum_mio::Client) -> std::io::Result<()> {
+    /// let lease = client.checkout().unwrap();
+    /// let written = client.write(&lease, b"GET key\n")?;
+    /// # let _ = written; client.checkin(lease); Ok(()) }
+    /// ```
+    pub fn write(&mut self, lease: &Lease, buf: &[u8]) -> io::Result<usize> {
+        self.return_dropped();
+        let pooled = self.leased(lease)?;
+        let result = pooled.conn.write(buf);
+        adapter::lease_write(&mut pooled.used, result)
+    }
+
+    /// The socket of a current lease, its use recorded; `NotConnected` for any other lease.
+    fn leased(&mut self, lease: &Lease) -> io::Result<&mut Pooled> {
+        let pooled = self
+            .pooled
+            .get_mut(lease.key)
+            .filter(|pooled| pooled.held == Held::Leased(lease.id))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "not a current lease of this client",
+                )
+            })?;
+        pooled.used.record_io();
+        Ok(pooled)
     }
 
     /// Gives a leased connection back after a finished exchange: it is idle again, unless
