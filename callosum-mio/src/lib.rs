@@ -31,7 +31,7 @@
 //! 5. Go back to 2. Calls you make in between (a `checkout`, a `checkin`, a `close`) may
 //!    queue events too: drain again before polling.
 //!
-//! A client sends one request on its lowest connection to an echo server, and reads the
+//! A client sends one request on one of its connections to an echo server, and reads the
 //! reply:
 //!
 //! ```
@@ -98,7 +98,7 @@
 //!             }
 //!         }
 //!     }
-//!     // One request, on the lowest idle connection, once there is one.
+//!     // One request, on an idle connection, once there is one.
 //!     if lease.is_none() {
 //!         if let Some(new) = client.checkout() {
 //!             client.conn_mut(&new).unwrap().write_all(b"ping")?;
@@ -134,7 +134,8 @@ mod run;
 mod server;
 mod token;
 
-pub use client::{Client, Lease, LeaseReady};
+pub use callosum_proto::client::{BadServerSpec, NameId, ResolveFailure, ServerSpec};
+pub use client::{Client, LOOKUP_POLL, Lease, LeaseReady, Resolve, SystemResolver};
 pub use conn::Conn;
 pub use run::{Happened, Parts, run, timeout_until};
 pub use server::{CloseCause, Server, ServerConnId, ServerEvent};

@@ -12,7 +12,8 @@
 //! - [`Strategy::Callosum`]: every client is a [`callosum_proto::ClientCore`] (the rover, the
 //!   pool and the leases of `callosum-proto`, driven as an adapter drives them), every server
 //!   a [`GrowableServerCore`](callosum_proto::server::GrowableServerCore); a request takes the
-//!   lowest idle pooled connection and waits in the client while none is idle.
+//!   idle pooled connection (by the core's default lease policy) and waits in the client while none is
+//!   idle.
 //! - The others pick a server per request and send the request straight to it: random,
 //!   round robin and the better of two random choices by the client's own outstanding
 //!   requests, which a client can do alone; and two bounds with global information no client

@@ -876,6 +876,9 @@ impl<'a> Sim<'a> {
                 // The reports count connections at the servers.
                 Output::Event(_) => {}
                 Output::Idle => self.dispatch_waiting(client),
+                Output::Resolve { .. } => {
+                    unreachable!("the simulated clients know their servers by address")
+                }
                 Output::Timeout(timeout) => {
                     let now = self.now;
                     let cc = self.callosum(client);

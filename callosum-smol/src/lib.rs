@@ -9,7 +9,7 @@
 //! - [`Server`]: listens, gives each connection the lowest free slot, writes the slot line in
 //!   one write, and frees the slot when the connection ends.
 //! - [`Client`]: a rover that keeps trying random servers and a pool that keeps the lowest
-//!   slots found. [`Client::get`] lends the lowest idle connection, or says why it could not
+//!   slots found. [`Client::get`] lends an idle connection, or says why it could not
 //!   ([`GetError`]: no servers, the driver not running, the client closed, or a timeout with
 //!   the last connect or handshake failure).
 //!
@@ -70,6 +70,7 @@ pub use callosum_proto;
 pub use callosum_proto::DecodeError;
 pub use callosum_proto::adapter::{ServerError, is_closed_before_reply};
 pub use callosum_proto::allocator::SlotLimitError;
+pub use callosum_proto::client::{BadServerSpec, NameId, ResolveFailure, ServerSpec};
 pub use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, ClosedBeforeReply,
     Failure, GetError, RemoveCause, RemovedCounts, ServerConnections,
@@ -77,5 +78,5 @@ pub use callosum_proto::client::{
 pub use callosum_proto::pool::{PoolConfig, PoolConfigError, PoolStats, PoolStatus};
 pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, RoverConfigError};
 pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
-pub use client::{Client, Driver, PooledConn};
+pub use client::{Client, Driver, Lookup, PooledConn, Resolve, SystemResolver};
 pub use server::{Server, ServerConn, ShutDown};

@@ -10,7 +10,7 @@
 //!   the slot line in one write, and frees the slot when the connection ends. A
 //!   [`ServerConn`] is tokio's `AsyncRead` and `AsyncWrite`.
 //! - [`Client`]: a rover that keeps trying random servers and a pool that keeps the lowest
-//!   slots found. [`Client::get`] lends the lowest idle connection as a [`PooledConn`], also
+//!   slots found. [`Client::get`] lends an idle connection as a [`PooledConn`], also
 //!   tokio's `AsyncRead` and `AsyncWrite`. [`PooledConn::finish`] says the exchange is
 //!   complete; a guard dropped in the middle of one (a timeout, a cancelled task) is closed,
 //!   never handed to the next caller with the rest of its reply.
@@ -66,6 +66,7 @@ pub use callosum_proto;
 pub use callosum_proto::DecodeError;
 pub use callosum_proto::adapter::{ServerError, is_closed_before_reply};
 pub use callosum_proto::allocator::SlotLimitError;
+pub use callosum_proto::client::{BadServerSpec, NameId, ResolveFailure, ServerSpec};
 pub use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, ClosedBeforeReply,
     Failure, GetError, RemoveCause, RemovedCounts, ServerConnections,
@@ -73,7 +74,7 @@ pub use callosum_proto::client::{
 pub use callosum_proto::pool::{PoolConfig, PoolConfigError, PoolStats, PoolStatus};
 pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, RoverConfigError};
 pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
-pub use client::{Client, Driver, PooledConn};
+pub use client::{Client, Driver, Lookup, PooledConn, Resolve, SystemResolver};
 pub use server::{Server, ServerConn, ShutDown};
 
 /// Polls both futures, `first` first each time; the output of whichever finishes first.

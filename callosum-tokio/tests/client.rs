@@ -171,7 +171,7 @@ async fn get_fails_at_once_when_no_connection_can_come() {
 
     // The driver dropped: nothing can arrive.
     let (client, driver) = Client::new(ClientConfig::default()).unwrap();
-    client.add_server("127.0.0.1:9".parse().unwrap());
+    client.add_server("127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap());
     drop(driver);
     let error = client.get_timeout(long).await.unwrap_err();
     assert_eq!(error, GetError::NotRunning);
@@ -210,7 +210,7 @@ async fn get_fails_at_once_when_no_connection_can_come() {
 
     // Never polled: at the timeout, since it may yet be.
     let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    client.add_server("127.0.0.1:9".parse().unwrap());
+    client.add_server("127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap());
     let waited = Duration::from_millis(50);
     let error = client.get_timeout(waited).await.unwrap_err();
     assert_eq!(error, GetError::NotRunning);

@@ -495,6 +495,7 @@ impl Model {
                     let was = self.conns.insert(conn, Conn::Closed);
                     assert_eq!(was, Some(Conn::InCore), "{ctx}: closed {conn}");
                 }
+                Output::Resolve { name, .. } => panic!("{ctx}: lookup of {name}, never added"),
                 Output::Event(ClientEvent::Kept { server, .. }) => {
                     assert!(self.servers.contains(&server), "{ctx}: kept from {server}");
                 }

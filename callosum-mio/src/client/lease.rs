@@ -189,7 +189,7 @@ impl ReadyQueue {
 }
 
 impl Client {
-    /// Lends out the idle connection with the lowest slot (ties broken at random); `None`
+    /// Lends out an idle connection (by [`ClientConfig::lease`](crate::ClientConfig::lease)); `None`
     /// if none is idle.
     ///
     /// ```

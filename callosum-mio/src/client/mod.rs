@@ -15,19 +15,22 @@
 //!   are ready.
 
 mod lease;
+mod resolve;
 mod sockets;
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use callosum_proto::adapter::{self, Clock};
-use callosum_proto::client::{ClientCore, EventQueue, Output};
+use callosum_proto::client::{ClientCore, EventQueue, Output, ResolveFailure, ServerSpec};
 use callosum_proto::slab::{Key, Slab};
 use callosum_proto::{ClientConfig, Instant as CoreInstant};
 use mio::event::Event;
 use mio::{Registry, Token};
+
+use resolve::Lookups;
+pub use resolve::{Resolve, SystemResolver};
 
 pub use lease::{Lease, LeaseReady};
 
@@ -98,7 +101,12 @@ pub struct Client {
     dropped: Arc<Dropped>,
     /// The core's last [`Output::Timeout`].
     timeout: Option<CoreInstant>,
+    /// Host names being looked up, on threads of their own.
+    lookups: Lookups,
 }
+
+/// How often a loop looks for the answer of a lookup under way (see [`Client::poll_timeout`]).
+pub const LOOKUP_POLL: Duration = Duration::from_millis(10);
 
 impl Client {
     /// A client with no servers yet, or why `config` cannot work. Its random choices come
@@ -114,6 +122,29 @@ impl Client {
     /// assert!(Client::new(config).is_err());
     /// ```
     pub fn new(config: ClientConfig) -> Result<Client, ClientConfigError> {
+        Client::with_resolver(config, SystemResolver)
+    }
+
+    /// [`Client::new`] with host names looked up by `resolver` (on threads of their own)
+    /// instead of the system's.
+    ///
+    /// ```
+    /// use callosum_mio::{Client, ClientConfig, Resolve};
+    /// use std::net::SocketAddr;
+    ///
+    /// struct NoNames;
+    /// impl Resolve for NoNames {
+    ///     fn lookup(&self, host: &str, _port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    ///         Err(std::io::Error::other(format!("{host}: no such name")))
+    ///     }
+    /// }
+    /// let client = Client::with_resolver(ClientConfig::default(), NoNames).unwrap();
+    /// # drop(client);
+    /// ```
+    pub fn with_resolver(
+        config: ClientConfig,
+        resolver: impl Resolve,
+    ) -> Result<Client, ClientConfigError> {
         let seed = config.seed.unwrap_or_else(adapter::random_seed);
         let max_in_flight = config.rover.max_in_flight;
         let tokens_needed = config
@@ -136,6 +167,7 @@ impl Client {
             ready: ReadyQueue::default(),
             dropped: Arc::default(),
             timeout: None,
+            lookups: Lookups::new(Arc::new(resolver)),
         })
     }
 
@@ -161,9 +193,9 @@ impl Client {
     /// assert!(!client.add_server(server), "an address is one server");
     /// assert_eq!(client.status().servers[0].server, server);
     /// ```
-    pub fn add_server(&mut self, server: SocketAddr) -> bool {
+    pub fn add_server(&mut self, server: impl Into<ServerSpec>) -> bool {
         self.return_dropped();
-        let added = self.core.add_server(server, self.clock.now());
+        let added = self.core.add(&server.into(), self.clock.now());
         self.drive();
         added
     }
@@ -182,9 +214,9 @@ impl Client {
     /// assert!(client.remove_server(server));
     /// assert!(!client.remove_server(server));
     /// ```
-    pub fn remove_server(&mut self, server: SocketAddr) -> bool {
+    pub fn remove_server(&mut self, server: impl Into<ServerSpec>) -> bool {
         self.return_dropped();
-        let removed = self.core.remove_server(server, self.clock.now());
+        let removed = self.core.remove(&server.into(), self.clock.now());
         self.drive();
         removed
     }
@@ -283,29 +315,50 @@ impl Client {
     /// ```
     pub fn handle_timeout(&mut self) {
         self.return_dropped();
-        self.core.handle_timeout(self.clock.now());
+        let now = self.clock.now();
+        self.take_answers(now);
+        self.core.handle_timeout(now);
         self.drive();
+    }
+
+    /// Hands the lookups that finished to the core.
+    fn take_answers(&mut self, now: CoreInstant) {
+        for (name, answer) in self.lookups.take_answers() {
+            // A name removed meanwhile is unknown: nothing to do.
+            let _ = match answer {
+                Ok(addrs) => self.core.handle_resolved(name, &addrs, now),
+                Err(_) => self
+                    .core
+                    .handle_resolve_failed(name, ResolveFailure::LookupFailed, now),
+            };
+        }
     }
 
     /// When [`Client::handle_timeout`] next has something to do; `None`: nothing to wait
     /// for. It may be in the past (then poll without waiting); it is now while a dropped
-    /// [`Lease`] waits to be taken back.
+    /// [`Lease`] waits to be taken back, and at most [`LOOKUP_POLL`] away while a host name
+    /// is being looked up (its answer comes from another thread, which cannot wake the loop).
     ///
     /// ```
     /// # use callosum_mio::{Client, TokenRange};
     /// let poll = mio::Poll::new().unwrap();
     /// let mut client = Client::new(Default::default()).unwrap();
-    /// client.add_server("127.0.0.1:9".parse().unwrap());
+    /// client.add_server("127.0.0.1:9".parse::<callosum_mio::ServerSpec>().unwrap());
     /// assert_eq!(client.poll_timeout(), None, "nothing runs before register");
     /// client.register(poll.registry(), TokenRange::new(0..client.tokens_needed())).unwrap();
     /// assert!(client.poll_timeout().is_some());
     /// ```
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.dropped.any() {
+        if self.dropped.any() || self.lookups.answered() {
             return Some(Instant::now());
         }
-        self.timeout.and_then(|at| self.clock.to_std(at))
+        let core = self.timeout.and_then(|at| self.clock.to_std(at));
+        if self.lookups.pending() {
+            let soon = Instant::now() + LOOKUP_POLL;
+            return Some(core.map_or(soon, |at| at.min(soon)));
+        }
+        core
     }
 
     /// The next thing that happened, if any, in the words every adapter uses. At most
@@ -350,7 +403,7 @@ impl Client {
     /// let mut client = Client::new(Default::default()).unwrap();
     /// client.close();
     /// assert!(client.status().closed);
-    /// assert!(!client.add_server("127.0.0.1:4000".parse().unwrap()));
+    /// assert!(!client.add_server("127.0.0.1:4000".parse::<callosum_mio::ServerSpec>().unwrap()));
     /// ```
     pub fn close(&mut self) {
         self.return_dropped();
@@ -372,6 +425,7 @@ impl Client {
                 Output::Event(event) => self.events.push(event),
                 // A mio user asks for a connection when it wants one: nobody waits in line.
                 Output::Idle => {}
+                Output::Resolve { name, host, port } => self.lookups.start(name, host, port),
                 Output::Timeout(at) => {
                     self.timeout = at;
                     return;

@@ -54,6 +54,9 @@ pub struct ClientConfig {
     pub max_lifetime: Option<Duration>,
     /// An idle connection is closed once it has been idle this long (default none).
     pub idle_timeout: Option<Duration>,
+    /// How often a host name is looked up again (default 10 s; at least 1 µs). Each address
+    /// it resolves to is a server; a failed lookup keeps the last ones.
+    pub resolve_interval: Duration,
 }
 
 /// Which idle connection a request gets. Slots decide which connections the pool keeps
@@ -117,6 +120,7 @@ impl Default for ClientConfig {
             sizing: PoolSizing::Demand,
             max_lifetime: None,
             idle_timeout: None,
+            resolve_interval: Duration::from_secs(10),
         }
     }
 }
@@ -158,6 +162,9 @@ impl ClientConfig {
                 max_slots: self.pool.max_slots,
             }));
         }
+        if self.resolve_interval < Duration::from_micros(1) {
+            return Err(ClientConfigError::ZeroResolveInterval);
+        }
         self.rover.validate().map_err(ClientConfigError::Rover)
     }
 }
@@ -181,6 +188,9 @@ pub enum ClientConfigError {
     Pool(PoolConfigError),
     /// The rover settings are wrong.
     Rover(RoverConfigError),
+    /// `resolve_interval` is shorter than one microsecond: names would be looked up without
+    /// pause.
+    ZeroResolveInterval,
 }
 
 impl fmt::Display for ClientConfigError {
@@ -188,6 +198,9 @@ impl fmt::Display for ClientConfigError {
         match self {
             ClientConfigError::Pool(error) => write!(f, "invalid pool configuration: {error}"),
             ClientConfigError::Rover(error) => write!(f, "invalid rover configuration: {error}"),
+            ClientConfigError::ZeroResolveInterval => {
+                f.write_str("resolve_interval must be at least 1 µs")
+            }
         }
     }
 }
@@ -197,6 +210,7 @@ impl core::error::Error for ClientConfigError {
         match self {
             ClientConfigError::Pool(error) => Some(error),
             ClientConfigError::Rover(error) => Some(error),
+            ClientConfigError::ZeroResolveInterval => None,
         }
     }
 }

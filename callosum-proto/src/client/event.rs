@@ -5,6 +5,7 @@ use alloc::collections::VecDeque;
 use core::fmt;
 use core::net::SocketAddr;
 
+use super::{NameId, ResolveFailure};
 use crate::rover::{ConnectFailure, HandshakeFailure};
 
 /// Something that happened to the client's connections, in the words every adapter uses.
@@ -59,6 +60,14 @@ pub enum ClientEvent {
         /// What went wrong.
         reason: HandshakeFailure,
     },
+    /// A host name could not be resolved; the servers it stood for stay
+    /// ([`ClientCore::handle_resolve_failed`](super::ClientCore::handle_resolve_failed)).
+    ResolveFailed {
+        /// The name ([`ClientCore::name`](super::ClientCore::name) gives its host).
+        name: NameId,
+        /// Why.
+        failure: ResolveFailure,
+    },
     /// The rover had no server to try (none known, or all backing off).
     NoServers,
     /// A connection left the pool for a reason other than eviction.
@@ -89,6 +98,9 @@ impl fmt::Display for ClientEvent {
                 write!(f, "handshake failed {server}: {reason}")
             }
             ClientEvent::NoServers => f.write_str("no servers to try"),
+            ClientEvent::ResolveFailed { name, failure } => {
+                write!(f, "{name} not resolved: {failure}")
+            }
             ClientEvent::Removed {
                 server,
                 slot,

@@ -67,6 +67,7 @@
 mod config;
 mod demand;
 mod event;
+mod names;
 mod servers;
 mod status;
 #[cfg(test)]
@@ -79,6 +80,7 @@ use core::net::SocketAddr;
 
 pub use config::{ClientConfig, ClientConfigError, LeasePolicy, PoolSizing};
 pub use event::{ClientEvent, EventQueue, RemoveCause};
+pub use names::{BadServerSpec, NameId, ResolveFailure, ServerSpec, UnknownName};
 pub use status::{ClientStats, ClientStatus, RemovedCounts, ServerConnections};
 
 use crate::pool::{Checkin, Evicted, Offer, Pool, PooledId, Removed, UnknownConn};
@@ -86,7 +88,10 @@ use crate::rover::{
     Action, AttemptId, ConnectFailure, Event, HandshakeFailure, Rover, StaleAttempt,
 };
 use crate::{Instant, Rng, ServerId};
+use alloc::collections::BTreeSet;
+use alloc::string::String;
 use demand::Demand;
+use names::NameTable;
 use servers::ServerTable;
 
 /// What the adapter must do next, drained with [`ClientCore::poll_output`].
@@ -110,6 +115,18 @@ pub enum Output<K> {
     /// A connection became idle: a waiting caller may take it now, and an adapter that
     /// watches idle connections has a new one to watch.
     Idle,
+    /// Look `host` up and report the addresses (each with `port`) with
+    /// [`ClientCore::handle_resolved`], or the failure with
+    /// [`ClientCore::handle_resolve_failed`]. Lookups may take their time and end in any
+    /// order; the next one of this name comes after the report.
+    Resolve {
+        /// The name to report on.
+        name: NameId,
+        /// The host name to look up.
+        host: String,
+        /// The port of every address.
+        port: u16,
+    },
     /// Nothing more to do now: wake at this instant (or at the next input) and call
     /// [`ClientCore::handle_timeout`]. `None`: no timer is needed.
     Timeout(Option<Instant>),
@@ -487,6 +504,10 @@ pub struct ClientCore<K> {
     demand: Demand,
     rover: Rover,
     servers: ServerTable,
+    /// Addresses added with [`ClientCore::add_server`]: a name's resolution never removes them.
+    direct: BTreeSet<SocketAddr>,
+    names: NameTable,
+    resolve_interval: core::time::Duration,
     outputs: VecDeque<Output<K>>,
     /// The attempt whose input is being handled: its end is that input's direct answer.
     current: Option<AttemptId>,
@@ -541,6 +562,9 @@ impl<K> ClientCore<K> {
             next_expiry: None,
             rover,
             servers: ServerTable::default(),
+            direct: BTreeSet::new(),
+            names: NameTable::default(),
+            resolve_interval: config.resolve_interval,
             outputs: VecDeque::new(),
             current: None,
             ready: None,
@@ -563,6 +587,12 @@ impl<K> ClientCore<K> {
         if self.closed {
             return false;
         }
+        self.direct.insert(server);
+        self.insert_server(server, now)
+    }
+
+    /// Adds a server to the table and the rover, from whichever source.
+    fn insert_server(&mut self, server: SocketAddr, now: Instant) -> bool {
         let Some(id) = self.servers.insert(server) else {
             return false;
         };
@@ -578,6 +608,12 @@ impl<K> ClientCore<K> {
     /// ones closed when they come back, each reported as [`RemoveCause::ServerRemoved`].
     /// `false` if it was not known.
     pub fn remove_server(&mut self, server: SocketAddr, now: Instant) -> bool {
+        self.direct.remove(&server);
+        self.drop_server(server, now)
+    }
+
+    /// Takes a server out of the table, the rover and the pool, from whichever source.
+    fn drop_server(&mut self, server: SocketAddr, now: Instant) -> bool {
         let Some(id) = self.servers.remove(server) else {
             return false;
         };
@@ -594,6 +630,136 @@ impl<K> ClientCore<K> {
         }
         self.settle(now);
         true
+    }
+
+    /// Adds a server by address ([`ClientCore::add_server`]) or by name
+    /// ([`ClientCore::add_name`]): what an adapter's `add_server` does with what its user gave.
+    pub fn add(&mut self, server: &ServerSpec, now: Instant) -> bool {
+        match server {
+            ServerSpec::Addr(addr) => self.add_server(*addr, now),
+            ServerSpec::Name { host, port } => self.add_name(host, *port, now).is_some(),
+        }
+    }
+
+    /// Removes a server by address ([`ClientCore::remove_server`]) or by name
+    /// ([`ClientCore::remove_name`]).
+    pub fn remove(&mut self, server: &ServerSpec, now: Instant) -> bool {
+        match server {
+            ServerSpec::Addr(addr) => self.remove_server(*addr, now),
+            ServerSpec::Name { host, port } => match self.names.id(host, *port) {
+                Some(name) => self.remove_name(name, now),
+                None => false,
+            },
+        }
+    }
+
+    /// Adds a host name: the adapter is asked to look it up at once ([`Output::Resolve`]) and
+    /// again every [`ClientConfig::resolve_interval`], and each address it resolves to is a
+    /// server, added and removed as the records change. `None` if the client is closed or
+    /// knows the name already.
+    ///
+    /// ```
+    /// use callosum_proto::client::{ClientConfig, ClientCore, Output};
+    /// use callosum_proto::Instant;
+    ///
+    /// let mut client = ClientCore::<u32>::new(ClientConfig::default(), 1).unwrap();
+    /// let name = client.add_name("service.local", 7000, Instant::ZERO).unwrap();
+    /// let Output::Resolve { host, port, .. } = client.poll_output() else { panic!() };
+    /// assert_eq!((host.as_str(), port), ("service.local", 7000));
+    /// let addrs = ["10.0.0.1:7000".parse().unwrap(), "10.0.0.2:7000".parse().unwrap()];
+    /// client.handle_resolved(name, &addrs, Instant::ZERO).unwrap();
+    /// assert_eq!(client.servers().count(), 2);
+    /// ```
+    pub fn add_name(&mut self, host: &str, port: u16, now: Instant) -> Option<NameId> {
+        if self.closed {
+            return None;
+        }
+        let name = self.names.insert(host, port, now)?;
+        self.resolve_due(now);
+        Some(name)
+    }
+
+    /// Removes a host name and the servers only it stood for (as [`ClientCore::remove_server`]
+    /// does); a lookup still out is ignored when it comes back. `false` if it was not known.
+    pub fn remove_name(&mut self, name: NameId, now: Instant) -> bool {
+        let Some(addrs) = self.names.remove(name) else {
+            return false;
+        };
+        for addr in addrs {
+            if !self.direct.contains(&addr) && !self.names.provides(addr, name) {
+                self.drop_server(addr, now);
+            }
+        }
+        self.settle(now);
+        true
+    }
+
+    /// The lookup of `name` found `addrs`: new addresses become servers, addresses no longer
+    /// there are removed (unless added directly or by another name). No address at all is a
+    /// failure ([`ResolveFailure::NoAddresses`]) that keeps the last known servers.
+    pub fn handle_resolved(
+        &mut self,
+        name: NameId,
+        addrs: &[SocketAddr],
+        now: Instant,
+    ) -> Result<(), UnknownName> {
+        if self.closed {
+            return Ok(());
+        }
+        if addrs.is_empty() {
+            return self.handle_resolve_failed(name, ResolveFailure::NoAddresses, now);
+        }
+        let next = now + self.resolve_interval;
+        let found = addrs.iter().copied().collect();
+        let (added, gone) = self.names.resolved(name, Some(found), next)?;
+        for addr in added {
+            self.insert_server(addr, now);
+        }
+        for addr in gone {
+            if !self.direct.contains(&addr) && !self.names.provides(addr, name) {
+                self.drop_server(addr, now);
+            }
+        }
+        self.settle(now);
+        Ok(())
+    }
+
+    /// The lookup of `name` failed: reported as [`ClientEvent::ResolveFailed`]; the servers
+    /// it stood for stay, and the next lookup comes after the interval.
+    pub fn handle_resolve_failed(
+        &mut self,
+        name: NameId,
+        failure: ResolveFailure,
+        now: Instant,
+    ) -> Result<(), UnknownName> {
+        if self.closed {
+            return Ok(());
+        }
+        let next = now + self.resolve_interval;
+        self.names.resolved(name, None, next)?;
+        self.stats.resolve_failed += 1;
+        self.event(ClientEvent::ResolveFailed { name, failure });
+        Ok(())
+    }
+
+    /// The id of a name added with [`ClientCore::add_name`], by its host and port.
+    pub fn name_id(&self, host: &str, port: u16) -> Option<NameId> {
+        self.names.id(host, port)
+    }
+
+    /// The host and port of a name added with [`ClientCore::add_name`].
+    pub fn name(&self, name: NameId) -> Option<(&str, u16)> {
+        self.names.host(name)
+    }
+
+    /// Asks for the lookups that are due.
+    fn resolve_due(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        for (name, host, port) in self.names.take_due(now) {
+            self.outputs.push_back(Output::Resolve { name, host, port });
+        }
     }
 
     /// The servers known, in the order they were added.
@@ -651,6 +817,7 @@ impl<K> ClientCore<K> {
             // The server spoke before it was asked: whatever the segmentation, such a
             // connection would hand those bytes to the first caller as its answer.
             self.undelivered -= 1;
+            self.held_changed(ready.server);
             if let Some(server) = self.servers.addr(ready.server) {
                 self.removed(server, ready.slot, RemoveCause::UnsolicitedData);
             }
@@ -688,6 +855,8 @@ impl<K> ClientCore<K> {
     /// [`Output::Close`].
     pub fn deliver(&mut self, ready: Ready, conn: K, now: Instant) -> Option<PooledId> {
         self.undelivered -= 1;
+        // Kept or not, the pool's count is the truth again.
+        self.held_changed(ready.server);
         let kept = match self.servers.addr(ready.server) {
             Some(server) if !self.closed => self.offer(ready, server, conn, now),
             _ => {
@@ -907,6 +1076,7 @@ impl<K> ClientCore<K> {
         }
         self.rover.handle_timeout(now);
         self.expire(now);
+        self.resolve_due(now);
         self.settle(now);
     }
 
@@ -943,10 +1113,15 @@ impl<K> ClientCore<K> {
         match self.outputs.pop_front() {
             Some(output) => output,
             None => Output::Timeout(
-                [self.start_at, self.rover.poll_timeout(), self.next_expiry]
-                    .into_iter()
-                    .flatten()
-                    .min(),
+                [
+                    self.start_at,
+                    self.rover.poll_timeout(),
+                    self.next_expiry,
+                    self.names.next_due().filter(|_| !self.closed),
+                ]
+                .into_iter()
+                .flatten()
+                .min(),
             ),
         }
     }
@@ -1262,6 +1437,9 @@ impl<K> ClientCore<K> {
                 debug_assert_eq!(self.current, Some(attempt));
                 self.undelivered += 1;
                 self.ready = Some(Ready { server, slot });
+                // On its way to the pool: spreading counts it already.
+                let held = self.pool.held_on(server) + 1;
+                self.rover.set_held(server, held);
             }
             Event::Unreachable { server, reason, .. } => {
                 self.stats.unreachable += 1;

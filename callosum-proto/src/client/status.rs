@@ -68,6 +68,9 @@ pub struct ClientStats {
     /// Time spent in line by the callers served or gone since (the mean wait is
     /// `wait_time / waits`, once they are all served).
     pub wait_time: Duration,
+    /// Lookups of host names that failed (each also a
+    /// [`ClientEvent::ResolveFailed`](super::ClientEvent::ResolveFailed)).
+    pub resolve_failed: u64,
     /// Callers that gave up waiting at their timeout
     /// ([`ClientCore::get_timed_out`](super::ClientCore::get_timed_out)).
     pub timed_out_gets: u64,

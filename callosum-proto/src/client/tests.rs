@@ -1,3 +1,4 @@
+use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use super::*;
@@ -758,7 +759,10 @@ fn idle_timeout_counts_from_the_last_return() {
     };
     assert_eq!(due, secs(5), "three seconds after its return");
     client.handle_timeout(due);
-    assert_eq!(removed_by(&drain(&mut client), RemoveCause::IdleTimeout), [0]);
+    assert_eq!(
+        removed_by(&drain(&mut client), RemoveCause::IdleTimeout),
+        [0]
+    );
 }
 
 #[test]
@@ -782,11 +786,129 @@ fn stats_count_gets_waits_wait_time_time_outs_and_leases_per_server() {
     let status = client.status();
     let stats = &status.stats;
     assert_eq!((stats.gets, stats.waits, stats.timed_out_gets), (2, 2, 1));
-    assert_eq!(stats.wait_time, core::time::Duration::from_secs(5), "2 s + 3 s");
+    assert_eq!(
+        stats.wait_time,
+        core::time::Duration::from_secs(5),
+        "2 s + 3 s"
+    );
     assert_eq!(status.servers[0].leases, 2);
     assert_eq!(status.servers[0].leased, 1);
     client
         .checkin(second.id, second.conn, LeaseEnd::Finished, secs(3))
         .unwrap();
     assert_eq!(client.status().servers[0].leased, 0);
+}
+
+fn resolves(outputs: &[Output<u32>]) -> Vec<(NameId, String, u16)> {
+    picked(outputs, |output| match output {
+        Output::Resolve { name, host, port } => Some((*name, host.clone(), *port)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_name_is_the_set_of_its_addresses_re_resolved_every_interval() {
+    let mut config = original_config(4);
+    config.resolve_interval = core::time::Duration::from_secs(10);
+    let mut client: ClientCore<u32> = ClientCore::new(config, 5).unwrap();
+    let name = client.add_name("svc.local", 7000, NOW).unwrap();
+    assert!(
+        client.add_name("svc.local", 7000, NOW).is_none(),
+        "a name once"
+    );
+    assert_eq!(
+        resolves(&drain(&mut client)),
+        [(name, "svc.local".to_string(), 7000)],
+        "looked up at once"
+    );
+    client
+        .handle_resolved(name, &[addr(1), addr(2)], NOW)
+        .unwrap();
+    assert_eq!(client.servers().collect::<Vec<_>>(), [addr(1), addr(2)]);
+    // Nothing more until the interval is over.
+    client.handle_timeout(secs(5));
+    assert!(resolves(&drain(&mut client)).is_empty());
+    client.handle_timeout(secs(10));
+    assert_eq!(resolves(&drain(&mut client)).len(), 1);
+    // The records changed: 2 is gone, 3 is new.
+    client
+        .handle_resolved(name, &[addr(1), addr(3)], secs(10))
+        .unwrap();
+    assert_eq!(client.servers().collect::<Vec<_>>(), [addr(1), addr(3)]);
+    // A failure is an event and keeps the last known servers.
+    client.handle_timeout(secs(20));
+    drain(&mut client);
+    client
+        .handle_resolve_failed(name, ResolveFailure::LookupFailed, secs(20))
+        .unwrap();
+    let failed = events(&drain(&mut client));
+    assert_eq!(
+        failed,
+        [ClientEvent::ResolveFailed {
+            name,
+            failure: ResolveFailure::LookupFailed
+        }]
+    );
+    assert_eq!(client.servers().count(), 2);
+    // No address at all counts as a failure too.
+    client.handle_timeout(secs(30));
+    drain(&mut client);
+    client.handle_resolved(name, &[], secs(30)).unwrap();
+    assert_eq!(client.servers().count(), 2);
+    assert_eq!(client.status().stats.resolve_failed, 2);
+}
+
+#[test]
+fn an_address_given_directly_or_by_another_name_outlives_a_name() {
+    let mut client = client(4);
+    let first = client.add_name("a.local", 7000, NOW).unwrap();
+    let second = client.add_name("b.local", 7000, NOW).unwrap();
+    drain(&mut client);
+    client.add_server(addr(9), NOW);
+    client
+        .handle_resolved(first, &[addr(1), addr(2), addr(9)], NOW)
+        .unwrap();
+    client.handle_resolved(second, &[addr(2)], NOW).unwrap();
+    assert!(client.remove_name(first, NOW));
+    assert_eq!(
+        client.servers().collect::<Vec<_>>(),
+        [addr(9), addr(2)],
+        "9 was added directly, 2 is b's too"
+    );
+    assert_eq!(
+        client.handle_resolved(first, &[addr(1)], NOW),
+        Err(UnknownName { name: first }),
+        "a lookup that comes back after its name was removed"
+    );
+    assert!(client.remove(
+        &ServerSpec::Name {
+            host: "b.local".into(),
+            port: 7000
+        },
+        NOW
+    ));
+    assert_eq!(client.servers().collect::<Vec<_>>(), [addr(9)]);
+}
+
+/// The rover launches its next attempt as soon as a line completes, before the connection
+/// reaches the pool: spreading must count it already, or one attempt at a time would put a
+/// pool of two on one server.
+#[test]
+fn spreading_counts_a_connection_on_its_way_to_the_pool() {
+    let mut config = original_config(2);
+    config.rover.max_in_flight = 1;
+    config.rover.interval = core::time::Duration::from_millis(20);
+    config.rover.jitter = core::time::Duration::ZERO;
+    for seed in 0..20 {
+        let mut client: ClientCore<u32> = ClientCore::new(config.clone(), seed).unwrap();
+        let name = client.add_name("svc", 1, NOW).unwrap();
+        drain(&mut client);
+        client
+            .handle_resolved(name, &[addr(1), addr(2)], NOW)
+            .unwrap();
+        client.handle_timeout(NOW);
+        let mut next_slot = 0;
+        let got = settle(&mut client, &mut next_slot, NOW);
+        assert_eq!(distinct(got.clone()), 2, "seed {seed}: {got:?}");
+    }
 }

@@ -1098,7 +1098,14 @@ impl Rover {
         }
         let server = if self.config.spread {
             let attempts = &self.attempts;
-            let in_flight = |id| attempts.iter().any(|(_, attempt)| attempt.server == id);
+            let events = &self.events;
+            // A line just completed counts too: its connection is on its way to the pool.
+            let in_flight = |id| {
+                attempts.iter().any(|(_, attempt)| attempt.server == id)
+                    || events.iter().any(
+                        |event| matches!(event, Event::Connection { server, .. } if *server == id),
+                    )
+            };
             self.servers.pick_spread(&mut self.rng, in_flight)
         } else {
             self.servers.pick(&mut self.rng)

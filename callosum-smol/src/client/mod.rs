@@ -3,25 +3,28 @@
 mod attempt;
 mod conn;
 mod driver;
+mod resolve;
 mod state;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_io::Timer;
+use callosum_proto::Instant;
 use callosum_proto::adapter;
 use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientCore, ClientEvent, ClientStatus, EventQueue, GetError,
-    Ticket,
+    Lease, ServerSpec, Ticket,
 };
+use callosum_proto::slab::Key;
 use futures_lite::future;
 
 pub use conn::PooledConn;
 pub use driver::Driver;
+pub use resolve::{Lookup, Resolve, SystemResolver};
 
-use state::{DriverState, Shared};
+use state::{DriverState, Shared, State};
 
 /// A place in the core's line of waiting `get` calls, given up when dropped (served, timed
 /// out or cancelled).
@@ -39,10 +42,9 @@ impl Place<'_> {
     /// The connection, if this place is first in line and one is idle.
     fn checkout(&self) -> Option<PooledConn> {
         let ticket = self.ticket;
-        let lease = self
-            .shared
-            .input(|state, now| state.core.checkout_in_line(ticket, now))?;
-        Some(PooledConn::new(Arc::clone(self.shared), lease))
+        lend(self.shared, |state, now| {
+            state.core.checkout_in_line(ticket, now)
+        })
     }
 }
 
@@ -52,6 +54,19 @@ impl Drop for Place<'_> {
         self.shared
             .input(|state, now| state.core.leave_line(ticket, now));
     }
+}
+
+/// Checks out with `checkout` and hands the lease, with its socket, to a guard.
+fn lend(
+    shared: &Arc<Shared>,
+    checkout: impl FnOnce(&mut State, Instant) -> Option<Lease<Key>>,
+) -> Option<PooledConn> {
+    let (lease, stream) = shared.input(|state, now| {
+        let lease = checkout(state, now)?;
+        let stream = state.lend(lease.conn);
+        Some((lease, stream))
+    })?;
+    Some(PooledConn::new(Arc::clone(shared), lease, stream))
 }
 
 /// The client's handle; the last one dropped closes the client.
@@ -78,9 +93,9 @@ impl Drop for Handle {
 /// smol::block_on(async {
 ///     let (client, driver) = Client::new(ClientConfig::default()).unwrap();
 ///     smol::spawn(driver).detach();
-///     client.add_server("127.0.0.1:7000".parse().unwrap());
-///     client.add_server("127.0.0.1:7001".parse().unwrap());
-///     let mut conn = client.get().await.unwrap(); // the lowest idle slot
+///     client.add_server("127.0.0.1:7000".parse::<callosum_smol::ServerSpec>().unwrap());
+///     client.add_server("127.0.0.1:7001".parse::<callosum_smol::ServerSpec>().unwrap());
+///     let mut conn = client.get().await.unwrap(); // an idle connection
 ///     conn.write_all(b"ping\n").await.unwrap();
 ///     let mut reply = String::new();
 ///     BufReader::new(&mut conn).read_line(&mut reply).await.unwrap();
@@ -111,10 +126,34 @@ impl Client {
     /// # drop((client, driver));
     /// ```
     pub fn new(config: ClientConfig) -> Result<(Client, Driver), ClientConfigError> {
+        Client::with_resolver(config, SystemResolver)
+    }
+
+    /// [`Client::new`] with host names looked up by `resolver` instead of the system's.
+    ///
+    /// ```
+    /// use callosum_smol::{Client, ClientConfig, Lookup, Resolve};
+    ///
+    /// struct NoNames;
+    /// impl Resolve for NoNames {
+    ///     fn lookup(&self, host: &str, _port: u16) -> Lookup {
+    ///         let error = std::io::Error::other(format!("{host}: no such name"));
+    ///         Box::pin(async move { Err(error) })
+    ///     }
+    /// }
+    /// let (client, driver) = Client::with_resolver(ClientConfig::default(), NoNames).unwrap();
+    /// # drop((client, driver));
+    /// ```
+    pub fn with_resolver(
+        config: ClientConfig,
+        resolver: impl Resolve,
+    ) -> Result<(Client, Driver), ClientConfigError> {
         let seed = config.seed.unwrap_or_else(adapter::random_seed);
         let get_timeout = config.get_timeout;
         let events = EventQueue::new(config.events_capacity);
-        let shared = Shared::new(ClientCore::new(config, seed)?, events);
+        let capacity = config.pool.max_slots;
+        let core = ClientCore::new(config, seed)?;
+        let shared = Shared::new(core, events, capacity, Arc::new(resolver));
         let driver = Driver::new(Arc::clone(&shared));
         let client = Client {
             handle: Arc::new(Handle { shared }),
@@ -138,9 +177,10 @@ impl Client {
     /// assert!(client.add_server(addr));
     /// assert!(!client.add_server(addr));
     /// ```
-    pub fn add_server(&self, server: SocketAddr) -> bool {
+    pub fn add_server(&self, server: impl Into<ServerSpec>) -> bool {
+        let server = server.into();
         self.shared()
-            .input(|state, now| state.core.add_server(server, now))
+            .input(|state, now| state.core.add(&server, now))
     }
 
     /// Removes a server: its attempts in flight are aborted and never delivered, its idle
@@ -156,12 +196,13 @@ impl Client {
     /// assert!(client.remove_server(addr));
     /// assert!(!client.remove_server(addr));
     /// ```
-    pub fn remove_server(&self, server: SocketAddr) -> bool {
+    pub fn remove_server(&self, server: impl Into<ServerSpec>) -> bool {
+        let server = server.into();
         self.shared()
-            .input(|state, now| state.core.remove_server(server, now))
+            .input(|state, now| state.core.remove(&server, now))
     }
 
-    /// Takes the idle connection with the lowest slot, waiting up to the configured
+    /// Takes an idle connection (by [`ClientConfig::lease`]), waiting up to the configured
     /// [`ClientConfig::get_timeout`] for one to become idle. Waiting callers are served in
     /// the order they came. Call [`PooledConn::finish`] on the connection once its exchange
     /// is over, or it is closed when dropped.
@@ -260,7 +301,7 @@ impl Client {
         }
     }
 
-    /// Takes the idle connection with the lowest slot if there is one and no [`Client::get`]
+    /// Takes an idle connection (by [`ClientConfig::lease`]) if there is one and no [`Client::get`]
     /// call is already waiting (those are served first, in the order they came); never
     /// waits.
     ///
@@ -271,8 +312,7 @@ impl Client {
     /// assert!(client.try_get().is_none());
     /// ```
     pub fn try_get(&self) -> Option<PooledConn> {
-        let lease = self.shared().input(|state, now| state.core.checkout(now))?;
-        Some(PooledConn::new(Arc::clone(self.shared()), lease))
+        lend(self.shared(), |state, now| state.core.checkout(now))
     }
 
     /// Closes the client, for every clone of it: the rover stops (its attempts are aborted),
@@ -285,7 +325,7 @@ impl Client {
     /// use callosum_smol::{Client, ClientConfig, GetError};
     ///
     /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    /// client.add_server("127.0.0.1:7000".parse().unwrap());
+    /// client.add_server("127.0.0.1:7000".parse::<callosum_smol::ServerSpec>().unwrap());
     /// client.close();
     /// assert!(client.status().closed);
     /// assert_eq!(smol::block_on(client.get()).unwrap_err(), GetError::Closed);
@@ -301,7 +341,7 @@ impl Client {
     /// # smol::block_on(async {
     /// # let (client, driver) = Client::new(ClientConfig::default()).unwrap();
     /// # smol::spawn(driver).detach();
-    /// client.add_server("127.0.0.1:7000".parse().unwrap());
+    /// client.add_server("127.0.0.1:7000".parse::<callosum_smol::ServerSpec>().unwrap());
     /// println!("{}", client.next_event().await);
     /// # });
     /// ```

@@ -3,10 +3,10 @@
 mod attempt;
 mod conn;
 mod driver;
+mod resolve;
 mod state;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +14,14 @@ use std::time::Duration;
 use callosum_proto::adapter;
 use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientCore, ClientEvent, ClientStatus, EventQueue, GetError,
-    Lease, Ticket,
+    Lease, ServerSpec, Ticket,
 };
 use callosum_proto::slab::Key;
 use tokio::net::TcpStream;
 
 pub use conn::PooledConn;
 pub use driver::Driver;
+pub use resolve::{Lookup, Resolve, SystemResolver};
 
 use state::{DriverState, Shared, State};
 
@@ -110,9 +111,9 @@ impl Drop for Handle {
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let (client, driver) = Client::new(ClientConfig::default())?;
 /// tokio::spawn(driver);
-/// client.add_server("127.0.0.1:7000".parse()?);
-/// client.add_server("127.0.0.1:7001".parse()?);
-/// let mut conn = client.get().await?; // the lowest idle slot
+/// client.add_server("127.0.0.1:7000".parse::<callosum_tokio::ServerSpec>()?);
+/// client.add_server("127.0.0.1:7001".parse::<callosum_tokio::ServerSpec>()?);
+/// let mut conn = client.get().await?; // an idle connection
 /// conn.write_all(b"ping\n").await?;
 /// # Ok(())
 /// # }
@@ -141,11 +142,34 @@ impl Client {
     /// # drop((client, driver));
     /// ```
     pub fn new(config: ClientConfig) -> Result<(Client, Driver), ClientConfigError> {
+        Client::with_resolver(config, SystemResolver)
+    }
+
+    /// [`Client::new`] with host names looked up by `resolver` instead of the system's.
+    ///
+    /// ```
+    /// use callosum_tokio::{Client, ClientConfig, Lookup, Resolve};
+    ///
+    /// struct NoNames;
+    /// impl Resolve for NoNames {
+    ///     fn lookup(&self, host: &str, _port: u16) -> Lookup {
+    ///         let error = std::io::Error::other(format!("{host}: no such name"));
+    ///         Box::pin(async move { Err(error) })
+    ///     }
+    /// }
+    /// let (client, driver) = Client::with_resolver(ClientConfig::default(), NoNames).unwrap();
+    /// # drop((client, driver));
+    /// ```
+    pub fn with_resolver(
+        config: ClientConfig,
+        resolver: impl Resolve,
+    ) -> Result<(Client, Driver), ClientConfigError> {
         let seed = config.seed.unwrap_or_else(adapter::random_seed);
         let get_timeout = config.get_timeout;
         let events = EventQueue::new(config.events_capacity);
         let capacity = config.pool.max_slots;
-        let shared = Shared::new(ClientCore::new(config, seed)?, events, capacity);
+        let core = ClientCore::new(config, seed)?;
+        let shared = Shared::new(core, events, capacity, Arc::new(resolver));
         let driver = Driver::new(Arc::clone(&shared));
         let client = Client {
             handle: Arc::new(Handle { shared }),
@@ -158,25 +182,32 @@ impl Client {
         &self.handle.shared
     }
 
-    /// Adds a server for the rover to try; `false` if it was known already. The first server
-    /// added starts the rover.
+    /// Adds a server for the rover to try, or a host name whose every address is one
+    /// (looked up at once, by the driver, and again every
+    /// [`ClientConfig::resolve_interval`]); `false` if it was known already. The first server
+    /// starts the rover.
     ///
     /// ```
-    /// use callosum_tokio::{Client, ClientConfig};
+    /// use callosum_tokio::{Client, ClientConfig, ServerSpec};
+    /// use std::net::SocketAddr;
     ///
     /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    /// let addr = "127.0.0.1:7000".parse().unwrap();
+    /// let addr: SocketAddr = "127.0.0.1:7000".parse().unwrap();
     /// assert!(client.add_server(addr));
     /// assert!(!client.add_server(addr));
+    /// let name: ServerSpec = "localhost:7000".parse().unwrap();
+    /// assert!(client.add_server(name));
     /// ```
-    pub fn add_server(&self, server: SocketAddr) -> bool {
+    pub fn add_server(&self, server: impl Into<ServerSpec>) -> bool {
+        let server = server.into();
         self.shared()
-            .input(|state, now| state.core.add_server(server, now))
+            .input(|state, now| state.core.add(&server, now))
     }
 
     /// Removes a server: its attempts in flight are aborted and never delivered, its idle
     /// connections are closed, and its leased ones give their places up at once and are
-    /// closed when returned. `false` if it was not known.
+    /// closed when returned. A host name is no longer looked up, and the servers only it
+    /// stood for are removed so. `false` if it was not known.
     ///
     /// ```
     /// use callosum_tokio::{Client, ClientConfig};
@@ -187,12 +218,13 @@ impl Client {
     /// assert!(client.remove_server(addr));
     /// assert!(!client.remove_server(addr));
     /// ```
-    pub fn remove_server(&self, server: SocketAddr) -> bool {
+    pub fn remove_server(&self, server: impl Into<ServerSpec>) -> bool {
+        let server = server.into();
         self.shared()
-            .input(|state, now| state.core.remove_server(server, now))
+            .input(|state, now| state.core.remove(&server, now))
     }
 
-    /// Takes the idle connection with the lowest slot, waiting up to the configured
+    /// Takes an idle connection (by [`ClientConfig::lease`]), waiting up to the configured
     /// [`ClientConfig::get_timeout`] for one to become idle. Waiting callers are served in
     /// the order they came.
     ///
@@ -266,7 +298,7 @@ impl Client {
         }
     }
 
-    /// Takes the idle connection with the lowest slot if there is one and no [`Client::get`]
+    /// Takes an idle connection (by [`ClientConfig::lease`]) if there is one and no [`Client::get`]
     /// call is already waiting (those are served first, in the order they came); never
     /// waits.
     ///
@@ -298,7 +330,7 @@ impl Client {
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    /// client.add_server("127.0.0.1:7000".parse().unwrap());
+    /// client.add_server("127.0.0.1:7000".parse::<callosum_tokio::ServerSpec>().unwrap());
     /// client.close();
     /// assert!(client.status().closed);
     /// assert_eq!(client.get().await.unwrap_err(), GetError::Closed);
@@ -312,7 +344,7 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn example(client: callosum_tokio::Client) {
-    /// client.add_server("127.0.0.1:7000".parse().unwrap());
+    /// client.add_server("127.0.0.1:7000".parse::<callosum_tokio::ServerSpec>().unwrap());
     /// println!("{}", client.next_event().await);
     /// # }
     /// ```

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use callosum_proto::adapter::{Clock, Read, connect_failure, read_outcome};
-use callosum_proto::client::{ClientCore, EventQueue, Handshake, IdleSignal, Output};
+use callosum_proto::client::{ClientCore, EventQueue, Handshake, IdleSignal, NameId, Output};
 use callosum_proto::pool::PooledId;
 use callosum_proto::slab::{Key, Slab};
 use callosum_proto::{AttemptId, Instant};
@@ -34,6 +34,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::attempt::{self, LineRead};
+use super::resolve::{self, Resolve};
 
 /// A pooled socket and what watching it needs.
 pub(crate) struct Conn {
@@ -65,6 +66,10 @@ pub(crate) struct State {
     attempts: HashMap<AttemptId, AbortHandle>,
     /// Attempts asked for before the driver ran: it spawns them when it starts.
     connects: Vec<(AttemptId, SocketAddr)>,
+    /// Looks host names up.
+    resolver: Arc<dyn Resolve>,
+    /// Lookups asked for before the driver ran: it spawns them when it starts.
+    lookups: Vec<(NameId, String, u16)>,
     /// Events until the user takes them.
     pub(crate) events: EventQueue,
     /// The core's last [`Output::Timeout`]: when the driver calls `handle_timeout`.
@@ -82,6 +87,22 @@ impl State {
     pub(crate) fn start_queued(&mut self, shared: &Arc<Shared>) {
         for (attempt, server) in mem::take(&mut self.connects) {
             self.start_attempt(shared, attempt, server);
+        }
+        for (name, host, port) in mem::take(&mut self.lookups) {
+            self.start_lookup(shared, name, host, port);
+        }
+    }
+
+    /// Looks `host` up in a task of its own; it reports to the core when done.
+    fn start_lookup(&mut self, shared: &Arc<Shared>, name: NameId, host: String, port: u16) {
+        match &self.driver {
+            DriverState::Running(runtime) => {
+                let lookup = self.resolver.lookup(&host, port);
+                runtime.spawn(resolve::run(Arc::downgrade(shared), lookup, name));
+            }
+            DriverState::NotStarted => self.lookups.push((name, host, port)),
+            // Nothing runs lookups any more: the servers known stay as they are.
+            DriverState::Ended => {}
         }
     }
 
@@ -101,6 +122,7 @@ impl State {
     pub(crate) fn end_driver(&mut self) {
         self.driver = DriverState::Ended;
         self.connects.clear();
+        self.lookups.clear();
         for (_, task) in self.attempts.drain() {
             task.abort();
         }
@@ -246,7 +268,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(core: ClientCore<Key>, events: EventQueue, capacity: usize) -> Arc<Shared> {
+    pub(crate) fn new(
+        core: ClientCore<Key>,
+        events: EventQueue,
+        capacity: usize,
+        resolver: Arc<dyn Resolve>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             state: Mutex::new(State {
                 clock: Clock::new(),
@@ -254,6 +281,8 @@ impl Shared {
                 conns: Slab::with_capacity(capacity),
                 attempts: HashMap::new(),
                 connects: Vec::new(),
+                resolver,
+                lookups: Vec::new(),
                 events,
                 timeout: None,
                 driver: DriverState::NotStarted,
@@ -305,6 +334,9 @@ impl Shared {
                     self.event_queued.notify_waiters();
                 }
                 Output::Idle => self.idle.notify_waiters(),
+                Output::Resolve { name, host, port } => {
+                    state.start_lookup(self, name, host, port);
+                }
                 Output::Timeout(timeout) => {
                     if state.timeout != timeout {
                         state.timeout = timeout;

@@ -99,8 +99,15 @@ struct Trip {
 pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
     let mut poll = Poll::new().unwrap();
     let waker = Arc::new(Waker::new(poll.registry(), WAKE).unwrap());
-    let mut client = Client::new(spec.config).unwrap();
+    let mut client = match spec.resolver {
+        Some(resolver) => Client::with_resolver(spec.config, resolver),
+        None => Client::new(spec.config),
+    }
+    .unwrap();
     client.register(poll.registry(), components()).unwrap();
+    for name in &spec.names {
+        client.add_server(name.clone());
+    }
     for &server in &spec.servers {
         client.add_server(server);
     }

@@ -18,6 +18,8 @@ mod tokio_side;
 
 mod delayed_echo;
 pub use delayed_echo::DelayedEcho;
+mod names;
+pub use names::FakeResolver;
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use callosum_proto::RoverConfig;
 use callosum_proto::client::{
-    ClientConfig, ClientEvent, ClientStatus, RemoveCause, ServerConnections,
+    ClientConfig, ClientEvent, ClientStatus, RemoveCause, ServerConnections, ServerSpec,
 };
 
 /// Runs each check once per adapter, as `<check>::smol`, `<check>::mio` and `<check>::tokio`:
@@ -221,6 +223,10 @@ pub struct ClientSpec {
     pub servers: Vec<SocketAddr>,
     /// Its configuration, the same type for every adapter.
     pub config: ClientConfig,
+    /// Host names added at start, each `host:port`.
+    pub names: Vec<ServerSpec>,
+    /// Looks the names up instead of the system's resolver, if set.
+    pub resolver: Option<FakeResolver>,
 }
 
 impl ClientSpec {
@@ -229,6 +235,8 @@ impl ClientSpec {
         ClientSpec {
             servers: servers.to_vec(),
             config: client_config(max_slots, rover),
+            names: Vec::new(),
+            resolver: None,
         }
     }
 }

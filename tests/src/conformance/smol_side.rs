@@ -57,7 +57,11 @@ async fn echo(mut conn: ServerConn) {
 }
 
 pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
-    let (client, driver) = Client::new(spec.config).unwrap();
+    let (client, driver) = match spec.resolver {
+        Some(resolver) => Client::with_resolver(spec.config, resolver),
+        None => Client::new(spec.config),
+    }
+    .unwrap();
     let (events_sender, events) = mpsc::channel();
     let (commands, received) = smol::channel::unbounded();
     let body = move || {
@@ -67,6 +71,9 @@ pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
         let forward =
             async move { while events_sender.send(watched.next_event().await).is_ok() {} };
         executor.spawn(forward).detach();
+        for name in &spec.names {
+            client.add_server(name.clone());
+        }
         for &server in &spec.servers {
             client.add_server(server);
         }

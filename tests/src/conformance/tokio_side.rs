@@ -63,7 +63,11 @@ async fn echo(mut conn: ServerConn) {
 }
 
 pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
-    let (client, driver) = Client::new(spec.config).unwrap();
+    let (client, driver) = match spec.resolver {
+        Some(resolver) => Client::with_resolver(spec.config, resolver),
+        None => Client::new(spec.config),
+    }
+    .unwrap();
     let (events_sender, events) = mpsc::channel();
     let (commands, mut received) = tokio::sync::mpsc::unbounded_channel();
     let body = move || {
@@ -78,6 +82,9 @@ pub(super) fn client(spec: ClientSpec) -> ClientUnderTest {
             tokio::spawn(
                 async move { while events_sender.send(watched.next_event().await).is_ok() {} },
             );
+            for name in &spec.names {
+                client.add_server(name.clone());
+            }
             for &server in &spec.servers {
                 client.add_server(server);
             }

@@ -6,6 +6,7 @@
 //! thread of its own that is stopped and joined when the test lets go of it.
 
 mod client_checks;
+mod operations;
 mod server_checks;
 
 use callosum_proto::client::ClientEvent;
