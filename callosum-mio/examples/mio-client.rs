@@ -4,6 +4,9 @@
 //! cargo run -p callosum-mio --example mio-client -- --servers ADDR[,ADDR...] [--max-slots N] [--connections K] [--interval-ms MS]
 //! ```
 //!
+//! Each ADDR is a socket address or `HOST:PORT` (`localhost:7000`): a host name stands for
+//! every address it resolves to, looked up again every 10 s.
+//!
 //! Prints one line per client event, as the event displays itself, the same lines in every
 //! adapter's example (`kept slot S from ADDR`, `rejected slot S from ADDR`, `evicted slot S
 //! from ADDR`, `unreachable ADDR: REASON`, `handshake failed ADDR: REASON`, `removed slot S
@@ -18,18 +21,19 @@
 mod repeats;
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use repeats::Repeats;
 
-use callosum_mio::{Client, ClientConfig, ClientEvent, Happened, RoverConfig, TokenRange, run};
+use callosum_mio::{
+    Client, ClientConfig, ClientEvent, Happened, RoverConfig, ServerSpec, TokenRange, run,
+};
 use mio::Poll;
 
 struct Options {
-    servers: Vec<SocketAddr>,
+    servers: Vec<ServerSpec>,
     max_slots: usize,
     connections: usize,
     interval: Duration,
@@ -108,8 +112,8 @@ fn rove(options: Options) -> io::Result<bool> {
     let mut poll = Poll::new()?;
     let tokens = TokenRange::new(0..client.tokens_needed());
     client.register(poll.registry(), tokens)?;
-    for &server in &options.servers {
-        client.add_server(server);
+    for server in &options.servers {
+        client.add_server(server.clone());
     }
 
     let mut stdout = io::stdout().lock();

@@ -2,6 +2,9 @@
 //!
 //! `cargo run -p callosum-tokio --example tokio-client -- --servers ADDR[,ADDR...] [--max-slots N] [--connections K] [--interval-ms MS]`
 //!
+//! Each ADDR is a socket address or `HOST:PORT` (`localhost:7000`): a host name stands for
+//! every address it resolves to, looked up again every 10 s.
+//!
 //! Prints each client event on a line of its own, as the event displays itself (`kept slot S
 //! from ADDR`, `rejected slot S from ADDR`, `evicted slot S from ADDR`, `unreachable ADDR:
 //! REASON`, `handshake failed ADDR: REASON`, `removed slot S from ADDR: CAUSE`, `no servers
@@ -19,11 +22,10 @@
 mod flags;
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use callosum_tokio::{Client, ClientConfig, ClientEvent};
+use callosum_tokio::{Client, ClientConfig, ClientEvent, ServerSpec};
 
 /// How often a line identical to the one before may be printed.
 const REPEAT_EVERY: Duration = Duration::from_secs(1);
@@ -123,9 +125,9 @@ async fn run() -> Result<Ended, Box<dyn std::error::Error>> {
 /// Whether any connection was kept.
 async fn rove() -> Result<bool, Box<dyn std::error::Error>> {
     let flags = flags::flags(&["servers", "max-slots", "connections", "interval-ms"])?;
-    let servers: Vec<SocketAddr> = flags
+    let servers: Vec<ServerSpec> = flags
         .get("servers")
-        .ok_or("--servers ADDR[,ADDR...] is required")?
+        .ok_or("--servers ADDR[,ADDR...] is required (ADDR: IP:PORT or HOST:PORT)")?
         .split(',')
         .map(|addr| {
             addr.parse()
@@ -142,8 +144,8 @@ async fn rove() -> Result<bool, Box<dyn std::error::Error>> {
 
     let (client, driver) = Client::new(config)?;
     tokio::spawn(driver);
-    for &server in &servers {
-        client.add_server(server);
+    for server in &servers {
+        client.add_server(server.clone());
     }
     let mut printer = Printer::new(io::stdout().lock());
     let mut outcomes = 0;
