@@ -11,7 +11,8 @@ use std::task::{Context, Poll, ready};
 
 use async_io::Async;
 use callosum_proto::adapter;
-use callosum_proto::client::{Lease, LeaseId, LeaseUse};
+use callosum_proto::client::{Lease, LeaseId, LeaseUse, Returned};
+use callosum_proto::slab::Key;
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::state::{PooledStream, Shared};
@@ -20,7 +21,7 @@ use super::state::{PooledStream, Shared};
 /// `drop`.
 const HELD_UNTIL_DETACHED: &str = "a PooledConn holds its stream until detached";
 
-/// A connection lent by the pool: the lowest idle slot when it was taken.
+/// A connection lent by the pool: an idle one when it was taken.
 ///
 /// It reads and writes like the stream (and derefs to it). **Call [`PooledConn::finish`] once
 /// the exchange is over** (the whole reply was read): only then does the connection go back
@@ -49,7 +50,7 @@ const HELD_UNTIL_DETACHED: &str = "a PooledConn holds its stream until detached"
 /// smol::block_on(async {
 ///     let (client, driver) = Client::new(ClientConfig::default()).unwrap();
 ///     smol::spawn(driver).detach();
-///     client.add_server("127.0.0.1:7000".parse().unwrap());
+///     client.add_server("127.0.0.1:7000".parse::<callosum_smol::ServerSpec>().unwrap());
 ///     let mut conn = client.get().await.unwrap();
 ///     conn.write_all(b"hello\n").await.unwrap();
 ///     let mut reply = String::new();
@@ -93,6 +94,8 @@ const HELD_UNTIL_DETACHED: &str = "a PooledConn holds its stream until detached"
 pub struct PooledConn {
     shared: Arc<Shared>,
     id: LeaseId,
+    /// Its place in the client's table of sockets.
+    key: Key,
     server: SocketAddr,
     slot: u32,
     /// `None` only once detached, finished or dropped.
@@ -105,13 +108,14 @@ pub struct PooledConn {
 }
 
 impl PooledConn {
-    pub(crate) fn new(shared: Arc<Shared>, lease: Lease<PooledStream>) -> PooledConn {
+    pub(crate) fn new(shared: Arc<Shared>, lease: Lease<Key>, stream: PooledStream) -> PooledConn {
         PooledConn {
             shared,
             id: lease.id,
+            key: lease.conn,
             server: lease.server,
             slot: lease.slot,
-            stream: Some(lease.conn),
+            stream: Some(stream),
             used: LeaseUse::default(),
             reached: AtomicBool::new(false),
         }
@@ -186,8 +190,12 @@ impl PooledConn {
     /// ```
     pub fn detach(mut self) -> Async<TcpStream> {
         let stream = self.stream.take().expect(HELD_UNTIL_DETACHED);
-        let id = self.id;
-        if let Err(error) = self.shared.input(|state, now| state.core.detach(id, now)) {
+        let (id, key) = (self.id, self.key);
+        let detached = self.shared.input(|state, now| {
+            state.forget(key);
+            state.core.detach(id, now)
+        });
+        if let Err(error) = detached {
             // Unreachable through this crate's API, which holds each lease once.
             log::error!("callosum client: {error}");
         }
@@ -204,15 +212,17 @@ impl PooledConn {
         if self.reached.load(Ordering::Relaxed) {
             used.record_io();
         }
-        let end = used.end(finished);
-        let id = self.id;
-        let returned = self
-            .shared
-            .input(|state, now| state.core.checkin(id, stream, end, now));
-        if let Err(error) = returned {
-            // Unreachable through this crate's API; the core closed the stream.
-            log::error!("callosum client: {error}");
-        }
+        let (id, key, end) = (self.id, self.key, used.end(finished));
+        self.shared.input(|state, now| {
+            // Back in its place first: the check-in may close it.
+            state.put_back(key, stream);
+            match state.core.checkin(id, key, end, now) {
+                Ok(Returned::Idle(pooled)) => state.watch(key, pooled, now),
+                Ok(Returned::Closed) => {}
+                // Unreachable through this crate's API; the core closed the stream.
+                Err(error) => log::error!("callosum client: {error}"),
+            }
+        });
     }
 
     /// The stream for a read or a write through the guard, which records it.

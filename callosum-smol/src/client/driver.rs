@@ -1,4 +1,5 @@
-//! The client's background work: the core's timer, the attempts, and the idle watcher.
+//! The client's background work: the core's timer, the attempts, and the idle connections
+//! whose sockets became readable.
 
 use std::fmt;
 use std::future::Future;
@@ -7,11 +8,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_io::Timer;
-use callosum_proto::adapter::{Read, read_outcome};
-use callosum_proto::client::IdleSignal;
 use futures_lite::future;
 
-use super::state::{DriverState, PooledStream, Shared};
+use super::state::{DriverState, Shared};
 
 /// The future that does a [`Client`](super::Client)'s background work: spawn it on any
 /// executor (or `block_on` it). It runs the core's timer and the connection attempts, and
@@ -43,8 +42,7 @@ impl Driver {
             shared: Arc::clone(&shared),
             polled: false,
             future: Box::pin(async move {
-                let work = future::or(run_timer(&shared), watch_idle(&shared));
-                shared.executor.run(work).await;
+                shared.executor.run(run(&shared)).await;
                 // The client is closed and its attempts cancelled: run the executor once
                 // more so that their sockets are dropped now, not when the last reference
                 // to the client goes.
@@ -84,82 +82,38 @@ impl Drop for Driver {
     }
 }
 
-/// Calls the core's `handle_timeout` at each of its timeouts, until the client is closed.
-async fn run_timer(shared: &Arc<Shared>) {
+/// Until the client is closed: the fired idle connections, the core's timeouts, and a sleep
+/// until the next of them or the next wake.
+async fn run(shared: &Arc<Shared>) {
     loop {
-        let changed = shared.timer.listen();
+        // Listening first: a wake from now on ends the sleep below.
+        let woken = shared.signals.driver.listen();
         let deadline = {
             let mut state = shared.lock();
             if state.core.is_closed() {
                 return;
             }
             let now = state.clock.now();
+            shared.check_fired(&mut state, now);
             if state.timeout.is_some_and(|due| due <= now) {
                 state.core.handle_timeout(now);
-                shared.drain(&mut state);
             }
+            shared.drain(&mut state);
             // Beyond the system clock's reach: no deadline.
             state.timeout.and_then(|due| state.clock.to_std(due))
         };
         match deadline {
+            // Either way, the next turn sees what is due.
             Some(deadline) => {
                 future::or(
                     async {
                         Timer::at(deadline).await;
                     },
-                    changed,
+                    woken,
                 )
                 .await
             }
-            None => changed.await,
+            None => woken.await,
         }
     }
-}
-
-/// Tells the core about idle connections that their server closed, sent bytes on, or that
-/// failed, as soon as the socket says so, until the client is closed.
-async fn watch_idle(shared: &Arc<Shared>) {
-    future::poll_fn(|cx| {
-        let mut state = shared.lock();
-        if state.core.is_closed() {
-            return Poll::Ready(());
-        }
-        state.watcher = Some(cx.waker().clone());
-        let signals: Vec<_> = state
-            .core
-            .idle_mut()
-            .filter_map(|(id, stream)| idle_signal(stream, cx).map(|signal| (id, signal)))
-            .collect();
-        if !signals.is_empty() {
-            let now = state.clock.now();
-            for (id, signal) in signals {
-                if let Err(error) = state.core.handle_idle_signal(id, signal, now) {
-                    // Unreachable: the ids were idle a moment ago, under the same lock.
-                    log::error!("callosum client: {error}");
-                }
-            }
-            shared.drain(&mut state);
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-/// What an idle connection has to say, which on an idle connection is always trouble: the
-/// end of the stream, bytes nobody asked for, or an error.
-fn idle_signal(stream: &PooledStream, cx: &mut Context<'_>) -> Option<IdleSignal> {
-    // Twice at most: a readiness the peek does not confirm is re-armed by the second poll.
-    for _ in 0..2 {
-        match stream.poll_readable(cx) {
-            Poll::Pending => return None,
-            Poll::Ready(Err(_)) => return Some(IdleSignal::Failed),
-            Poll::Ready(Ok(())) => match read_outcome(&stream.get_ref().peek(&mut [0u8; 1])) {
-                Read::End => return Some(IdleSignal::Closed),
-                Read::Bytes(_) => return Some(IdleSignal::Bytes),
-                Read::Pending | Read::Retry => continue,
-                Read::Failed => return Some(IdleSignal::Failed),
-            },
-        }
-    }
-    None
 }
