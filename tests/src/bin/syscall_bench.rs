@@ -15,6 +15,10 @@
 //! - `smol / hand-held`: one `Async<TcpStream>`, requests in `smol::block_on`;
 //! - `smol / pool`: a `callosum_smol::Client`, its driver on an executor run by the same
 //!   `smol::block_on` as the requests, so that all is on one thread as in the hand-held case;
+//! - `smol-spawn / pool`: the same client with its driver on smol's global executor
+//!   (`smol::spawn`, as the crate's documentation shows), whose thread then shares the
+//!   reactor with the requests' `block_on`: a wake of the driver costs system calls here;
+//!   `smol-spawn / hand-held` is the hand-held connection with that thread running too;
 //! - `tokio / hand-held` and `tokio / pool`: a `tokio::net::TcpStream`, and a
 //!   `callosum_tokio::Client` with its driver spawned, on one current-thread runtime;
 //! - `mio / hand-held` and `mio / pool`: a `mio::net::TcpStream`, and a `callosum_mio::Client`,
@@ -72,9 +76,11 @@ const SHOWN: [&str; 12] = [
 ];
 
 /// The cases, in the order of the first round: (adapter, hand-held or pool).
-const CASES: [(&str, Holder); 6] = [
+const CASES: [(&str, Holder); 8] = [
     ("smol", Holder::HandHeld),
     ("smol", Holder::Pool),
+    ("smol-spawn", Holder::HandHeld),
+    ("smol-spawn", Holder::Pool),
     ("tokio", Holder::HandHeld),
     ("tokio", Holder::Pool),
     ("mio", Holder::HandHeld),
@@ -354,6 +360,17 @@ fn run_case(args: &[String]) -> Result<(), Error> {
     match (adapter.as_str(), holder.as_str()) {
         ("smol", "hand-held") => smol::block_on(smol_hand_held(addr, requests)),
         ("smol", "pool") => smol::block_on(smol_pool(addr, requests)),
+        ("smol-spawn", "hand-held") => smol::block_on(async {
+            // The global executor's thread runs, as it would with a driver on it.
+            smol::spawn(std::future::pending::<()>()).detach();
+            smol_hand_held(addr, requests).await
+        }),
+        ("smol-spawn", "pool") => smol::block_on(async {
+            let (client, driver) = callosum_smol::Client::new(client_config())?;
+            smol::spawn(driver).detach();
+            client.add_server(addr);
+            smol_requests(&client, requests).await
+        }),
         ("tokio", holder) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
