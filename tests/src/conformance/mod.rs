@@ -18,6 +18,7 @@ mod tokio_side;
 
 mod delayed_echo;
 pub use delayed_echo::DelayedEcho;
+pub mod rolling;
 mod names;
 pub use names::FakeResolver;
 

@@ -8,3 +8,4 @@ mod churn;
 mod death;
 mod hostile;
 mod resetting;
+mod rolling;
