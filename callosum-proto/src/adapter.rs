@@ -1,7 +1,8 @@
 //! What every adapter on `std` needs, written once (the `std` feature): the one conversion
 //! between the system clock and the core's [`Instant`], the one reading of each
-//! `io::Error` an adapter meets, and what a lease's reads and writes pass on to its holder
-//! ([`lease_read`], [`lease_write`], [`is_closed_before_reply`]).
+//! `io::Error` an adapter meets, what a lease's reads and writes pass on to its holder
+//! ([`lease_read`], [`lease_write`], [`is_closed_before_reply`]), and host-name lookups
+//! ([`Resolve`], [`report_lookup`]).
 //!
 //! ```
 //! use callosum_proto::adapter::{Clock, Read, read_outcome};
@@ -14,14 +15,20 @@
 //! assert_eq!(read_outcome(&Err(io::ErrorKind::WouldBlock.into())), Read::Pending);
 //! ```
 
+use std::boxed::Box;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, Instant as StdInstant};
+use std::vec::Vec;
 
 use crate::Instant;
 use crate::allocator::SlotLimitError;
-use crate::client::{ClosedBeforeReply, LeaseUse, StreamEnd};
+use crate::client::{
+    ClientCore, ClosedBeforeReply, LeaseUse, NameId, ResolveFailure, StreamEnd, UnknownName,
+};
 use crate::rover::ConnectFailure;
 
 /// The adapter's clock: core instants are microseconds since the clock was made.
@@ -324,6 +331,59 @@ fn ended<T>(used: &mut LeaseUse, as_it_came: io::Result<T>) -> io::Result<T> {
     match used.record_end() {
         StreamEnd::BeforeReply => Err(ClosedBeforeReply.into()),
         StreamEnd::InReply => as_it_came,
+    }
+}
+
+/// A host-name lookup under way: the addresses, or why there are none.
+pub type Lookup = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>;
+
+/// Looks host names up for an async adapter's client (`Client::with_resolver` in smol and
+/// tokio): the system's resolver by default, a fixed table in tests, a service registry.
+///
+/// ```
+/// use callosum_proto::adapter::{Lookup, Resolve};
+/// use std::net::SocketAddr;
+///
+/// /// Every name is the same two servers.
+/// struct Fixed(Vec<SocketAddr>);
+///
+/// impl Resolve for Fixed {
+///     fn lookup(&self, _host: &str, port: u16) -> Lookup {
+///         let addrs = self.0.iter().map(|a| SocketAddr::new(a.ip(), port)).collect();
+///         Box::pin(async move { Ok(addrs) })
+///     }
+/// }
+/// ```
+pub trait Resolve: Send + Sync + 'static {
+    /// The addresses of `host`, each with `port`.
+    fn lookup(&self, host: &str, port: u16) -> Lookup;
+}
+
+/// Reports the end of a lookup of `name` to the client core: the addresses, or a failure
+/// ([`ResolveFailure::LookupFailed`]; the error itself is the adapter's to log). A name
+/// removed meanwhile is [`UnknownName`].
+///
+/// ```
+/// use callosum_proto::Instant;
+/// use callosum_proto::adapter::report_lookup;
+/// use callosum_proto::client::{ClientConfig, ClientCore};
+/// use std::io;
+///
+/// let mut core = ClientCore::<u32>::new(ClientConfig::default(), 1).unwrap();
+/// let name = core.add_name("svc.local", 7000, Instant::ZERO).unwrap();
+/// let failed = Err(io::Error::new(io::ErrorKind::NotFound, "no such name"));
+/// report_lookup(&mut core, name, &failed, Instant::ZERO).unwrap();
+/// assert_eq!(core.status().stats.resolve_failed, 1);
+/// ```
+pub fn report_lookup<K>(
+    core: &mut ClientCore<K>,
+    name: NameId,
+    result: &io::Result<Vec<SocketAddr>>,
+    now: Instant,
+) -> Result<(), UnknownName> {
+    match result {
+        Ok(addrs) => core.handle_resolved(name, addrs, now),
+        Err(_) => core.handle_resolve_failed(name, ResolveFailure::LookupFailed, now),
     }
 }
 

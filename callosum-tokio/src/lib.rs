@@ -64,6 +64,7 @@ use std::task::Poll;
 
 pub use callosum_proto;
 pub use callosum_proto::DecodeError;
+pub use callosum_proto::adapter::{Lookup, Resolve};
 pub use callosum_proto::adapter::{ServerError, is_closed_before_reply};
 pub use callosum_proto::allocator::SlotLimitError;
 pub use callosum_proto::client::{BadServerSpec, NameId, ResolveFailure, ServerSpec};
@@ -74,7 +75,7 @@ pub use callosum_proto::client::{
 pub use callosum_proto::pool::{PoolConfig, PoolConfigError, PoolStats, PoolStatus};
 pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, RoverConfigError};
 pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
-pub use client::{Client, Driver, Lookup, PooledConn, Resolve, SystemResolver};
+pub use client::{Client, Driver, PooledConn, SystemResolver};
 pub use server::{Server, ServerConn, ShutDown};
 
 /// Polls both futures, `first` first each time; the output of whichever finishes first.

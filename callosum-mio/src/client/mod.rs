@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callosum_proto::adapter::{self, Clock};
-use callosum_proto::client::{ClientCore, EventQueue, Output, ResolveFailure, ServerSpec};
+use callosum_proto::client::{ClientCore, EventQueue, Output, ServerSpec};
 use callosum_proto::slab::{Key, Slab};
 use callosum_proto::{ClientConfig, Instant as CoreInstant};
 use mio::event::Event;
@@ -182,13 +182,19 @@ impl Client {
         self.tokens_needed
     }
 
-    /// Adds a server; `false` if it was known already or the client is closed. The first
-    /// server starts the rover (its first attempt waits for [`Client::register`]).
+    /// Adds a server, or a host name whose every address is one (looked up on a thread of
+    /// its own, at once and again every
+    /// [`ClientConfig::resolve_interval`](crate::ClientConfig::resolve_interval)); `false` if
+    /// it was known already or the client is closed. The first server starts the rover (its
+    /// first attempt waits for [`Client::register`]).
     ///
     /// ```
-    /// # use callosum_mio::Client;
+    /// # use callosum_mio::{Client, ServerSpec};
+    /// # use std::net::SocketAddr;
     /// let mut client = Client::new(Default::default()).unwrap();
-    /// let server = "127.0.0.1:4000".parse().unwrap();
+    /// let name: ServerSpec = "localhost:4000".parse().unwrap();
+    /// assert!(client.add_server(name));
+    /// let server: SocketAddr = "127.0.0.1:4000".parse().unwrap();
     /// assert!(client.add_server(server));
     /// assert!(!client.add_server(server), "an address is one server");
     /// assert_eq!(client.status().servers[0].server, server);
@@ -208,8 +214,9 @@ impl Client {
     ///
     /// ```
     /// # use callosum_mio::Client;
+    /// # use std::net::SocketAddr;
     /// let mut client = Client::new(Default::default()).unwrap();
-    /// let server = "127.0.0.1:4000".parse().unwrap();
+    /// let server: SocketAddr = "127.0.0.1:4000".parse().unwrap();
     /// client.add_server(server);
     /// assert!(client.remove_server(server));
     /// assert!(!client.remove_server(server));
@@ -325,12 +332,7 @@ impl Client {
     fn take_answers(&mut self, now: CoreInstant) {
         for (name, answer) in self.lookups.take_answers() {
             // A name removed meanwhile is unknown: nothing to do.
-            let _ = match answer {
-                Ok(addrs) => self.core.handle_resolved(name, &addrs, now),
-                Err(_) => self
-                    .core
-                    .handle_resolve_failed(name, ResolveFailure::LookupFailed, now),
-            };
+            let _ = adapter::report_lookup(&mut self.core, name, &answer, now);
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_io::Timer;
 use callosum_proto::Instant;
-use callosum_proto::adapter;
+use callosum_proto::adapter::{self, Resolve};
 use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientCore, ClientEvent, ClientStatus, EventQueue, GetError,
     Lease, ServerSpec, Ticket,
@@ -22,7 +22,7 @@ use futures_lite::future;
 
 pub use conn::PooledConn;
 pub use driver::Driver;
-pub use resolve::{Lookup, Resolve, SystemResolver};
+pub use resolve::SystemResolver;
 
 use state::{DriverState, Shared, State};
 
@@ -166,16 +166,21 @@ impl Client {
         &self.handle.shared
     }
 
-    /// Adds a server for the rover to try; `false` if it was known already. The first server
-    /// added starts the rover.
+    /// Adds a server for the rover to try, or a host name whose every address is one
+    /// (looked up at once, by the driver, and again every
+    /// [`ClientConfig::resolve_interval`]); `false` if it was known already. The first server
+    /// starts the rover.
     ///
     /// ```
-    /// use callosum_smol::{Client, ClientConfig};
+    /// use callosum_smol::{Client, ClientConfig, ServerSpec};
+    /// use std::net::SocketAddr;
     ///
     /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    /// let addr = "127.0.0.1:7000".parse().unwrap();
+    /// let addr: SocketAddr = "127.0.0.1:7000".parse().unwrap();
     /// assert!(client.add_server(addr));
     /// assert!(!client.add_server(addr));
+    /// let name: ServerSpec = "localhost:7000".parse().unwrap();
+    /// assert!(client.add_server(name));
     /// ```
     pub fn add_server(&self, server: impl Into<ServerSpec>) -> bool {
         let server = server.into();
@@ -185,13 +190,15 @@ impl Client {
 
     /// Removes a server: its attempts in flight are aborted and never delivered, its idle
     /// connections are closed, and its leased ones give their places up at once and are
-    /// closed when returned. `false` if it was not known.
+    /// closed when returned. A host name is no longer looked up, and the servers only it
+    /// stood for are removed so. `false` if it was not known.
     ///
     /// ```
     /// use callosum_smol::{Client, ClientConfig};
+    /// use std::net::SocketAddr;
     ///
     /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    /// let addr = "127.0.0.1:7000".parse().unwrap();
+    /// let addr: SocketAddr = "127.0.0.1:7000".parse().unwrap();
     /// client.add_server(addr);
     /// assert!(client.remove_server(addr));
     /// assert!(!client.remove_server(addr));

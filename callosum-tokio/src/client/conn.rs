@@ -21,7 +21,7 @@ use super::state::Shared;
 /// which consumes it.
 const HELD: &str = "a PooledConn holds its stream until it is finished, detached or dropped";
 
-/// A connection lent by the pool: the lowest idle slot when it was taken. Tokio's
+/// A connection lent by the pool: an idle one when it was taken. Tokio's
 /// [`AsyncRead`] and [`AsyncWrite`] over the socket, and [`Deref`] to the [`TcpStream`].
 ///
 /// When the exchange is complete (the whole reply read), say so with

@@ -11,7 +11,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callosum_proto::adapter;
+use callosum_proto::adapter::{self, Resolve};
 use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientCore, ClientEvent, ClientStatus, EventQueue, GetError,
     Lease, ServerSpec, Ticket,
@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 
 pub use conn::PooledConn;
 pub use driver::Driver;
-pub use resolve::{Lookup, Resolve, SystemResolver};
+pub use resolve::SystemResolver;
 
 use state::{DriverState, Shared, State};
 
@@ -213,7 +213,7 @@ impl Client {
     /// use callosum_tokio::{Client, ClientConfig};
     ///
     /// let (client, _driver) = Client::new(ClientConfig::default()).unwrap();
-    /// let addr = "127.0.0.1:7000".parse().unwrap();
+    /// let addr: std::net::SocketAddr = "127.0.0.1:7000".parse().unwrap();
     /// client.add_server(addr);
     /// assert!(client.remove_server(addr));
     /// assert!(!client.remove_server(addr));

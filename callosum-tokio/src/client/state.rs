@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use callosum_proto::adapter::{Clock, Read, connect_failure, read_outcome};
+use callosum_proto::adapter::{Clock, Read, Resolve, connect_failure, read_outcome};
 use callosum_proto::client::{ClientCore, EventQueue, Handshake, IdleSignal, NameId, Output};
 use callosum_proto::pool::PooledId;
 use callosum_proto::slab::{Key, Slab};
@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::attempt::{self, LineRead};
-use super::resolve::{self, Resolve};
+use super::resolve;
 
 /// A pooled socket and what watching it needs.
 pub(crate) struct Conn {

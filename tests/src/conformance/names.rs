@@ -38,15 +38,9 @@ impl FakeResolver {
     }
 }
 
-impl callosum_smol::Resolve for FakeResolver {
-    fn lookup(&self, host: &str, _port: u16) -> callosum_smol::Lookup {
-        let answer = self.answer(host);
-        Box::pin(async move { answer })
-    }
-}
-
-impl callosum_tokio::Resolve for FakeResolver {
-    fn lookup(&self, host: &str, _port: u16) -> callosum_tokio::Lookup {
+/// The smol and tokio adapters share the core's async trait.
+impl callosum_proto::adapter::Resolve for FakeResolver {
+    fn lookup(&self, host: &str, _port: u16) -> callosum_proto::adapter::Lookup {
         let answer = self.answer(host);
         Box::pin(async move { answer })
     }
