@@ -302,10 +302,11 @@ pub enum StreamEnd {
 /// seen the request, so an idempotent request can be sent again, on another connection; the
 /// one it met was closed and removed from the pool.
 ///
-/// The smol and tokio guards return it from a read (or a write) as an `io::Error` of kind
-/// `ConnectionAborted` whose inner error is this type, in place of the end of the stream
-/// (`Ok(0)`) or the reset; test for it with `callosum_proto::adapter::is_closed_before_reply`
-/// (the `std` feature), which every adapter re-exports.
+/// smol's and tokio's guards (their reads and writes) and mio's `Client::read` and
+/// `Client::write` return it as an `io::Error` of kind `ConnectionAborted` whose inner error is
+/// this type, in place of the end of the stream (`Ok(0)`) or the reset; test for it with
+/// `callosum_proto::adapter::is_closed_before_reply` (the `std` feature), which every adapter
+/// re-exports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ClosedBeforeReply;
 
