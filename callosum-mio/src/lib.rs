@@ -134,7 +134,9 @@ mod run;
 mod server;
 mod token;
 
-pub use callosum_proto::client::{BadServerSpec, NameId, ResolveFailure, ServerSpec};
+pub use callosum_proto::client::{
+    BadServerSpec, LeasePolicy, NameId, PoolSizing, ResolveFailure, ServerSpec,
+};
 pub use client::{Client, LOOKUP_POLL, Lease, LeaseReady, Resolve, SystemResolver};
 pub use conn::Conn;
 pub use run::{Happened, Parts, run, timeout_until};

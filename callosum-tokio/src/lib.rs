@@ -67,7 +67,9 @@ pub use callosum_proto::DecodeError;
 pub use callosum_proto::adapter::{Lookup, Resolve};
 pub use callosum_proto::adapter::{ServerError, is_closed_before_reply};
 pub use callosum_proto::allocator::SlotLimitError;
-pub use callosum_proto::client::{BadServerSpec, NameId, ResolveFailure, ServerSpec};
+pub use callosum_proto::client::{
+    BadServerSpec, LeasePolicy, NameId, PoolSizing, ResolveFailure, ServerSpec,
+};
 pub use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, ClosedBeforeReply,
     Failure, GetError, RemoveCause, RemovedCounts, ServerConnections,

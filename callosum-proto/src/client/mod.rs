@@ -503,6 +503,9 @@ pub struct ClientCore<K> {
     sizing: PoolSizing,
     /// The client's concurrency, for [`PoolSizing::Demand`].
     demand: Demand,
+    /// Callers whose last checkout found nothing and who did not join the line: demand that a
+    /// line does not show (at most `max_slots`).
+    unmet: usize,
     rover: Rover,
     servers: ServerTable,
     /// Addresses added with [`ClientCore::add_server`]: a name's resolution never removes them.
@@ -558,6 +561,7 @@ impl<K> ClientCore<K> {
             lease_policy: config.lease,
             sizing: config.sizing,
             demand: Demand::new(),
+            unmet: 0,
             max_lifetime: config.max_lifetime,
             idle_timeout: config.idle_timeout,
             next_expiry: None,
@@ -877,7 +881,14 @@ impl<K> ClientCore<K> {
         if !self.line.is_empty() {
             return None;
         }
-        self.lend(now)
+        let lease = self.lend(now);
+        // A caller that finds nothing and asks again (a mio loop has no line) is demand all
+        // the same; one that joins the line instead is counted there.
+        self.unmet = match lease {
+            Some(_) => self.unmet.saturating_sub(1),
+            None => (self.unmet + 1).min(self.pool.max_slots()),
+        };
+        lease
     }
 
     /// Takes a place in the line of callers waiting for an idle connection (a caller whose
@@ -888,6 +899,7 @@ impl<K> ClientCore<K> {
         self.next_ticket += 1;
         self.line.push_back((ticket, now));
         self.stats.waits += 1;
+        self.unmet = self.unmet.saturating_sub(1);
         Ticket(ticket)
     }
 
@@ -1345,7 +1357,7 @@ impl<K> ClientCore<K> {
         if self.sizing != PoolSizing::Demand || self.closed {
             return;
         }
-        let concurrency = self.pool.status().leased + self.line.len();
+        let concurrency = self.pool.status().leased + self.line.len() + self.unmet;
         self.demand.set(concurrency, now);
         self.pool.set_limit(self.target());
         while let Some(evicted) = self.pool.trim() {

@@ -912,3 +912,42 @@ fn spreading_counts_a_connection_on_its_way_to_the_pool() {
         assert_eq!(distinct(got.clone()), 2, "seed {seed}: {got:?}");
     }
 }
+
+/// A mio loop has no line: its exchanges ask again at every turn. Those empty checkouts are
+/// demand too, or a pool sized to demand would never grow past what is leased.
+#[test]
+fn checkouts_that_find_nothing_count_as_demand_without_a_line() {
+    let mut config = ClientConfig::default();
+    config.pool.max_slots = 16;
+    let mut client: ClientCore<u32> = ClientCore::new(config, 3).unwrap();
+    for port in 1..=16 {
+        client.add_server(addr(port), NOW);
+    }
+    client.handle_timeout(NOW);
+    let mut next_slot = 0;
+    settle(&mut client, &mut next_slot, NOW);
+    let mut leases: Vec<Lease<u32>> = (0..2).map(|_| client.checkout(NOW).unwrap()).collect();
+    // Eight exchanges want a connection, each turn for three seconds.
+    let mut now = 0;
+    while now < 3_000 {
+        now += 10;
+        for _ in 0..8 {
+            if let Some(lease) = client.checkout(Instant::from_millis(now)) {
+                leases.push(lease);
+            }
+        }
+        settle(&mut client, &mut next_slot, Instant::from_millis(now));
+    }
+    assert!(client.status().target >= 8, "{}", client.status().target);
+    assert!(leases.len() >= 8, "{} leased", leases.len());
+    for lease in leases {
+        client
+            .checkin(
+                lease.id,
+                lease.conn,
+                LeaseEnd::Finished,
+                Instant::from_millis(now),
+            )
+            .unwrap();
+    }
+}
