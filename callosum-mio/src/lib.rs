@@ -152,4 +152,6 @@ pub use callosum_proto::client::{
 };
 pub use callosum_proto::pool::{PoolConfig, PoolConfigError, PoolStats, PoolStatus};
 pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, RoverConfigError};
-pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
+pub use callosum_proto::server::{
+    DrainPhase, DrainReport, DrainStatus, ServerConfig, ServerStats, ServerStatus,
+};

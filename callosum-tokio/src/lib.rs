@@ -76,7 +76,9 @@ pub use callosum_proto::client::{
 };
 pub use callosum_proto::pool::{PoolConfig, PoolConfigError, PoolStats, PoolStatus};
 pub use callosum_proto::rover::{ConnectFailure, HandshakeFailure, RoverConfig, RoverConfigError};
-pub use callosum_proto::server::{ServerConfig, ServerStats, ServerStatus};
+pub use callosum_proto::server::{
+    DrainPhase, DrainReport, DrainStatus, ServerConfig, ServerStats, ServerStatus,
+};
 pub use client::{Client, Driver, PooledConn, SystemResolver};
 pub use server::{Server, ServerConn, ShutDown};
 
