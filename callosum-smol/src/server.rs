@@ -11,12 +11,13 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_io::{Async, Timer};
+use callosum_proto::SlotLine;
 use callosum_proto::adapter::{AcceptError, Clock, ServerError, accept_error};
 use callosum_proto::allocator::ReleaseError;
 use callosum_proto::server::{
     Accept, AcceptId, DrainPhase, DrainReport, GrowableServerCore, ServerConfig, ServerStatus,
 };
-use event_listener::{Event, EventListener};
+use event_listener::{Event, EventListener, listener};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, future, ready};
 
 /// The server stopped accepting: [`Server::shutdown`] was called.
@@ -45,7 +46,9 @@ struct Shared {
     clock: Clock,
     /// Notified when a slot is freed, for [`Server::wait_idle`] and [`Server::drain`].
     slot_freed: Event,
-    /// Notified by [`Server::shutdown`].
+    /// Set, then `shutting_down` is notified, by [`Server::shutdown`]: read without a lock
+    /// on every accept.
+    shut_down: AtomicBool,
     shutting_down: Event,
     /// Set when a drain starts, then `drain_started` is notified: what every connection's
     /// [`ServerConn::is_draining`] reads, without taking the lock.
@@ -58,38 +61,37 @@ struct Shared {
 struct State {
     core: GrowableServerCore,
     /// Each connection holding a slot, at its slot: what a drain's deadline closes.
-    open: Vec<Option<Open>>,
+    open: Vec<Option<Arc<Held>>>,
 }
 
-/// A connection holding a slot, as the server keeps it.
-struct Open {
+/// A connection's socket and slot: one allocation, shared by its [`ServerConn`] and the
+/// server's table, so that a drain's deadline can shut the socket down under its holder.
+struct Held {
+    stream: Async<TcpStream>,
     conn: AcceptId,
-    stream: Arc<Async<TcpStream>>,
 }
 
 impl State {
     /// A connection was accepted: its slot and line, with its socket kept for a drain.
-    fn admit(&mut self, stream: &Arc<Async<TcpStream>>) -> Accept {
-        let accept = self.core.handle_accept();
-        if let Accept::Assigned { conn, .. } = accept {
-            let index = conn.slot() as usize;
-            if self.open.len() <= index {
-                // The lowest free slot is at most the number of open connections.
-                self.open.resize_with(index + 1, || None);
-            }
-            self.open[index] = Some(Open {
-                conn,
-                stream: Arc::clone(stream),
-            });
+    fn admit(&mut self, stream: Async<TcpStream>) -> Option<(Arc<Held>, SlotLine)> {
+        let Accept::Assigned { conn, line } = self.core.handle_accept() else {
+            return None;
+        };
+        let held = Arc::new(Held { stream, conn });
+        let index = conn.slot() as usize;
+        if self.open.len() <= index {
+            // The lowest free slot is at most the number of open connections.
+            self.open.resize_with(index + 1, || None);
         }
-        accept
+        self.open[index] = Some(Arc::clone(&held));
+        Some((held, line))
     }
 
     /// A connection ended: its slot is freed, unless a drain's deadline closed it and freed
     /// it already (`None`), so that it is freed exactly once.
     fn release(&mut self, conn: AcceptId, before_line: bool) -> Option<Result<u32, ReleaseError>> {
         let entry = self.open.get_mut(conn.slot() as usize)?;
-        entry.take_if(|open| open.conn == conn)?;
+        entry.take_if(|held| held.conn == conn)?;
         Some(if before_line {
             self.core.handle_lost_before_line(conn)
         } else {
@@ -101,10 +103,10 @@ impl State {
     /// next read sees the end, its next write fails) and frees its slot, counted as closed
     /// at the deadline.
     fn close_remaining(&mut self) {
-        for open in self.open.iter_mut().filter_map(Option::take) {
+        for held in self.open.iter_mut().filter_map(Option::take) {
             // Already shut down by the peer or broken: it is closed either way.
-            let _ = open.stream.get_ref().shutdown(Shutdown::Both);
-            if let Err(error) = self.core.handle_closed(open.conn) {
+            let _ = held.stream.get_ref().shutdown(Shutdown::Both);
+            if let Err(error) = self.core.handle_closed(held.conn) {
                 log::error!("callosum server: {error}");
             }
         }
@@ -188,6 +190,7 @@ impl Server {
                 }),
                 clock: Clock::new(),
                 slot_freed: Event::new(),
+                shut_down: AtomicBool::new(false),
                 shutting_down: Event::new(),
                 draining: AtomicBool::new(false),
                 drain_started: Event::new(),
@@ -233,7 +236,8 @@ impl Server {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone()
                 .ok_or(ShutDown)?;
-            let shutting_down = self.shared.shutting_down.listen();
+            // On the stack: an accept allocates no listener.
+            listener!(self.shared.shutting_down => shutting_down);
             // Checked after listening, so a shutdown between the two is not missed.
             if self.is_shut_down() {
                 return Err(ShutDown);
@@ -279,7 +283,7 @@ impl Server {
             self.local_addr,
             resume.saturating_duration_since(now),
         );
-        let shutting_down = self.shared.shutting_down.listen();
+        listener!(self.shared.shutting_down => shutting_down);
         if self.is_shut_down() {
             return Err(ShutDown);
         }
@@ -298,9 +302,8 @@ impl Server {
 
     /// Gives a new connection its slot and line; `None` if it was refused or vanished.
     async fn start(&self, stream: Async<TcpStream>, peer: SocketAddr) -> Option<ServerConn> {
-        let stream = Arc::new(stream);
-        let accept = self.shared.state().admit(&stream);
-        let Accept::Assigned { conn, line } = accept else {
+        let admitted = self.shared.state().admit(stream);
+        let Some((held, line)) = admitted else {
             let why = if self.is_draining() {
                 "draining"
             } else {
@@ -312,33 +315,28 @@ impl Server {
             );
             return None;
         };
-        // Held from here, so that a connection that vanishes (or an accept dropped while
-        // writing) frees its slot, counted as lost before its line.
-        let mut hold = SlotHold {
+        // Made before the line is written, so that a connection that vanishes (or an accept
+        // dropped while writing) frees its slot, counted as lost before its line.
+        let mut conn = ServerConn {
+            held,
             shared: Arc::clone(&self.shared),
-            conn,
-            before_line: true,
+            peer,
+            hold: Hold::BeforeLine,
         };
-        if let Err(error) = write_line(&mut &*stream, line.as_bytes()).await {
+        if let Err(error) = write_line(&mut &conn.held.stream, line.as_bytes()).await {
             log::debug!(
                 "callosum server {}: {peer} left before its slot line ({error})",
                 self.local_addr
             );
             return None;
         }
-        hold.before_line = false;
+        conn.hold = Hold::Serving;
         log::debug!(
             "callosum server {}: slot {} assigned to {peer}",
             self.local_addr,
             conn.slot()
         );
-        Some(ServerConn {
-            stream,
-            peer,
-            slot: conn.slot(),
-            shared: Arc::clone(&self.shared),
-            hold: Some(hold),
-        })
+        Some(conn)
     }
 
     /// Stops accepting: the listening socket closes (new connections are refused) and every
@@ -357,15 +355,13 @@ impl Server {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        self.shared.shut_down.store(true, Ordering::Release);
         self.shared.shutting_down.notify(usize::MAX);
     }
 
     /// Whether [`Server::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
-        self.listener
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
+        self.shared.shut_down.load(Ordering::Acquire)
     }
 
     /// Drains the server for a rolling restart (PROTOCOL.md section 2), and returns how its
@@ -435,6 +431,10 @@ impl Server {
         self.shutdown();
         let clock = self.shared.clock;
         let deadline = clock.from_std(deadline);
+        // The core's drain starts before any connection hears of it, so that a connection
+        // that ends as soon as it does is counted as drained, not as an ordinary end before
+        // the drain.
+        let _ = self.shared.state().core.handle_drain(clock.now(), deadline);
         self.shared.draining.store(true, Ordering::Release);
         self.shared.drain_started.notify(usize::MAX);
         log::info!("callosum server {}: draining", self.local_addr);
@@ -526,26 +526,25 @@ async fn write_line(out: &mut (impl AsyncWrite + Unpin), line: &[u8]) -> io::Res
     Ok(())
 }
 
-/// A slot held by a connection, freed exactly once: when the connection ends or is dropped.
-struct SlotHold {
-    shared: Arc<Shared>,
-    conn: AcceptId,
-    /// Until its slot line is written: an end now is a connection lost before its line.
-    before_line: bool,
-}
-
-impl Drop for SlotHold {
-    fn drop(&mut self) {
-        self.shared.release(self.conn, self.before_line);
-    }
+/// Where a [`ServerConn`] is with its slot, which it frees exactly once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Its slot line is being written: an end now is a connection lost before its line.
+    BeforeLine,
+    /// Its line was written and it holds its slot.
+    Serving,
+    /// It ended and its slot was freed.
+    Ended,
 }
 
 /// One accepted connection, its slot line already written.
 ///
 /// It reads and writes like the stream. Its slot is freed when the connection ends: when a
 /// read sees the end of the stream or an error, when a write fails, or when it is dropped,
-/// whichever comes first. The end of the client's stream ends the whole connection (the
-/// socket is shut down then), so a slot is never shared by two connections that could both
+/// whichever comes first. The end of the client's stream ends the whole connection: from
+/// then on a read gives the end of the stream and a write fails with
+/// [`io::ErrorKind::BrokenPipe`] without touching the socket (which closes when the
+/// connection is dropped), so a slot is never shared by two connections that could both
 /// still send; a client that half-closes to mark the end of a request gets no reply.
 ///
 /// When the server drains ([`Server::drain`]), drop the connection between two requests:
@@ -569,19 +568,18 @@ impl Drop for SlotHold {
 /// });
 /// ```
 pub struct ServerConn {
-    /// Shared with the server, which shuts it down at a drain's deadline.
-    stream: Arc<Async<TcpStream>>,
-    peer: SocketAddr,
-    slot: u32,
+    /// The socket and the slot, shared with the server, which shuts the socket down at a
+    /// drain's deadline.
+    held: Arc<Held>,
     shared: Arc<Shared>,
-    /// `None` once the connection ended and its slot was freed.
-    hold: Option<SlotHold>,
+    peer: SocketAddr,
+    hold: Hold,
 }
 
 impl ServerConn {
     /// The slot this connection was given.
     pub fn slot(&self) -> u32 {
-        self.slot
+        self.held.conn.slot()
     }
 
     /// The client's address.
@@ -591,13 +589,13 @@ impl ServerConn {
 
     /// The underlying socket, for options such as `set_nodelay`.
     pub fn get_ref(&self) -> &TcpStream {
-        self.stream.get_ref()
+        self.held.stream.get_ref()
     }
 
     /// Whether the connection ended (and its slot was freed) while still held, as a read or
     /// a write through it found.
     pub fn has_ended(&self) -> bool {
-        self.hold.is_none()
+        self.hold == Hold::Ended
     }
 
     /// Whether the server is draining ([`Server::drain`]): finish the exchange in hand, then
@@ -628,13 +626,21 @@ impl ServerConn {
         }
     }
 
-    /// The connection is over: its slot is free, and the socket is shut down so that it can
-    /// never act alongside a new connection that gets the same slot.
+    /// The connection is over: its slot is freed, once. Reads and writes through it stop
+    /// here (see the type's docs), so it can never act alongside a new connection that gets
+    /// the same slot; no system call is spent on a socket that is about to close.
     fn end(&mut self) {
-        if self.hold.take().is_some() {
-            // Already shut down by the peer or broken: nothing to report either way.
-            let _ = self.stream.get_ref().shutdown(Shutdown::Both);
+        if self.hold != Hold::Ended {
+            let before_line = self.hold == Hold::BeforeLine;
+            self.hold = Hold::Ended;
+            self.shared.release(self.held.conn, before_line);
         }
+    }
+}
+
+impl Drop for ServerConn {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
@@ -670,7 +676,7 @@ impl Future for Draining {
 impl fmt::Debug for ServerConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConn")
-            .field("slot", &self.slot)
+            .field("slot", &self.slot())
             .field("peer", &self.peer)
             .field("ended", &self.has_ended())
             .finish()
@@ -683,7 +689,10 @@ impl AsyncRead for ServerConn {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut &*self.stream).poll_read(cx, buf);
+        if self.has_ended() {
+            return Poll::Ready(Ok(0));
+        }
+        let result = Pin::new(&mut &self.held.stream).poll_read(cx, buf);
         match &result {
             Poll::Ready(Ok(0)) if !buf.is_empty() => self.end(),
             Poll::Ready(Err(error)) if error.kind() != io::ErrorKind::Interrupted => self.end(),
@@ -699,7 +708,10 @@ impl AsyncWrite for ServerConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut &*self.stream).poll_write(cx, buf);
+        if self.has_ended() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let result = Pin::new(&mut &self.held.stream).poll_write(cx, buf);
         if let Poll::Ready(Err(error)) = &result
             && error.kind() != io::ErrorKind::Interrupted
         {
@@ -709,11 +721,14 @@ impl AsyncWrite for ServerConn {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.stream).poll_flush(cx)
+        Pin::new(&mut &self.held.stream).poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.stream).poll_close(cx)
+        if self.has_ended() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut &self.held.stream).poll_close(cx)
     }
 }
 
