@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use callosum_proto::SlotLine;
 use callosum_proto::adapter::{AcceptError, Clock, ServerError, accept_error};
 use callosum_proto::allocator::ReleaseError;
 use callosum_proto::server::{
@@ -63,38 +64,40 @@ struct Shared {
 struct State {
     core: GrowableServerCore,
     /// Each connection holding a slot, at its slot: what a drain's deadline closes.
-    open: Vec<Option<Open>>,
+    open: Vec<Option<Arc<Held>>>,
 }
 
-/// A connection holding a slot, as the server keeps it.
-struct Open {
+/// A connection's socket and slot: one allocation, shared by its [`ServerConn`] and the
+/// server's table, so that a drain's deadline can shut the socket down under its holder.
+/// Tokio's `TcpStream` reads and writes only through `&mut`, so `&Held` does what its own
+/// `AsyncRead`/`AsyncWrite` do, through `&`: wait for readiness, then a non-blocking call
+/// (which clears the readiness when it would block).
+struct Held {
+    stream: TcpStream,
     conn: AcceptId,
-    stream: Arc<TcpStream>,
 }
 
 impl State {
     /// A connection was accepted: its slot and line, with its socket kept for a drain.
-    fn admit(&mut self, stream: &Arc<TcpStream>) -> Accept {
-        let accept = self.core.handle_accept();
-        if let Accept::Assigned { conn, .. } = accept {
-            let index = conn.slot() as usize;
-            if self.open.len() <= index {
-                // The lowest free slot is at most the number of open connections.
-                self.open.resize_with(index + 1, || None);
-            }
-            self.open[index] = Some(Open {
-                conn,
-                stream: Arc::clone(stream),
-            });
+    fn admit(&mut self, stream: TcpStream) -> Option<(Arc<Held>, SlotLine)> {
+        let Accept::Assigned { conn, line } = self.core.handle_accept() else {
+            return None;
+        };
+        let held = Arc::new(Held { stream, conn });
+        let index = conn.slot() as usize;
+        if self.open.len() <= index {
+            // The lowest free slot is at most the number of open connections.
+            self.open.resize_with(index + 1, || None);
         }
-        accept
+        self.open[index] = Some(Arc::clone(&held));
+        Some((held, line))
     }
 
     /// A connection ended: its slot is freed, unless a drain's deadline closed it and freed
     /// it already (`None`), so that it is freed exactly once.
     fn release(&mut self, conn: AcceptId, before_line: bool) -> Option<Result<u32, ReleaseError>> {
         let entry = self.open.get_mut(conn.slot() as usize)?;
-        entry.take_if(|open| open.conn == conn)?;
+        entry.take_if(|held| held.conn == conn)?;
         Some(if before_line {
             self.core.handle_lost_before_line(conn)
         } else {
@@ -106,10 +109,10 @@ impl State {
     /// next read sees the end, its next write fails) and frees its slot, counted as closed
     /// at the deadline.
     fn close_remaining(&mut self) {
-        for open in self.open.iter_mut().filter_map(Option::take) {
+        for held in self.open.iter_mut().filter_map(Option::take) {
             // Already shut down by the peer or broken: it is closed either way.
-            let _ = socket_shutdown(&open.stream);
-            if let Err(error) = self.core.handle_closed(open.conn) {
+            let _ = socket2::SockRef::from(&held.stream).shutdown(std::net::Shutdown::Both);
+            if let Err(error) = self.core.handle_closed(held.conn) {
                 log::error!("callosum server: {error}");
             }
         }
@@ -319,9 +322,8 @@ impl Server {
 
     /// Gives a new connection its slot and line; `None` if it was refused or vanished.
     async fn start(&self, stream: TcpStream, peer: SocketAddr) -> Option<ServerConn> {
-        let stream = Socket(Arc::new(stream));
-        let accept = self.shared.state().admit(&stream.0);
-        let Accept::Assigned { conn, line } = accept else {
+        let admitted = self.shared.state().admit(stream);
+        let Some((held, line)) = admitted else {
             let why = if self.is_draining() {
                 "draining"
             } else {
@@ -333,33 +335,28 @@ impl Server {
             );
             return None;
         };
-        // Held from here, so that a connection that vanishes (or an accept dropped while
-        // writing) frees its slot, counted as lost before its line.
-        let mut hold = SlotHold {
+        // Made before the line is written, so that a connection that vanishes (or an accept
+        // dropped while writing) frees its slot, counted as lost before its line.
+        let mut conn = ServerConn {
+            held,
             shared: Arc::clone(&self.shared),
-            conn,
-            before_line: true,
+            peer,
+            hold: Hold::BeforeLine,
         };
-        if let Err(error) = write_line(&mut &stream, line.as_bytes()).await {
+        if let Err(error) = write_line(&mut &*conn.held, line.as_bytes()).await {
             log::debug!(
                 "callosum server {}: {peer} left before its slot line ({error})",
                 self.local_addr
             );
             return None;
         }
-        hold.before_line = false;
+        conn.hold = Hold::Serving;
         log::debug!(
             "callosum server {}: slot {} assigned to {peer}",
             self.local_addr,
             conn.slot()
         );
-        Some(ServerConn {
-            stream,
-            peer,
-            slot: conn.slot(),
-            shared: Arc::clone(&self.shared),
-            hold: Some(hold),
-        })
+        Some(conn)
     }
 
     /// Stops accepting: the listening socket closes (new connections are refused) and every
@@ -454,6 +451,10 @@ impl Server {
         self.shutdown();
         let clock = self.shared.clock;
         let deadline = clock.from_std(deadline);
+        // The core's drain starts before any connection hears of it, so that a connection
+        // that ends as soon as it does is counted as drained, not as an ordinary end before
+        // the drain.
+        let _ = self.shared.state().core.handle_drain(clock.now(), deadline);
         self.shared.draining.store(true, Ordering::Release);
         self.shared.drain_started.notify_waiters();
         log::info!("callosum server {}: draining", self.local_addr);
@@ -555,18 +556,15 @@ async fn write_line(out: &mut (impl AsyncWrite + Unpin), mut bytes: &[u8]) -> io
     Ok(())
 }
 
-/// A slot held by a connection, freed exactly once: when the connection ends or is dropped.
-struct SlotHold {
-    shared: Arc<Shared>,
-    conn: AcceptId,
-    /// Until its slot line is written: an end now is a connection lost before its line.
-    before_line: bool,
-}
-
-impl Drop for SlotHold {
-    fn drop(&mut self) {
-        self.shared.release(self.conn, self.before_line);
-    }
+/// Where a [`ServerConn`] is with its slot, which it frees exactly once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Its slot line is being written: an end now is a connection lost before its line.
+    BeforeLine,
+    /// Its line was written and it holds its slot.
+    Serving,
+    /// It ended and its slot was freed.
+    Ended,
 }
 
 /// One accepted connection, its slot line already written: tokio's [`AsyncRead`] and
@@ -574,9 +572,11 @@ impl Drop for SlotHold {
 ///
 /// Its slot is freed when the connection ends: when a read sees the end of the stream or an
 /// error, when a write fails, or when it is dropped, whichever comes first. The end of the
-/// client's stream ends the whole connection (the socket is shut down then), so a slot is
-/// never shared by two connections that could both still send; a client that half-closes to
-/// mark the end of a request gets no reply.
+/// client's stream ends the whole connection: from then on a read gives the end of the
+/// stream and a write fails with [`io::ErrorKind::BrokenPipe`] without touching the socket
+/// (which closes when the connection is dropped), so a slot is never shared by two
+/// connections that could both still send; a client that half-closes to mark the end of a
+/// request gets no reply.
 ///
 /// When the server drains ([`Server::drain`]), drop the connection between two requests:
 /// after answering the one in hand, check [`ServerConn::is_draining`]; while idle, wait for
@@ -599,18 +599,18 @@ impl Drop for SlotHold {
 /// # }
 /// ```
 pub struct ServerConn {
-    stream: Socket,
-    peer: SocketAddr,
-    slot: u32,
+    /// The socket and the slot, shared with the server, which shuts the socket down at a
+    /// drain's deadline.
+    held: Arc<Held>,
     shared: Arc<Shared>,
-    /// `None` once the connection ended and its slot was freed.
-    hold: Option<SlotHold>,
+    peer: SocketAddr,
+    hold: Hold,
 }
 
 impl ServerConn {
     /// The slot this connection was given.
     pub fn slot(&self) -> u32 {
-        self.slot
+        self.held.conn.slot()
     }
 
     /// The client's address.
@@ -620,13 +620,13 @@ impl ServerConn {
 
     /// The underlying socket, for options such as `set_nodelay`.
     pub fn get_ref(&self) -> &TcpStream {
-        &self.stream.0
+        &self.held.stream
     }
 
     /// Whether the connection ended (and its slot was freed) while still held, as a read or
     /// a write through it found.
     pub fn has_ended(&self) -> bool {
-        self.hold.is_none()
+        self.hold == Hold::Ended
     }
 
     /// Whether the server is draining ([`Server::drain`]): finish the exchange in hand, then
@@ -658,13 +658,21 @@ impl ServerConn {
         }
     }
 
-    /// The connection is over: its slot is free, and the socket is shut down so that it can
-    /// never act alongside a new connection that gets the same slot.
+    /// The connection is over: its slot is freed, once. Reads and writes through it stop
+    /// here (see the type's docs), so it can never act alongside a new connection that gets
+    /// the same slot; no system call is spent on a socket that is about to close.
     fn end(&mut self) {
-        if self.hold.take().is_some() {
-            // Already shut down by the peer or broken: nothing to report either way.
-            let _ = socket_shutdown(&self.stream.0);
+        if self.hold != Hold::Ended {
+            let before_line = self.hold == Hold::BeforeLine;
+            self.hold = Hold::Ended;
+            self.shared.release(self.held.conn, before_line);
         }
+    }
+}
+
+impl Drop for ServerConn {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
@@ -701,27 +709,16 @@ impl Future for Draining {
     }
 }
 
-/// Shuts both directions of the socket down.
-fn socket_shutdown(stream: &TcpStream) -> io::Result<()> {
-    socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both)
-}
-
-/// A connection's socket, shared with the server, which shuts it down at a drain's
-/// deadline. Tokio's `TcpStream` reads and writes only through `&mut`, so this does what its
-/// own `AsyncRead`/`AsyncWrite` do, through `&`: wait for readiness, then a non-blocking call
-/// (which clears the readiness when it would block).
-struct Socket(Arc<TcpStream>);
-
-impl AsyncRead for &Socket {
+impl AsyncRead for &Held {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            ready!(self.0.poll_read_ready(cx))?;
+            ready!(self.stream.poll_read_ready(cx))?;
             // Zeroes only the part of `buf` never initialized before.
-            match self.0.try_read(buf.initialize_unfilled()) {
+            match self.stream.try_read(buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -733,15 +730,15 @@ impl AsyncRead for &Socket {
     }
 }
 
-impl AsyncWrite for &Socket {
+impl AsyncWrite for &Held {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write(buf) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 result => return Poll::Ready(result),
             }
@@ -754,8 +751,8 @@ impl AsyncWrite for &Socket {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write_vectored(bufs) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 result => return Poll::Ready(result),
             }
@@ -772,14 +769,14 @@ impl AsyncWrite for &Socket {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
+        Poll::Ready(socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write))
     }
 }
 
 impl fmt::Debug for ServerConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConn")
-            .field("slot", &self.slot)
+            .field("slot", &self.slot())
             .field("peer", &self.peer)
             .field("ended", &self.has_ended())
             .finish()
@@ -801,8 +798,12 @@ impl AsyncRead for ServerConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.has_ended() {
+            // The end of the stream: nothing is filled.
+            return Poll::Ready(Ok(()));
+        }
         let (before, room) = (buf.filled().len(), buf.remaining() > 0);
-        let result = Pin::new(&mut &self.stream).poll_read(cx, buf);
+        let result = Pin::new(&mut &*self.held).poll_read(cx, buf);
         if let Poll::Ready(result) = &result
             && ends_connection(result, room && buf.filled().len() == before)
         {
@@ -818,7 +819,10 @@ impl AsyncWrite for ServerConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut &self.stream).poll_write(cx, buf);
+        if self.has_ended() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let result = Pin::new(&mut &*self.held).poll_write(cx, buf);
         if let Poll::Ready(Err(error)) = &result
             && error.kind() != io::ErrorKind::Interrupted
         {
@@ -832,7 +836,10 @@ impl AsyncWrite for ServerConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut &self.stream).poll_write_vectored(cx, bufs);
+        if self.has_ended() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let result = Pin::new(&mut &*self.held).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Err(error)) = &result
             && error.kind() != io::ErrorKind::Interrupted
         {
@@ -842,15 +849,18 @@ impl AsyncWrite for ServerConn {
     }
 
     fn is_write_vectored(&self) -> bool {
-        (&self.stream).is_write_vectored()
+        (&*self.held).is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &self.stream).poll_flush(cx)
+        Pin::new(&mut &*self.held).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &self.stream).poll_shutdown(cx)
+        if self.has_ended() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut &*self.held).poll_shutdown(cx)
     }
 }
 
