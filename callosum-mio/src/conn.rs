@@ -29,8 +29,10 @@ use mio::net::TcpStream;
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
-    /// Bytes of the slot line to write before the application's.
-    line: Vec<u8>,
+    /// What a full socket did not take of the slot line, to write before the application's
+    /// bytes: empty, and no allocation, once written, which is at once in practice (a fresh
+    /// socket takes the line's few bytes in its first write call).
+    line: Box<[u8]>,
     /// Set when a read saw the end of the stream or an I/O error failed the connection.
     ended: Option<Ended>,
 }
@@ -45,11 +47,12 @@ pub(crate) enum Ended {
 }
 
 impl Conn {
-    /// A connection whose application writes follow `line` (empty on a client).
+    /// A connection whose application writes follow `line` (empty on a client; a server
+    /// makes it empty and then calls [`Conn::send_line`]).
     pub(crate) fn new(stream: TcpStream, line: Vec<u8>) -> Conn {
         Conn {
             stream,
-            line,
+            line: line.into_boxed_slice(),
             ended: None,
         }
     }
@@ -79,19 +82,26 @@ impl Conn {
         &mut self.stream
     }
 
+    /// Writes a server's slot line, straight from the caller's buffer, and keeps what the
+    /// socket did not take for [`Conn::flush_line`]. `Ok(true)` when all of it went out.
+    pub(crate) fn send_line(&mut self, line: &[u8]) -> io::Result<bool> {
+        let mut rest = line;
+        let written = write_line(&mut self.stream, &mut rest);
+        // An empty rest, the usual case, allocates nothing.
+        self.line = rest.into();
+        written.map_err(|error| self.fail(error))
+    }
+
     /// Writes what is left of the slot line. `Ok(true)` when none is left, `Ok(false)` when
     /// the socket would block (a writable event follows).
     pub(crate) fn flush_line(&mut self) -> io::Result<bool> {
-        match write_line(&mut self.stream, &mut self.line) {
-            Ok(done) => {
-                if done && self.line.capacity() > 0 {
-                    // Written: an idle connection keeps no allocation for it.
-                    self.line = Vec::new();
-                }
-                Ok(done)
-            }
-            Err(error) => Err(self.fail(error)),
+        if self.line.is_empty() {
+            return Ok(true);
         }
+        let mut rest = &self.line[..];
+        let written = write_line(&mut self.stream, &mut rest);
+        self.line = rest.into();
+        written.map_err(|error| self.fail(error))
     }
 
     /// Records the end a read's result shows, and passes the result on.
@@ -145,17 +155,16 @@ impl Write for Conn {
     }
 }
 
-/// Writes what is left of a slot line to `out`: the whole line in the first write call, as the
-/// protocol requires (old clients parse each read on its own); only if a socket ever took
-/// less does the rest follow, on later calls. `Ok(false)` when it would block.
-fn write_line(out: &mut impl Write, line: &mut Vec<u8>) -> io::Result<bool> {
+/// Writes what is left of a slot line to `out`, leaving in `line` what it did not take: the
+/// whole line in the first write call, as the protocol requires (old clients parse each read
+/// on its own); only if a socket ever took less does the rest follow, on later calls.
+/// `Ok(false)` when it would block.
+fn write_line(out: &mut impl Write, line: &mut &[u8]) -> io::Result<bool> {
     while !line.is_empty() {
         let result = out.write(line);
         match (adapter::read_outcome(&result), result) {
             (_, Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            (_, Ok(written)) => {
-                line.drain(..written);
-            }
+            (_, Ok(written)) => *line = &line[written..],
             (Outcome::Pending, Err(_)) => return Ok(false),
             (Outcome::Retry, Err(_)) => {}
             (_, Err(error)) => return Err(error),
@@ -189,8 +198,9 @@ mod tests {
     fn the_slot_line_goes_out_in_one_write_call() {
         let line = callosum_proto::SlotLine::new(4_294_967_295);
         let mut out = Counting::default();
-        let mut pending = line.as_bytes().to_vec();
+        let mut pending = line.as_bytes();
         assert!(write_line(&mut out, &mut pending).unwrap());
+        assert!(pending.is_empty());
         assert_eq!(out.calls, [line.as_bytes().to_vec()]);
     }
     use std::net::TcpListener;
@@ -220,8 +230,7 @@ mod tests {
                 Err(error) => panic!("{error}"),
             }
         }
-        conn.line = b"42\r\n".to_vec();
-        assert!(!conn.flush_line().unwrap());
+        assert!(!conn.send_line(b"42\r\n").unwrap());
         assert!(conn.line_pending());
         let blocked = conn.write(b"app").unwrap_err();
         assert_eq!(blocked.kind(), io::ErrorKind::WouldBlock);
