@@ -1,5 +1,6 @@
 //! Servers on 127.0.0.1 for the load and memory programs (`handshake-bench`, `memory`): the
-//! two adapters' servers, and bare `mio` loops that number nothing to compare them with.
+//! three adapters' servers, and bare servers on the same runtimes that number nothing, to
+//! compare them with.
 //!
 //! Each server runs on a thread of its own until the process exits, and serves the way an
 //! application would: the adapters' servers keep every connection until its peer closes it
@@ -15,6 +16,7 @@ use callosum_mio::{Happened, ServerEvent, TokenRange};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Tokens for the `mio` servers: the listener and up to 65,535 connections at once.
 const TOKENS: usize = 1 << 16;
@@ -48,16 +50,25 @@ pub enum Kind {
     /// and keeps each connection until the peer closes it: the smol adapter's work less the
     /// slots.
     BareSmol,
+    /// `callosum_tokio::Server` on a current-thread runtime, a task per connection reading
+    /// until the peer closes.
+    Tokio,
+    /// A bare tokio server (`tokio::net::TcpListener`, a task per connection on a
+    /// current-thread runtime) that writes `0\r\n` and keeps each connection until the peer
+    /// closes it: the tokio adapter's work less the slots.
+    BareTokio,
 }
 
 impl Kind {
     /// Every kind, in the order the programs report them.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Smol,
         Kind::Mio,
+        Kind::Tokio,
         Kind::BareClose,
         Kind::BareHold,
         Kind::BareSmol,
+        Kind::BareTokio,
     ];
 
     /// The name the programs print and accept.
@@ -68,15 +79,18 @@ impl Kind {
             Kind::BareClose => "bare-close",
             Kind::BareHold => "bare-hold",
             Kind::BareSmol => "bare-smol",
+            Kind::Tokio => "tokio",
+            Kind::BareTokio => "bare-tokio",
         }
     }
 
     /// The bare server doing the same socket work without slots: `bare-smol` for `smol`,
-    /// `bare-hold` for `mio`; a bare server is its own.
+    /// `bare-hold` for `mio`, `bare-tokio` for `tokio`; a bare server is its own.
     pub fn bare(self) -> Kind {
         match self {
             Kind::Smol => Kind::BareSmol,
             Kind::Mio => Kind::BareHold,
+            Kind::Tokio => Kind::BareTokio,
             bare => bare,
         }
     }
@@ -101,6 +115,8 @@ pub fn spawn(kind: Kind) -> io::Result<SocketAddr> {
                 Kind::BareClose => serve_bare(&ready, false),
                 Kind::BareHold => serve_bare(&ready, true),
                 Kind::BareSmol => serve_bare_smol(&ready),
+                Kind::Tokio => serve_tokio(&ready),
+                Kind::BareTokio => serve_bare_tokio(&ready),
             };
             if let Err(error) = served {
                 let message = format!("{} server failed: {error}", kind.name());
@@ -157,6 +173,49 @@ fn serve_bare_smol(ready: &Sender<io::Result<SocketAddr>>) -> io::Result<()> {
                 .detach();
         }
     }))
+}
+
+/// A current-thread runtime, as one thread of a server wants.
+fn tokio_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+fn serve_tokio(ready: &Sender<io::Result<SocketAddr>>) -> io::Result<()> {
+    tokio_runtime()?.block_on(async {
+        let config = callosum_tokio::ServerConfig::default();
+        let server = callosum_tokio::Server::bind(localhost(), config).map_err(io::Error::other)?;
+        let _ = ready.send(Ok(server.local_addr()));
+        while let Ok(mut conn) = server.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                // Until the end of the stream or an error; dropping `conn` frees the slot.
+                while let Ok(1..) = conn.read(&mut buf).await {}
+            });
+        }
+        Ok(())
+    })
+}
+
+fn serve_bare_tokio(ready: &Sender<io::Result<SocketAddr>>) -> io::Result<()> {
+    tokio_runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(localhost()).await?;
+        let _ = ready.send(Ok(listener.local_addr()?));
+        loop {
+            // An accept error waits for the next connection.
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                if stream.write(BARE_LINE).await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 64];
+                while let Ok(1..) = stream.read(&mut buf).await {}
+            });
+        }
+    })
 }
 
 fn serve_mio(ready: &Sender<io::Result<SocketAddr>>) -> io::Result<()> {

@@ -11,7 +11,8 @@
 //!   difference over N is the user-space memory the server spends per idle connection
 //!   (socket buffers live in the kernel and are not counted). The ratio is to the server's
 //!   bare counterpart, keeping the same connections without slots, measured in the same run:
-//!   `bare-hold` (a `mio` loop) for mio, `bare-smol` (a task per connection) for smol.
+//!   `bare-hold` (a `mio` loop) for mio, `bare-smol` and `bare-tokio` (a task per connection)
+//!   for smol and tokio.
 //! - Pool: the child reads its own resident set, fills `1,000,000 / max_slots` pools (of
 //!   `u64` connections, ten servers) to `max_slots`, and reads it again; the difference over
 //!   the count is one full pool. The ratio is to a plain `Vec<(ServerId, u32, u64)>` of
@@ -66,7 +67,16 @@ fn measure(connections: usize) -> Result<(), Error> {
     );
     println!("|---|---:|---:|---:|---|---:|");
     let mut per_conn = Vec::new();
-    for kind in [Kind::BareHold, Kind::BareSmol, Kind::Mio, Kind::Smol] {
+    // Each bare server before the adapter compared with it.
+    let kinds = [
+        Kind::BareHold,
+        Kind::BareSmol,
+        Kind::BareTokio,
+        Kind::Mio,
+        Kind::Smol,
+        Kind::Tokio,
+    ];
+    for kind in kinds {
         let (none, held) = server_rss(kind, connections)?;
         let bytes = held.saturating_sub(none) as f64 / connections as f64;
         per_conn.push((kind, bytes));
