@@ -149,10 +149,12 @@ async fn deadpool(addr: SocketAddr, size: usize) -> Result<Deadpool, Error> {
     Ok(pool)
 }
 
-/// A callosum client of `size` connections, all held and idle. The rover fills the pool at
-/// once (fill mode) and then waits an hour between attempts, so it is quiet while measured.
+/// A callosum client of `size` connections, all held and idle: the original's fixed pool
+/// (the default one is sized to demand, two connections at concurrency 1). The rover fills
+/// the pool at once (fill mode) and then waits an hour between attempts, so it is quiet
+/// while measured.
 async fn callosum(addr: SocketAddr, size: usize) -> Result<Client, Error> {
-    let mut config = ClientConfig::default();
+    let mut config = ClientConfig::original();
     config.pool.max_slots = size;
     config.rover = RoverConfig {
         interval: Duration::from_secs(3600),
@@ -173,9 +175,9 @@ async fn callosum(addr: SocketAddr, size: usize) -> Result<Client, Error> {
 }
 
 /// A client core holding `size` idle connections (keys 0..size, slots 0..size) of one
-/// server, roving no more.
+/// server, roving no more (a fixed pool, as in [`callosum`]).
 fn core(size: usize) -> RefCell<ClientCore<u32>> {
-    let mut config = ClientConfig::default();
+    let mut config = ClientConfig::original();
     config.pool.max_slots = size;
     config.rover.interval = Duration::from_secs(3600);
     config.rover.jitter = Duration::ZERO;
