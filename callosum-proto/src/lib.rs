@@ -14,8 +14,8 @@
 //! the slot-line codec, the fixed-capacity slot allocator and the server core. The `alloc`
 //! feature (on by default) adds growable storage (the unbounded slot allocator, the
 //! generation-checked [`slab`]), the pool, the rover and the client core. The `std` feature
-//! adds [`adapter`]: what every adapter on `std` needs (the clock conversion and the reading
-//! of I/O errors), written once.
+//! adds [`adapter`]: what every adapter on `std` needs (the clock conversion, the reading
+//! of I/O errors, what a lease's reads pass on, host-name lookups), written once.
 //!
 //! # Call order
 //!
@@ -32,7 +32,9 @@
 //!   [`server::ServerCore::handle_closed`] is called exactly once when a connection ends.
 //!   An accept error goes to [`server::ServerCore::handle_accept_error`], which returns when
 //!   to accept again; that instant is also its `poll_timeout()`, after which the adapter calls
-//!   `handle_timeout(now)` and accepts again. No output queue.
+//!   `handle_timeout(now)` and accepts again. [`server::ServerCore::handle_drain`] starts a
+//!   drain and returns its status (what to do with the connections, when to give up on them);
+//!   the deadline is in its `poll_timeout()` too. No output queue.
 //! - **Client core** ([`client::ClientCore`], with `alloc`): the rover, the pool, the servers
 //!   and the leases in one machine with one output queue, drained with
 //!   [`client::ClientCore::poll_output`] until it yields [`client::Output::Timeout`]. Its

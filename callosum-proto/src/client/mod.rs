@@ -14,7 +14,9 @@
 //! # Call order
 //!
 //! 1. **Inputs**, as they happen, each with `now` from the adapter's clock (never going
-//!    back): servers ([`ClientCore::add_server`], [`ClientCore::remove_server`]), attempts
+//!    back): servers ([`ClientCore::add_server`], [`ClientCore::remove_server`], or by name
+//!    [`ClientCore::add_name`] and the answers to [`Output::Resolve`]:
+//!    [`ClientCore::handle_resolved`], [`ClientCore::handle_resolve_failed`]), attempts
 //!    ([`ClientCore::handle_connected`], [`ClientCore::handle_connect_failed`],
 //!    [`ClientCore::handle_received`], [`ClientCore::handle_closed`],
 //!    [`ClientCore::handle_read_failed`], [`ClientCore::deliver`]), idle connections
