@@ -31,7 +31,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use async_executor::{Executor, Task};
 use async_io::Async;
-use callosum_proto::adapter::{Clock, Read, connect_failure, read_outcome};
+use callosum_proto::adapter::{Clock, Read, Resolve, connect_failure, read_outcome};
 use callosum_proto::client::{ClientCore, EventQueue, Handshake, IdleSignal, Output};
 use callosum_proto::pool::PooledId;
 use callosum_proto::slab::{Key, Slab};
@@ -39,7 +39,7 @@ use callosum_proto::{AttemptId, Instant};
 use event_listener::Event as Notify;
 
 use super::attempt::{self, Host, LineRead};
-use super::resolve::{self, Resolve};
+use super::resolve;
 
 /// A pooled connection's stream.
 pub(crate) type PooledStream = Async<TcpStream>;
