@@ -245,6 +245,18 @@ mod pool {
         });
     }
 
+    /// Checkout of a random idle connection (the default lease policy) and its checkin, ten
+    /// servers: a draw into the idle set and a heap removal, whatever the ties.
+    #[divan::bench(args = MAX_SLOTS)]
+    fn checkout_any_checkin_ten_servers(bencher: Bencher, max_slots: usize) {
+        let mut pool = full_pool(max_slots, 10);
+        bencher.bench_local(|| {
+            let lease = pool.checkout_any().expect("idle");
+            let checkin = pool.checkin(black_box(lease.id), lease.conn);
+            assert!(matches!(checkin, Ok(Checkin::Idle(_))));
+        });
+    }
+
     /// An offer kept by a pool with room, then the same connection removed (a pair, so the
     /// pool stays one short of full).
     #[divan::bench(args = MAX_SLOTS)]
