@@ -18,8 +18,8 @@ mod tokio_side;
 
 mod delayed_echo;
 pub use delayed_echo::DelayedEcho;
-pub mod rolling;
 mod names;
+pub mod rolling;
 pub use names::FakeResolver;
 
 use std::io::{ErrorKind, Read};
