@@ -128,6 +128,31 @@ impl fmt::Display for PoolConfigError {
 
 impl core::error::Error for PoolConfigError {}
 
+/// Which idle connection a checkout lends. Slots decide which connections the pool keeps
+/// either way, and a leased connection is never lent again, so a slow server, whose
+/// connections stay busy, gets less work under both.
+///
+/// The client's default is the one the simulator shows best (see `callosum-sim/README.md`).
+///
+/// ```
+/// use callosum_proto::client::{ClientConfig, LeasePolicy};
+///
+/// let mut config = ClientConfig::default();
+/// assert_eq!(config.lease, LeasePolicy::Random);
+/// config.lease = LeasePolicy::Lowest; // the original's
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LeasePolicy {
+    /// The idle connection with the lowest slot, ties at random: the original's. A light
+    /// client then sends nearly every request down its one lowest connection, so which
+    /// servers get the load comes down to which are many clients' lowest slot.
+    Lowest,
+    /// An idle connection drawn uniformly at random: a light client's requests spread over
+    /// all the connections it keeps.
+    Random,
+}
+
 /// Names one connection in the pool for as long as its state stays the same.
 ///
 /// Every checkout issues a new id, every checkin that makes a lease idle again issues another
@@ -615,6 +640,30 @@ impl<K> Pool<K> {
     /// );
     /// ```
     pub fn new(config: PoolConfig, seed: u64) -> Result<Pool<K>, PoolConfigError> {
+        Pool::with_policy(config, LeasePolicy::Lowest, seed)
+    }
+
+    /// An empty pool that lends by `policy` ([`Pool::new`] lends the lowest slot).
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{LeasePolicy, Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::with_policy(PoolConfig::default(), LeasePolicy::Random, 0).unwrap();
+    /// let _ = pool.offer(ServerId(1), 8, 'a');
+    /// let _ = pool.offer(ServerId(2), 1, 'b');
+    /// let first = pool.checkout().unwrap();
+    /// let second = pool.checkout().unwrap();
+    /// assert_ne!(first.conn, second.conn);
+    /// assert!(pool.checkout().is_none());
+    /// # pool.checkin(first.id, first.conn).unwrap();
+    /// # pool.checkin(second.id, second.conn).unwrap();
+    /// ```
+    pub fn with_policy(
+        config: PoolConfig,
+        policy: LeasePolicy,
+        seed: u64,
+    ) -> Result<Pool<K>, PoolConfigError> {
         let max_slots = config.max_slots;
         if max_slots == 0 {
             return Err(PoolConfigError::ZeroMaxSlots);
@@ -630,7 +679,7 @@ impl<K> Pool<K> {
             // memory stays bounded however long callers keep their leases.
             entries: Slab::try_bounded(max_slots, max_slots.saturating_mul(2))
                 .map_err(out_of_memory)?,
-            idle: IdleSet::try_with_capacity(max_slots).map_err(out_of_memory)?,
+            idle: IdleSet::try_new(policy, max_slots).map_err(out_of_memory)?,
             held: IndexedHeap::try_with_capacity(max_slots).map_err(out_of_memory)?,
             evicted: 0,
             held_per_server: BTreeMap::new(),
@@ -681,10 +730,13 @@ impl<K> Pool<K> {
         }
     }
 
-    /// Lends out the idle connection with the lowest slot; `None` if none is idle.
+    /// Lends out an idle connection by the pool's [`LeasePolicy`] (the lowest slot for a
+    /// pool made with [`Pool::new`]); `None` if none is idle.
     ///
-    /// Between idle connections with equal slots (slot 0 on two servers) it chooses uniformly
-    /// at random with the pool's seeded generator, so no server is favoured.
+    /// Between idle connections with equal slots (slot 0 on two servers) the lowest-slot
+    /// policy chooses uniformly at random with the pool's seeded generator, so no server is
+    /// favoured; the random policy draws among all idle connections. Both are O(1) for a
+    /// request that gives its connection back (the lowest slot's plus a scan of its ties).
     ///
     /// ```
     /// use callosum_proto::ServerId;
@@ -711,49 +763,8 @@ impl<K> Pool<K> {
     /// ```
     #[must_use = "a leased connection must be checked in or removed"]
     pub fn checkout(&mut self) -> Option<Lease<K>> {
-        let ties = self.idle.lowest_ties().count();
-        let pick = self.draw(ties);
-        let index = self.idle.lowest_ties().nth(pick);
+        let index = self.idle.pick(&mut self.rng);
         self.lend(index)
-    }
-
-    /// Lends out an idle connection drawn uniformly at random, whatever its slot; `None` if
-    /// none is idle.
-    ///
-    /// The lease policy that spreads a light client's requests over all its connections
-    /// instead of putting them all on its lowest one. Slots still decide which connections
-    /// the pool keeps, and a leased connection is never lent again, so a slow server (whose
-    /// connections stay busy) still gets less. O(log n).
-    ///
-    /// ```
-    /// use callosum_proto::ServerId;
-    /// use callosum_proto::pool::{Pool, PoolConfig};
-    ///
-    /// let mut pool = Pool::new(PoolConfig::default(), 0).unwrap();
-    /// let _ = pool.offer(ServerId(1), 8, 'a');
-    /// let _ = pool.offer(ServerId(2), 1, 'b');
-    /// let first = pool.checkout_any().unwrap();
-    /// let second = pool.checkout_any().unwrap();
-    /// assert_ne!(first.conn, second.conn);
-    /// assert!(pool.checkout_any().is_none());
-    /// # pool.checkin(first.id, first.conn).unwrap();
-    /// # pool.checkin(second.id, second.conn).unwrap();
-    /// ```
-    #[must_use = "a leased connection must be checked in or removed"]
-    pub fn checkout_any(&mut self) -> Option<Lease<K>> {
-        let pick = self.draw(self.idle.len());
-        let index = self.idle.nth(pick);
-        self.lend(index)
-    }
-
-    /// A uniform draw below `choices` (0 without drawing when there is at most one).
-    fn draw(&mut self, choices: usize) -> usize {
-        if choices > 1 {
-            // `below(choices)` is less than `choices`, so it fits a usize.
-            self.rng.below(choices as u64) as usize
-        } else {
-            0
-        }
     }
 
     /// Lends out idle record `index`, or counts an empty checkout for `None`.
@@ -1272,14 +1283,15 @@ mod tests {
     }
 
     #[test]
-    fn checkout_any_draws_every_idle_connection_alike() {
-        let mut pool = pool(4);
+    fn the_random_policy_draws_every_idle_connection_alike() {
+        let config = PoolConfig { max_slots: 4 };
+        let mut pool = Pool::with_policy(config, LeasePolicy::Random, 3).unwrap();
         for slot in 0..4 {
             kept(pool.offer(ServerId(slot), slot, slot));
         }
         let mut drawn = [0u32; 4];
         for _ in 0..4_000 {
-            let lease = pool.checkout_any().unwrap();
+            let lease = pool.checkout().unwrap();
             drawn[lease.conn as usize] += 1;
             let _ = pool.checkin(lease.id, lease.conn).unwrap();
             assert_consistent(&pool);

@@ -3,6 +3,7 @@
 use core::fmt;
 use core::time::Duration;
 
+pub use crate::pool::LeasePolicy;
 use crate::pool::{PoolConfig, PoolConfigError};
 use crate::rover::{RoverConfig, RoverConfigError};
 
@@ -57,31 +58,6 @@ pub struct ClientConfig {
     /// How often a host name is looked up again (default 10 s; at least 1 µs). Each address
     /// it resolves to is a server; a failed lookup keeps the last ones.
     pub resolve_interval: Duration,
-}
-
-/// Which idle connection a request gets. Slots decide which connections the pool keeps
-/// either way, and a leased connection is never lent again, so a slow server, whose
-/// connections stay busy, gets less work under both.
-///
-/// The default is the one the simulator shows best (see `callosum-sim/README.md`).
-///
-/// ```
-/// use callosum_proto::client::{ClientConfig, LeasePolicy};
-///
-/// let mut config = ClientConfig::default();
-/// assert_eq!(config.lease, LeasePolicy::Random);
-/// config.lease = LeasePolicy::Lowest; // the original's
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LeasePolicy {
-    /// The idle connection with the lowest slot, ties at random: the original's. A light
-    /// client then sends nearly every request down its one lowest connection, so which
-    /// servers get the load comes down to which are many clients' lowest slot.
-    Lowest,
-    /// An idle connection drawn uniformly at random: a light client's requests spread over
-    /// all the connections it keeps.
-    Random,
 }
 
 /// How many connections the pool keeps.

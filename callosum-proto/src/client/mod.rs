@@ -501,7 +501,6 @@ pub struct ClientCore<K> {
     pool: Pool<Pooled<K>>,
     /// A connection that ends within this time after its line counts as its server's failure.
     young: core::time::Duration,
-    lease_policy: LeasePolicy,
     sizing: PoolSizing,
     /// The client's concurrency, for [`PoolSizing::Demand`].
     demand: Demand,
@@ -555,12 +554,12 @@ impl<K> ClientCore<K> {
     pub fn new(config: ClientConfig, seed: u64) -> Result<ClientCore<K>, ClientConfigError> {
         config.validate()?;
         let mut seeds = Rng::new(config.seed.unwrap_or(seed));
-        let pool = Pool::new(config.pool, seeds.next_u64()).map_err(ClientConfigError::Pool)?;
+        let pool = Pool::with_policy(config.pool, config.lease, seeds.next_u64())
+            .map_err(ClientConfigError::Pool)?;
         let rover = Rover::new(config.rover, seeds.next_u64()).map_err(ClientConfigError::Rover)?;
         Ok(ClientCore {
             pool,
             young: config.young_death,
-            lease_policy: config.lease,
             sizing: config.sizing,
             demand: Demand::new(),
             unmet: 0,
@@ -1189,11 +1188,7 @@ impl<K> ClientCore<K> {
         }
         // A connection past its time is never lent, even before the timer says so.
         self.expire(now);
-        let lease = match self.lease_policy {
-            LeasePolicy::Lowest => self.pool.checkout(),
-            LeasePolicy::Random => self.pool.checkout_any(),
-        };
-        let Some(lease) = lease else {
+        let Some(lease) = self.pool.checkout() else {
             // A caller found nothing idle: demand the pool may have to grow for.
             self.settle(now);
             return None;

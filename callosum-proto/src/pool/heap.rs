@@ -74,12 +74,6 @@ impl<P: Ord + Copy> IndexedHeap<P> {
         Some(priority)
     }
 
-    /// The index stored at heap position `pos` (`pos < len`), in no meaningful order: for a
-    /// uniform draw among all the indices in the heap.
-    pub(super) fn index_at(&self, pos: usize) -> Option<u32> {
-        self.items.get(pos).map(|&(_, index)| index)
-    }
-
     /// The indices whose priority equals the smallest one, depth first from the root.
     ///
     /// Every such item has only equal items above it, so they form a subtree at the root. The
