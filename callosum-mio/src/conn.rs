@@ -35,6 +35,10 @@ pub struct Conn {
     line: Box<[u8]>,
     /// Set when a read saw the end of the stream or an I/O error failed the connection.
     ended: Option<Ended>,
+    /// Whether the server registered the socket for `WRITABLE` as well as `READABLE`: only
+    /// while a write would block or part of the slot line is pending (a client leaves it
+    /// false). A `bool` in what was padding: the connection is no bigger for it.
+    write_interest: bool,
 }
 
 /// How a connection was found to have ended, by a read or a write through [`Conn`].
@@ -54,6 +58,7 @@ impl Conn {
             stream,
             line: line.into_boxed_slice(),
             ended: None,
+            write_interest: false,
         }
     }
 
@@ -78,6 +83,23 @@ impl Conn {
         !self.line.is_empty()
     }
 
+    /// Whether the socket is registered for `WRITABLE` (see [`Conn::set_write_interest`]).
+    pub(crate) fn write_interest(&self) -> bool {
+        self.write_interest
+    }
+
+    /// Records whether the socket is now registered for `WRITABLE`: the server sets it when
+    /// it adds that interest and clears it when it takes it away again.
+    pub(crate) fn set_write_interest(&mut self, registered: bool) {
+        self.write_interest = registered;
+    }
+
+    /// Records an I/O error of the connection's own (a failed `reregister`) as its end, and
+    /// passes it on.
+    pub(crate) fn fail_with(&mut self, error: io::Error) -> io::Error {
+        self.fail(error)
+    }
+
     pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
         &mut self.stream
     }
@@ -93,7 +115,8 @@ impl Conn {
     }
 
     /// Writes what is left of the slot line. `Ok(true)` when none is left, `Ok(false)` when
-    /// the socket would block (a writable event follows).
+    /// the socket would block (a writable event follows if the socket is registered for
+    /// it: the server keeps `WRITABLE` interest while the line is pending).
     pub(crate) fn flush_line(&mut self) -> io::Result<bool> {
         if self.line.is_empty() {
             return Ok(true);

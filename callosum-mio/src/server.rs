@@ -8,6 +8,12 @@
 //!
 //! Connections are kept in a table indexed by their slot, and a connection's token is
 //! derived from its slot: the core's lowest-free allocator keeps slots, so the table, dense.
+//!
+//! A connection is registered for `READABLE` only. `WRITABLE` is added (a `reregister`) only
+//! when a write would block, or when a full socket did not take the whole slot line, and taken
+//! away again at the writable event that follows, once the line is written: a new socket is
+//! writable at once, and an interest in it would wake the loop once more per connection,
+//! and again whenever the peer's acknowledgements free send space.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -121,7 +127,20 @@ pub enum ServerEvent {
         /// The connection.
         conn: ServerConnId,
     },
-    /// `conn` can take writes again (its slot line is written).
+    /// `conn` can take writes again, after a write that would block.
+    ///
+    /// It comes only after [`Server::write`] answered [`io::ErrorKind::WouldBlock`] (the
+    /// socket was full, or part of the slot line was still unwritten), once the socket has
+    /// room and the slot line is written: one `Writable` per wait, however many writes
+    /// would block before it. A connection whose writes never block gets none, not even
+    /// when it is new (a socket is writable at once, and the server does not wake for that).
+    /// Having had it, write until `WouldBlock` again or until nothing is left: the next one
+    /// comes only after the next write that would block. Rarely, a connection whose slot
+    /// line a full socket did not take at once gets one when the line is written, with no
+    /// write of its own before it.
+    ///
+    /// (Earlier versions registered every connection for writability at its accept, so
+    /// each one got a `Writable` at once, needed or not.)
     Writable {
         /// The connection.
         conn: ServerConnId,
@@ -446,8 +465,10 @@ impl Server {
     }
 
     /// Writes to `conn` (after the rest of its slot line, if the socket did not take it
-    /// all: `WouldBlock` until then, and [`ServerEvent::Writable`] follows). An I/O error
-    /// ends the connection as for [`Server::read`].
+    /// all: `WouldBlock` until then). After `WouldBlock`, for a full socket or a pending line,
+    /// [`ServerEvent::Writable`] follows once the connection can take writes again: only
+    /// then does the server ask `mio` for the socket's writability. An I/O error ends the
+    /// connection as for [`Server::read`].
     ///
     /// ```no_run
     /// # fn demo(server: &mut callosum_mio::Server, conn: callosum_mio::ServerConnId) -> std::io::Result<()> {
@@ -455,8 +476,22 @@ impl Server {
     /// # let _ = written; Ok(()) }
     /// ```
     pub fn write(&mut self, conn: ServerConnId, buf: &[u8]) -> io::Result<usize> {
-        let live = self.live_mut(conn)?;
-        let result = live.conn.write(buf);
+        let token = self.token(conn.0.slot());
+        let registry = self.registry.as_ref();
+        let live = self
+            .conns
+            .get_mut(conn.0.slot() as usize)
+            .and_then(Option::as_mut)
+            .filter(|live| live.id == conn.0)
+            .ok_or_else(stale)?;
+        let mut result = live.conn.write(buf);
+        if let Err(error) = &result
+            && error.kind() == io::ErrorKind::WouldBlock
+            && let Err(error) = want_writable(registry, &mut live.conn, token, true)
+        {
+            // No writable event would come: the connection could never write again.
+            result = Err(live.conn.fail_with(error));
+        }
         self.close_if_ended(conn);
         result
     }
@@ -625,7 +660,13 @@ impl Server {
             .get_mut(conn.0.slot() as usize)
             .and_then(Option::as_mut)
             .filter(|live| live.id == conn.0)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "stale connection id"))
+            .ok_or_else(stale)
+    }
+
+    /// The token of the connection on `slot`: `register` bounded the slots by the range, so
+    /// every slot has its token.
+    fn token(&self, slot: u32) -> Token {
+        Token(self.tokens.start() + 1 + slot as usize)
     }
 
     fn close_if_ended(&mut self, conn: ServerConnId) {
@@ -668,11 +709,14 @@ impl Server {
             return;
         };
         let slot = id.slot();
-        // `register` bounded the slots by the range: every slot has its token.
-        let token = Token(self.tokens.start() + 1 + slot as usize);
-        let registered = self.registry.as_ref().map(|registry| {
-            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-        });
+        let token = self.token(slot);
+        // Readable only: a new socket is writable at once, and an interest in that would
+        // wake the loop once more per connection. `WRITABLE` is added when a write would
+        // block (see `want_writable`).
+        let registered = self
+            .registry
+            .as_ref()
+            .map(|registry| registry.register(&mut stream, token, Interest::READABLE));
         if let Some(Err(error)) = registered {
             // Never announced: free the slot quietly and pause, as for any shortage.
             let _ = self.core.handle_closed(id);
@@ -680,8 +724,16 @@ impl Server {
             return;
         }
         let mut conn = Conn::new(stream, Vec::new());
-        // One write call for the whole line; the rest, if any, on the next writable event.
-        if conn.send_line(line.as_bytes()).is_err() {
+        // One write call for the whole line; the rest, if any, on the next writable event,
+        // which only a full socket makes the server ask for.
+        let sent = conn.send_line(line.as_bytes()).and_then(|all| {
+            if all {
+                Ok(())
+            } else {
+                want_writable(self.registry.as_ref(), &mut conn, token, true)
+            }
+        });
+        if sent.is_err() {
             // The peer left before its line: never announced, counted apart.
             self.unregister(&mut conn);
             let _ = self.core.handle_lost_before_line(id);
@@ -705,9 +757,16 @@ impl Server {
             return;
         };
         let id = ServerConnId(live.id);
-        if event.is_writable() || event.is_error() {
+        // Only a connection waiting for room (a write would block, or its line is pending)
+        // is registered for writability; an error event may come without it.
+        let waiting = live.conn.write_interest();
+        if (event.is_writable() && waiting) || event.is_error() {
             match live.conn.flush_line() {
-                Ok(true) if event.is_writable() => {
+                Ok(true) if event.is_writable() && waiting => {
+                    // The wait is over: readable only again, until a write would block. A
+                    // failure leaves the interest (and a `Writable` now and then) in place.
+                    let token = Token(self.tokens.start() + 1 + slot);
+                    let _ = want_writable(self.registry.as_ref(), &mut live.conn, token, false);
                     self.events.push_back(ServerEvent::Writable { conn: id });
                 }
                 Ok(_) => {}
@@ -759,6 +818,35 @@ impl Server {
         }
         self.report_if_drained();
     }
+}
+
+/// The error for an id whose connection ended.
+fn stale() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "stale connection id")
+}
+
+/// Registers `conn` for `READABLE | WRITABLE` (`writable`) or for `READABLE` alone, if it is
+/// not so registered already: one `reregister` when the interest changes, none otherwise.
+fn want_writable(
+    registry: Option<&Registry>,
+    conn: &mut Conn,
+    token: Token,
+    writable: bool,
+) -> io::Result<()> {
+    if conn.write_interest() == writable {
+        return Ok(());
+    }
+    let Some(registry) = registry else {
+        return Ok(());
+    };
+    let interest = if writable {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::READABLE
+    };
+    registry.reregister(conn.stream_mut(), token, interest)?;
+    conn.set_write_interest(writable);
+    Ok(())
 }
 
 /// A core numbering at most `max_slots` slots (`None`: unlimited), or why not.

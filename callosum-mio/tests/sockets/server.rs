@@ -1,11 +1,11 @@
 //! The server's sockets: connections in a table indexed by slot, with tokens derived from
 //! their slot; every end of a connection reported to the core once.
 
-use std::io::Write;
+use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::time::Duration;
 
-use callosum_mio::{CloseCause, ServerConfig, ServerEvent, TokenRange};
+use callosum_mio::{CloseCause, ServerConfig, ServerConnId, ServerEvent, TokenRange};
 
 use crate::harness::{Harness, connect, read_once, read_to_end};
 
@@ -236,4 +236,82 @@ fn the_application_reads_and_writes_after_the_slot_line() {
         got.extend(read_once(&mut peer));
     }
     assert_eq!(got, b"0\r\nping\n");
+}
+
+/// The `Writable` events the server reported for `conn` so far.
+fn writables(h: &Harness, conn: ServerConnId) -> usize {
+    h.server_log
+        .iter()
+        .filter(|event| matches!(event, ServerEvent::Writable { conn: c } if *c == conn))
+        .count()
+}
+
+/// Writes to `conn` until a write would block; returns how many bytes went out.
+fn fill(h: &mut Harness, conn: ServerConnId) -> usize {
+    let chunk = vec![b'.'; 64 * 1024];
+    let mut sent = 0;
+    loop {
+        match h.server().write(conn, &chunk) {
+            Ok(n) => sent += n,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return sent,
+            Err(error) => panic!("write failed: {error}"),
+        }
+    }
+}
+
+#[test]
+fn a_new_connection_that_never_blocks_gets_no_writable_event() {
+    let mut h = Harness::new().with_server(unlimited());
+    h.echo = true;
+    let mut peer = connect(h.server_addr());
+    let (conn, _) = h.accept_nth(0);
+    assert_eq!(read_once(&mut peer), b"0\r\n");
+    // The socket was writable from its accept on: a writable interest would have been
+    // reported by the time the request is read (in an earlier poll, or with it).
+    peer.write_all(b"ping\n").unwrap();
+    h.until("the request", |h| {
+        h.received.get(&conn).is_some_and(|b| b == b"ping\n")
+    });
+    assert_eq!(read_once(&mut peer), b"ping\n");
+    peer.write_all(b"pong\n").unwrap();
+    h.until("the second request", |h| {
+        h.received
+            .get(&conn)
+            .is_some_and(|b| b.ends_with(b"pong\n"))
+    });
+    assert_eq!(writables(&h, conn), 0, "{:?}", h.server_log);
+}
+
+#[test]
+fn writable_comes_once_after_a_write_that_would_block_and_again_after_the_next() {
+    let mut h = Harness::new().with_server(unlimited());
+    let mut peer = connect(h.server_addr());
+    let (conn, _) = h.accept_nth(0);
+    assert_eq!(read_once(&mut peer), b"0\r\n");
+    for round in 1..=2 {
+        let sent = fill(&mut h, conn);
+        assert!(sent > 0);
+        // A second write that would block asks for nothing more: one event per wait.
+        assert_eq!(
+            h.server().write(conn, b"more").unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+        let mut drained = vec![0u8; sent];
+        peer.read_exact(&mut drained).unwrap();
+        h.until("the writable event", |h| writables(h, conn) == round);
+        // Writable again, the interest taken away: the peer's bytes bring `Readable` only.
+        assert_eq!(h.server().write(conn, b"tail\n").unwrap(), 5);
+        let mut tail = [0u8; 5];
+        peer.read_exact(&mut tail).unwrap();
+        assert_eq!(&tail, b"tail\n");
+        let ask = format!("ask {round}\n");
+        peer.write_all(ask.as_bytes()).unwrap();
+        h.until("the peer's bytes", |h| {
+            h.received
+                .get(&conn)
+                .is_some_and(|b| b.ends_with(ask.as_bytes()))
+        });
+        assert_eq!(writables(&h, conn), round, "{:?}", h.server_log);
+    }
+    assert_eq!(h.server().status().live, 1);
 }
