@@ -135,7 +135,7 @@ mod server;
 mod token;
 
 pub use callosum_proto::client::{
-    BadServerSpec, LeasePolicy, NameId, PoolSizing, ResolveFailure, ServerSpec,
+    BadServerSpec, LeasePolicy, NameId, NameStatus, PoolSizing, ResolveFailure, ServerSpec,
 };
 pub use client::{Client, LOOKUP_POLL, Lease, LeaseReady, Resolve, SystemResolver};
 pub use conn::Conn;

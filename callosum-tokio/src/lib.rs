@@ -68,7 +68,7 @@ pub use callosum_proto::adapter::{Lookup, Resolve};
 pub use callosum_proto::adapter::{ServerError, is_closed_before_reply};
 pub use callosum_proto::allocator::SlotLimitError;
 pub use callosum_proto::client::{
-    BadServerSpec, LeasePolicy, NameId, PoolSizing, ResolveFailure, ServerSpec,
+    BadServerSpec, LeasePolicy, NameId, NameStatus, PoolSizing, ResolveFailure, ServerSpec,
 };
 pub use callosum_proto::client::{
     ClientConfig, ClientConfigError, ClientEvent, ClientStats, ClientStatus, ClosedBeforeReply,

@@ -63,7 +63,7 @@ pub enum ClientEvent {
     /// A host name could not be resolved; the servers it stood for stay
     /// ([`ClientCore::handle_resolve_failed`](super::ClientCore::handle_resolve_failed)).
     ResolveFailed {
-        /// The name ([`ClientCore::name`](super::ClientCore::name) gives its host).
+        /// The name (its host is in [`ClientStatus::names`](super::ClientStatus::names)).
         name: NameId,
         /// Why.
         failure: ResolveFailure,

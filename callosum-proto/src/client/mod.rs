@@ -82,7 +82,7 @@ use core::net::SocketAddr;
 
 pub use config::{ClientConfig, ClientConfigError, LeasePolicy, PoolSizing};
 pub use event::{ClientEvent, EventQueue, RemoveCause};
-pub use names::{BadServerSpec, NameId, ResolveFailure, ServerSpec, UnknownName};
+pub use names::{BadServerSpec, NameId, NameStatus, ResolveFailure, ServerSpec, UnknownName};
 pub use status::{ClientStats, ClientStatus, RemovedCounts, ServerConnections};
 
 use crate::pool::{Checkin, Evicted, Offer, Pool, PooledId, Removed, UnknownConn};
@@ -1174,6 +1174,7 @@ impl<K> ClientCore<K> {
         ClientStatus {
             servers,
             pool: self.pool.status(),
+            names: self.names.iter().collect(),
             target: self.target(),
             attempts_in_flight: self.rover.in_flight(),
             waiting_gets: self.line.len(),

@@ -117,6 +117,21 @@ impl fmt::Display for NameId {
     }
 }
 
+/// A host name the client resolves, in [`ClientStatus::names`](super::ClientStatus::names):
+/// what a [`ClientEvent::ResolveFailed`](super::ClientEvent::ResolveFailed) names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NameStatus {
+    /// Its id, as events give it.
+    pub name: NameId,
+    /// The host name.
+    pub host: String,
+    /// The port of every address.
+    pub port: u16,
+    /// The addresses it resolved to last: servers of the client.
+    pub servers: Vec<SocketAddr>,
+}
+
 /// Why a resolution gave no address, as the adapter saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -251,6 +266,19 @@ impl NameTable {
     pub(super) fn provides(&self, addr: SocketAddr, except: NameId) -> bool {
         (0u32..).zip(&self.entries).any(|(index, entry)| {
             index != except.0 && entry.as_ref().is_some_and(|e| e.addrs.contains(&addr))
+        })
+    }
+
+    /// Every name with its host, port and what it resolved to last, in the order added.
+    pub(super) fn iter(&self) -> impl Iterator<Item = NameStatus> + '_ {
+        (0u32..).zip(&self.entries).filter_map(|(index, entry)| {
+            let entry = entry.as_ref()?;
+            Some(NameStatus {
+                name: NameId(index),
+                host: entry.host.clone(),
+                port: entry.port,
+                servers: entry.addrs.iter().copied().collect(),
+            })
         })
     }
 

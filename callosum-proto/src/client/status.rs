@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-use super::RemoveCause;
+use super::{NameStatus, RemoveCause};
 use crate::pool::{PoolStats, PoolStatus};
 
 /// A snapshot of a client.
@@ -15,6 +15,9 @@ pub struct ClientStatus {
     pub servers: Vec<ServerConnections>,
     /// How many connections the pool holds, idle and leased.
     pub pool: PoolStatus,
+    /// The host names added, each with what it resolved to last (see
+    /// [`ClientCore::add_name`](super::ClientCore::add_name)).
+    pub names: Vec<NameStatus>,
     /// How many connections the pool keeps now: `max_slots` with
     /// [`PoolSizing::Fixed`](super::PoolSizing::Fixed), what the client's demand needs with
     /// [`PoolSizing::Demand`](super::PoolSizing::Demand).

@@ -850,6 +850,14 @@ fn a_name_is_the_set_of_its_addresses_re_resolved_every_interval() {
         }]
     );
     assert_eq!(client.servers().count(), 2);
+    // The status names the host an event's id stands for, and what it resolved to last.
+    let names = client.status().names;
+    assert_eq!(names.len(), 1);
+    assert_eq!(
+        (names[0].name, names[0].host.as_str(), names[0].port),
+        (name, "svc.local", 7000)
+    );
+    assert_eq!(names[0].servers, [addr(1), addr(3)]);
     // No address at all counts as a failure too.
     client.handle_timeout(secs(30));
     drain(&mut client);
