@@ -155,6 +155,8 @@ enum Given {
     Finished,
     /// [`Client::checkin_broken`].
     Broken,
+    /// [`Client::checkin_failed`].
+    ServerFailed,
     /// Dropped: its use decides ([`LeaseUse::end`]).
     Dropped,
 }
@@ -354,6 +356,26 @@ impl Client {
         self.give_back(id, key, Given::Broken);
     }
 
+    /// Gives back a leased connection whose exchange finished with a failure the server
+    /// answered (an "unavailable" or an internal error, as the application judges it): it is
+    /// closed, reported as [`ClientEvent::Removed`](crate::ClientEvent::Removed) (cause
+    /// [`RemoveCause::ServerFailed`](crate::RemoveCause::ServerFailed)), and the server backs
+    /// off in the rover, so that a server that fails fast, whose connections are idle most,
+    /// does not draw more than its share.
+    ///
+    /// ```no_run
+    /// # fn demo(client: &mut callosum_mio::Client) {
+    /// let lease = client.checkout().unwrap();
+    /// client.checkin_failed(lease);
+    /// assert_eq!(client.status().stats.removed.server_failed, 1);
+    /// # }
+    /// ```
+    pub fn checkin_failed(&mut self, lease: Lease) {
+        self.return_dropped();
+        let (id, key) = lease.disarm();
+        self.give_back(id, key, Given::ServerFailed);
+    }
+
     /// The next leased connection whose readiness changed, if any.
     ///
     /// ```
@@ -401,8 +423,10 @@ impl Client {
             self.ready.keys.retain(|&queued| queued != key);
         }
         let mut used = pooled.used;
-        if given == Given::Broken {
-            used.mark_broken();
+        match given {
+            Given::Broken => used.mark_broken(),
+            Given::ServerFailed => used.mark_server_failed(),
+            Given::Finished | Given::Dropped => {}
         }
         let end = match used.end(given == Given::Finished) {
             // One rule for "finished", whoever said it: a connection that ended, or has

@@ -129,6 +129,9 @@ pub enum RemoveCause {
     Error,
     /// Its user returned it as broken.
     Broken,
+    /// Its user returned it saying the server's answer was a failure
+    /// ([`LeaseEnd::ServerFailed`](super::LeaseEnd::ServerFailed)).
+    ServerFailed,
     /// Its lease ended without its user saying the exchange finished (the future holding it
     /// was dropped by a timeout or a cancellation): the reply may still be on its way.
     Interrupted,
@@ -152,6 +155,7 @@ impl fmt::Display for RemoveCause {
             RemoveCause::UnsolicitedData => "unsolicited bytes from the server",
             RemoveCause::Error => "socket error while idle",
             RemoveCause::Broken => "returned broken",
+            RemoveCause::ServerFailed => "returned with a failure the server answered",
             RemoveCause::Interrupted => "returned in the middle of an exchange",
             RemoveCause::ServerRemoved => "its server was removed",
             RemoveCause::ClientClosed => "the client was closed",

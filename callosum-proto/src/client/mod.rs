@@ -201,7 +201,8 @@ struct Pooled<K> {
 
 /// What a guard saw of its lease, kept by the adapter's guard so that every adapter ends a
 /// lease by one rule ([`LeaseUse::end`]): untouched or finished goes back to idle, touched and
-/// not finished was interrupted, broken is broken. It also says what the end of the
+/// not finished was interrupted, broken is broken, and a failure its holder saw in the
+/// server's answer is [`LeaseEnd::ServerFailed`]. It also says what the end of the
 /// connection means to the request ([`LeaseUse::record_end`]), by whether a byte of the reply
 /// came first.
 ///
@@ -215,6 +216,12 @@ struct Pooled<K> {
 /// assert_eq!(used.end(true), LeaseEnd::Finished); // its holder said it finished
 /// used.mark_broken();
 /// assert_eq!(used.end(true), LeaseEnd::Broken);
+///
+/// // The holder read a whole answer that says the server is failing.
+/// let mut used = LeaseUse::default();
+/// used.record_read(12);
+/// used.mark_server_failed();
+/// assert_eq!(used.end(true), LeaseEnd::ServerFailed);
 ///
 /// // A request written into a connection its server had just closed: no reply byte came.
 /// let mut used = LeaseUse::default();
@@ -230,6 +237,8 @@ struct Pooled<K> {
 pub struct LeaseUse {
     touched: bool,
     broken: bool,
+    /// Whether its holder said the server's answer was a failure.
+    server_failed: bool,
     /// Whether a read through the guard gave at least one byte.
     replied: bool,
 }
@@ -276,10 +285,19 @@ impl LeaseUse {
         self.broken
     }
 
-    /// How the lease ends: `finished` when its holder said the exchange finished.
+    /// Its holder saw a failure in the server's answer ([`LeaseEnd::ServerFailed`]).
+    pub fn mark_server_failed(&mut self) {
+        self.server_failed = true;
+    }
+
+    /// How the lease ends: `finished` when its holder said the exchange finished. A broken
+    /// connection is broken whatever else was said; a server failure closes the connection
+    /// whether or not the rest of the answer was read.
     pub fn end(self, finished: bool) -> LeaseEnd {
         if self.broken {
             LeaseEnd::Broken
+        } else if self.server_failed {
+            LeaseEnd::ServerFailed
         } else if finished || !self.touched {
             LeaseEnd::Finished
         } else {
@@ -346,6 +364,15 @@ pub enum LeaseEnd {
     Interrupted,
     /// The caller found the connection broken: it is closed.
     Broken,
+    /// The exchange finished, but the server's answer was a failure: an "unavailable" or an
+    /// internal error, by the application's reckoning (a "not found" is an answer, not a
+    /// failure). The connection is closed and the failure counts towards the server's backoff
+    /// as a dead connection's would, until the first exchange on a newer connection to it
+    /// finishes. A
+    /// server that fails fast keeps its connections idle more than the others, so any
+    /// balancer that prefers idle or lightly loaded servers would send it more than its share;
+    /// telling its failures this way sends it less.
+    ServerFailed,
 }
 
 /// What became of a returned lease, from [`ClientCore::checkin`].
@@ -942,8 +969,9 @@ impl<K> ClientCore<K> {
     /// Returns a lease. Only [`LeaseEnd::Finished`] makes it idle again; anything else, and
     /// a connection evicted or whose server was removed while it was out, is closed. A
     /// connection returned broken before any exchange on it finished, or soon after its line
-    /// ([`ClientConfig::young_death`]), counts as a failure of its server for the rover's
-    /// backoff; the first finished exchange forgives the server's failures.
+    /// ([`ClientConfig::young_death`]), and every [`LeaseEnd::ServerFailed`], count as a
+    /// failure of its server for the rover's backoff; the first exchange that finishes on a
+    /// newer connection forgives the server's failures.
     pub fn checkin(
         &mut self,
         lease: LeaseId,
@@ -956,6 +984,7 @@ impl<K> ClientCore<K> {
             LeaseEnd::Finished => None,
             LeaseEnd::Interrupted => Some(RemoveCause::Interrupted),
             LeaseEnd::Broken => Some(RemoveCause::Broken),
+            LeaseEnd::ServerFailed => Some(RemoveCause::ServerFailed),
         };
         let returned = match cause {
             None => self.return_finished(lease, conn, now),
@@ -967,8 +996,12 @@ impl<K> ClientCore<K> {
                         if let Some(addr) = self.servers.addr(server) {
                             self.removed(addr, slot, cause);
                         }
-                        if cause == RemoveCause::Broken {
-                            self.ended_by_peer(server, lease.age, now);
+                        match cause {
+                            RemoveCause::Broken => self.ended_by_peer(server, lease.age, now),
+                            RemoveCause::ServerFailed => {
+                                self.rover.handle_server_failed(server, now);
+                            }
+                            _ => {}
                         }
                         Ok(Returned::Closed)
                     }

@@ -91,6 +91,8 @@ pub struct RemovedCounts {
     pub error: u64,
     /// [`RemoveCause::Broken`].
     pub broken: u64,
+    /// [`RemoveCause::ServerFailed`].
+    pub server_failed: u64,
     /// [`RemoveCause::Interrupted`].
     pub interrupted: u64,
     /// [`RemoveCause::ServerRemoved`].
@@ -113,6 +115,7 @@ impl RemovedCounts {
             RemoveCause::UnsolicitedData => &mut self.unsolicited_data,
             RemoveCause::Error => &mut self.error,
             RemoveCause::Broken => &mut self.broken,
+            RemoveCause::ServerFailed => &mut self.server_failed,
             RemoveCause::Interrupted => &mut self.interrupted,
             RemoveCause::ServerRemoved => &mut self.server_removed,
             RemoveCause::ClientClosed => &mut self.client_closed,

@@ -457,6 +457,45 @@ fn a_finished_exchange_forgives_the_servers_failures() {
 }
 
 #[test]
+fn a_server_that_answers_failures_backs_off_until_an_exchange_finishes() {
+    let (mut client, mut attempt) = one_server_one_attempt();
+    let mut now = NOW;
+    let mut tried = Vec::new();
+    // Each connection's first answer is a failure; the exchanges before it finished.
+    for conn in 0..5 {
+        connect(&mut client, attempt, b"0\r\n", conn);
+        drain(&mut client);
+        let lease = client.checkout(now).unwrap();
+        let returned = client.checkin(lease.id, lease.conn, LeaseEnd::ServerFailed, now);
+        assert_eq!(returned, Ok(Returned::Closed));
+        let outputs = drain(&mut client);
+        assert_eq!(
+            removed_by(&outputs, RemoveCause::ServerFailed),
+            [0],
+            "its slot"
+        );
+        assert_eq!(closed(&outputs), [conn]);
+        (now, attempt) = next_connect(&mut client);
+        tried.push(now.as_micros() / 1_000);
+    }
+    let gaps: Vec<u64> = tried.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [1_000, 2_000, 4_000, 8_000], "from {tried:?}");
+    let stats = client.status().stats;
+    assert_eq!((stats.removed.server_failed, stats.died_young), (5, 0));
+
+    // A finished exchange on a newer connection forgives: the next failure backs off from
+    // the base again.
+    connect(&mut client, attempt, b"0\r\n", 9);
+    let lease = client.checkout(now).unwrap();
+    let _ = client.checkin(lease.id, lease.conn, LeaseEnd::Finished, now);
+    let lease = client.checkout(now).unwrap();
+    let _ = client.checkin(lease.id, lease.conn, LeaseEnd::ServerFailed, now);
+    drain(&mut client);
+    let (again, _) = next_connect(&mut client);
+    assert_eq!(again.saturating_duration_since(now).as_millis(), 500);
+}
+
+#[test]
 fn a_caller_without_a_connection_is_told_why() {
     let mut client = client(1);
     let waited = core::time::Duration::from_secs(1);

@@ -152,6 +152,34 @@ impl PooledConn {
         self.give_back(true);
     }
 
+    /// Says the exchange finished but the server's answer was a failure (an "unavailable"
+    /// or an internal error, as the application judges it): the connection is closed and the
+    /// server backs off in the rover, so that a server that fails fast, whose connections are
+    /// idle most, does not draw more than its share
+    /// ([`LeaseEnd::ServerFailed`](callosum_proto::client::LeaseEnd::ServerFailed)).
+    ///
+    /// ```no_run
+    /// # use callosum_smol::{Client, ClientConfig};
+    /// # use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    /// # smol::block_on(async {
+    /// # let (client, driver) = Client::new(ClientConfig::default()).unwrap();
+    /// # smol::spawn(driver).detach();
+    /// let mut conn = client.get().await.unwrap();
+    /// conn.write_all(b"ping\n").await.unwrap();
+    /// let mut reply = [0u8; 5];
+    /// conn.read_exact(&mut reply).await.unwrap();
+    /// if &reply == b"fail\n" {
+    ///     conn.finish_failed();
+    /// } else {
+    ///     conn.finish();
+    /// }
+    /// # });
+    /// ```
+    pub fn finish_failed(mut self) {
+        self.used.mark_server_failed();
+        self.give_back(true);
+    }
+
     /// Says the connection is no good (a protocol error the application saw, say): it is
     /// closed and removed from the pool when the guard goes, [`PooledConn::finish`] or not.
     ///

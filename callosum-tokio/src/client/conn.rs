@@ -163,6 +163,32 @@ impl PooledConn {
         self.give_back(true);
     }
 
+    /// The exchange is complete but the server's answer was a failure (an "unavailable" or
+    /// an internal error, as the application judges it): the connection is closed and the
+    /// server backs off in the rover, so that a server that fails fast, whose connections are
+    /// idle most, does not draw more than its share
+    /// ([`LeaseEnd::ServerFailed`](callosum_proto::client::LeaseEnd::ServerFailed)).
+    ///
+    /// ```no_run
+    /// # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// # async fn exchange(client: &callosum_tokio::Client) -> std::io::Result<()> {
+    /// let mut conn = client.get().await.unwrap();
+    /// conn.write_all(b"ping\n").await?;
+    /// let mut reply = [0u8; 5];
+    /// conn.read_exact(&mut reply).await?;
+    /// if &reply == b"fail\n" {
+    ///     conn.finish_failed();
+    /// } else {
+    ///     conn.finish();
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn finish_failed(mut self) {
+        self.used.mark_server_failed();
+        self.give_back(true);
+    }
+
     /// Takes the connection out of the pool for good (its place is freed at once) and
     /// returns the stream, which is now the caller's alone.
     ///

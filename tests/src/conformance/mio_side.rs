@@ -14,8 +14,8 @@ use callosum_mio::{
 use mio::{Poll, Token, Waker};
 
 use super::{
-    Background, Cancellation, CancellationTally, ClientSpec, ClientUnderTest, Command, Reply,
-    ServerUnderTest, Watch,
+    Background, Cancellation, CancellationTally, ClientSpec, ClientUnderTest, Command,
+    FAILURE_ANSWER, Reply, ServerUnderTest, Watch,
 };
 
 /// The waker's token; the components get the tokens after it.
@@ -244,7 +244,11 @@ fn read_answer(client: &mut Client, mut trip: Trip, ready: LeaseId) -> Option<Tr
     // Returned before the test hears the answer, as the other adapters' round trips do: a
     // test that then closes the server's end sees the connection idle, not still leased. A
     // connection that ended is found broken at checkin and removed.
-    client.checkin(trip.lease);
+    if matches!(&answer, Ok(reply) if reply.line == FAILURE_ANSWER) {
+        client.checkin_failed(trip.lease);
+    } else {
+        client.checkin(trip.lease);
+    }
     let _ = trip.reply.send(answer);
     None
 }

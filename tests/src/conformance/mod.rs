@@ -118,6 +118,11 @@ macro_rules! each_pair {
 /// How long any one wait may take before the test fails; generous for a busy machine.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// An answer that reads this (the whole line) is a failure the server answered: every client
+/// side's round trip returns its connection as its adapter's users return one after an
+/// "unavailable" status (`finish_failed`, mio's `checkin_failed`), not as finished.
+pub const FAILURE_ANSWER: &str = "fail";
+
 /// Which adapter a component under test comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Adapter {
@@ -269,7 +274,8 @@ pub enum Command {
     /// Answer the client's status (the core's, the same for every adapter).
     Status(mpsc::Sender<ClientStatus>),
     /// Check out the lowest idle connection (never waiting for one), write the line and a
-    /// newline, read one line back, return the connection.
+    /// newline, read one line back, return the connection (as failed if the answer is
+    /// [`FAILURE_ANSWER`]).
     RoundTrip(String, mpsc::Sender<Result<Reply, String>>),
     /// Drop a server from the client's set; answers whether it was in it.
     RemoveServer(SocketAddr, mpsc::Sender<bool>),

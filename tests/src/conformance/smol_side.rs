@@ -12,7 +12,7 @@ use smol::{LocalExecutor, Timer, future};
 
 use super::{
     Background, Cancellation, CancellationTally, ClientSpec, ClientUnderTest, Command, DEADLINE,
-    Reply, ServerUnderTest, Watch,
+    FAILURE_ANSWER, Reply, ServerUnderTest, Watch,
 };
 
 pub(super) fn server(max_slots: Option<u32>) -> ServerUnderTest {
@@ -132,7 +132,11 @@ async fn round_trip(client: &Client, line: &str) -> Result<Reply, String> {
         slot: conn.slot(),
         line: answer.trim_end().to_owned(),
     };
-    conn.finish();
+    if reply.line == FAILURE_ANSWER {
+        conn.finish_failed();
+    } else {
+        conn.finish();
+    }
     Ok(reply)
 }
 

@@ -13,9 +13,9 @@ use callosum_proto::rover::{ConnectFailure, HandshakeFailure};
 
 use callosum_proto::client::{ClientEvent, RemoveCause};
 use callosum_tests::conformance::{
-    Adapter, Cancellation, ClientSpec, ClientUnderTest, DEADLINE, DelayedEcho, ServerUnderTest,
-    accept_within, closed_port, connect, one_attempt, quick_rover, raw_listener, read_once,
-    read_to_end,
+    Adapter, Cancellation, ClientSpec, ClientUnderTest, DEADLINE, DelayedEcho, FAILURE_ANSWER,
+    ServerUnderTest, accept_within, closed_port, connect, one_attempt, quick_rover, raw_listener,
+    read_once, read_to_end,
 };
 use callosum_tests::{each_adapter, each_pair};
 
@@ -33,6 +33,7 @@ each_adapter!(
     idle_connection_closed_by_its_server_is_removed,
     bytes_after_the_slot_line_remove_the_connection,
     returned_connection_closed_by_its_server_is_removed,
+    a_failure_the_server_answered_closes_the_connection,
     unsolicited_bytes_while_idle_remove_the_connection,
     no_servers_is_an_event,
     given_up_requests_never_hand_their_reply_to_another_caller,
@@ -280,6 +281,36 @@ fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
         (server, slot, cause),
         (addr, 0, RemoveCause::ClosedByServer)
     );
+    assert_eq!(client.held(), 0);
+}
+
+/// The application returns a connection whose answer said the server is failing: it is
+/// closed and removed as such (not kept idle), and counted; the backoff it starts is the core's
+/// (`a_server_that_answers_failures_backs_off_until_an_exchange_finishes`).
+fn a_failure_the_server_answered_closes_the_connection(client: Adapter) {
+    let (listener, addr) = raw_listener();
+    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let mut accepted = accept_within(&listener);
+    accepted.write_all(b"0\r\n").unwrap();
+    client.event_where("kept", |e| matches!(e, ClientEvent::Kept { .. }));
+    let answering = thread::spawn(move || {
+        let mut request = String::new();
+        BufReader::new(&accepted).read_line(&mut request).unwrap();
+        accepted
+            .write_all(format!("{FAILURE_ANSWER}\n").as_bytes())
+            .unwrap();
+        accepted
+    });
+    assert_eq!(client.round_trip("request").unwrap().line, FAILURE_ANSWER);
+    let mut accepted = answering.join().unwrap();
+    let (server, slot, cause) = client.removed("removed");
+    assert_eq!((server, slot, cause), (addr, 0, RemoveCause::ServerFailed));
+    assert_eq!(
+        read_to_end(&mut accepted),
+        b"",
+        "the client closed its socket"
+    );
+    assert_eq!(client.client_status().stats.removed.server_failed, 1);
     assert_eq!(client.held(), 0);
 }
 
