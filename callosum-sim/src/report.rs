@@ -57,8 +57,8 @@ pub struct Row {
     /// among those pooling at least 2 connections (a pool of one always does).
     pub pools_on_one_server: Option<u64>,
     /// Callosum only: the largest deviation of a server's live connections from their mean,
-    /// as a fraction of the mean, at the end of traffic, over the servers in the cluster and
-    /// up.
+    /// as a fraction of the mean, each server's averaged over the last 10 s of the traffic,
+    /// over the servers in the cluster, up and answering at its end.
     pub connection_spread: Option<f64>,
 }
 
@@ -107,12 +107,12 @@ fn pools_on_one_server(pooled: &[Vec<(usize, u32)>]) -> u64 {
 }
 
 /// The largest |live - mean| / mean over the servers marked serving; 0 if none is.
-fn connection_spread(live: &[u32], serving: &[bool]) -> f64 {
+fn connection_spread(live: &[f64], serving: &[bool]) -> f64 {
     let counts: Vec<f64> = live
         .iter()
         .zip(serving)
         .filter(|&(_, &serving)| serving)
-        .map(|(&live, _)| f64::from(live))
+        .map(|(&live, _)| live)
         .collect();
     let mean = counts.iter().sum::<f64>() / counts.len().max(1) as f64;
     if mean == 0.0 {
@@ -162,7 +162,7 @@ pub(crate) fn summarise(params: &Params, result: &RunResult) -> Row {
             .map(|from| settle_seconds(params, result, from)),
         pools_on_one_server: result.pooled.as_deref().map(pools_on_one_server),
         connection_spread: result
-            .live_connections
+            .mean_live_connections
             .as_deref()
             .zip(result.serving_at_end.as_deref())
             .map(|(live, serving)| connection_spread(live, serving)),
@@ -240,8 +240,8 @@ mod tests {
     #[test]
     fn the_spread_counts_only_the_servers_serving() {
         // Mean 10 over the three serving servers; the crashed one's 0 is left out.
-        let spread = connection_spread(&[9, 10, 11, 0], &[true, true, true, false]);
+        let spread = connection_spread(&[9.0, 10.0, 11.0, 0.0], &[true, true, true, false]);
         assert!((spread - 0.1).abs() < 1e-12, "{spread}");
-        assert_eq!(connection_spread(&[0, 0], &[true, true]), 0.0);
+        assert_eq!(connection_spread(&[0.0, 0.0], &[true, true]), 0.0);
     }
 }

@@ -22,6 +22,13 @@ use crate::scenario::{Params, Strategy};
 /// How often the load of every server is sampled for the chart and the settle time.
 pub const SAMPLE_US: u64 = 250_000;
 
+/// The connection spread is read from each server's live connections averaged over this
+/// last stretch of the traffic (after the warm-up in shorter runs), sampled every
+/// [`SAMPLE_US`]: with about 20 connections per
+/// server, one connection coming or going is 5% of a server's count, so one instant says
+/// more about which handshakes were in flight than about the balance.
+pub const SPREAD_WINDOW_US: u64 = 10_000_000;
+
 /// How long the run may go on after the last arrival for the requests in flight to finish;
 /// those still unfinished then count as errors.
 const DRAIN_LIMIT_US: u64 = 600_000_000;
@@ -103,8 +110,12 @@ pub struct RunResult {
     /// Callosum only: live connections per server at the end of the traffic (the slots the
     /// servers' cores hold, handshakes in flight included).
     pub live_connections: Option<Vec<u32>>,
-    /// Callosum only: per server, whether it was in the cluster and up at the end of the
-    /// traffic (the servers over which connections should be even).
+    /// Callosum only: live connections per server averaged over the last
+    /// [`SPREAD_WINDOW_US`] of the traffic.
+    pub mean_live_connections: Option<Vec<f64>>,
+    /// Callosum only: per server, whether it was in the cluster, up and answering (not the
+    /// fast-failing server) at the end of the traffic: the servers over which connections
+    /// should be even.
     pub serving_at_end: Option<Vec<bool>>,
     /// Callosum only: at the end of the traffic, per client, the connections its pool held
     /// as `(server, slot)`, as the client core's
@@ -301,6 +312,10 @@ struct Sim<'a> {
     sent_per_server: Vec<u64>,
     connections_opened: u64,
     live_connections: Option<Vec<u32>>,
+    mean_live_connections: Option<Vec<f64>>,
+    /// Per server, the sum of its live connections over the samples of the spread window.
+    live_sums: Vec<u64>,
+    live_samples: u32,
     serving_at_end: Option<Vec<bool>>,
     pooled: Option<Vec<Vec<(usize, u32)>>>,
     samples: Vec<Vec<f32>>,
@@ -382,6 +397,9 @@ impl<'a> Sim<'a> {
             sent_per_server: vec![0; params.servers],
             connections_opened: 0,
             live_connections: None,
+            mean_live_connections: None,
+            live_sums: vec![0; params.servers],
+            live_samples: 0,
             serving_at_end: None,
             pooled: None,
             samples: Vec::new(),
@@ -448,7 +466,13 @@ impl<'a> Sim<'a> {
             return;
         }
         self.live_connections = Some(self.servers.iter().map(|s| s.core.live()).collect());
-        self.serving_at_end = Some(self.servers.iter().map(|s| s.active && s.up).collect());
+        let samples = f64::from(self.live_samples.max(1));
+        let means = self.live_sums.iter().map(|&sum| sum as f64 / samples);
+        self.mean_live_connections = Some(means.collect());
+        let answering = |server| !(self.params.fast_fail && self.params.odd_server == Some(server));
+        let serving = self.servers.iter().enumerate();
+        let serving = serving.map(|(i, s)| s.active && s.up && answering(i));
+        self.serving_at_end = Some(serving.collect());
         let pooled = self.clients.iter().map(|c| {
             let status = c.callosum.as_ref().expect("callosum clients").core.status();
             let servers = status.servers.into_iter();
@@ -475,6 +499,7 @@ impl<'a> Sim<'a> {
             sent_per_server: self.sent_per_server,
             connections_opened: self.connections_opened,
             live_connections: self.live_connections,
+            mean_live_connections: self.mean_live_connections,
             serving_at_end: self.serving_at_end,
             pooled: self.pooled,
             samples: self.samples,
@@ -753,11 +778,14 @@ impl<'a> Sim<'a> {
         self.free_requests.push(req);
         self.live_requests -= 1;
         if let Some((lease, conn)) = r.lease {
-            // A connection whose server crashed meanwhile is broken, whatever the answer.
-            let end = if self.conns[conn as usize].at_server {
-                LeaseEnd::Finished
-            } else {
+            // A connection whose server crashed meanwhile is broken, whatever the answer; a
+            // failure its server answered is told as the application would.
+            let end = if !self.conns[conn as usize].at_server {
                 LeaseEnd::Broken
+            } else if r.failed {
+                LeaseEnd::ServerFailed
+            } else {
+                LeaseEnd::Finished
             };
             let now = Instant::from_micros(self.now);
             let core = &mut self.callosum(r.client).core;
@@ -998,6 +1026,13 @@ impl<'a> Sim<'a> {
             })
             .collect();
         self.samples.push(row);
+        let spread_from = self.params.duration_us.saturating_sub(SPREAD_WINDOW_US);
+        if self.strategy == Strategy::Callosum && now > spread_from.max(self.params.warmup_us) {
+            self.live_samples += 1;
+            for (sum, server) in self.live_sums.iter_mut().zip(&self.servers) {
+                *sum += u64::from(server.core.live());
+            }
+        }
         self.book(now + SAMPLE_US, Ev::Sample);
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::figure::Figure;
 use crate::report::{SETTLE_TOLERANCE, SETTLE_WINDOWS};
 use crate::scenario::{Params, Scenario, Strategy};
+use crate::sim::SPREAD_WINDOW_US;
 
 /// The line naming the scenario, its parameters and the seeds (`seeds`: "seed 1" or
 /// "seeds 1-5").
@@ -121,12 +122,12 @@ pub(crate) fn notes(scenario: Scenario, params: &Params) -> String {
             SETTLE_WINDOWS
         ));
     }
-    note(
+    note(format!(
         "1-server pools (callosum): clients whose pool sits entirely on one server when traffic \
          stopped, among those pooling at least 2 connections; conn spread (callosum): the \
-         largest |live connections of a server - mean| / mean then, over the servers in the \
-         cluster and up"
-            .to_owned(),
-    );
+         largest |live connections of a server - mean| / mean, each server's averaged over the \
+         last {} s of traffic, over the servers in the cluster, up and answering",
+        SPREAD_WINDOW_US / 1_000_000
+    ));
     out
 }

@@ -189,6 +189,16 @@ fn the_main_ratios_hold_on_a_small_cluster() {
         "{}",
         p99(&few, Callosum)
     );
+    // A server that answers failures at once, told as such, backs off: it is sent far less
+    // than its fair share, which blind choices send it.
+    let failing = small(Scenario::FastFail);
+    let failing_share = |strategy| median(&failing, strategy, Figure::OddShare);
+    assert!(
+        failing_share(Callosum) < 0.2 * failing_share(Random),
+        "{} against {}",
+        failing_share(Callosum),
+        failing_share(Random)
+    );
 
     // Restarted and added capacity is in use within two seconds (probes).
     for scenario in [Scenario::CrashRestart, Scenario::AddServer] {
