@@ -4,7 +4,8 @@
 
 use std::io::Write;
 use std::io::{BufRead, BufReader};
-use std::thread;
+use std::net::{SocketAddr, TcpStream};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use callosum_proto::DecodeError;
@@ -210,9 +211,12 @@ fn malformed_line_fails_the_handshake(client: Adapter) {
     );
 }
 
-fn idle_connection_closed_by_its_server_is_removed(client: Adapter) {
+/// A client of `adapter` with a pool of one, on a plain listener that accepted its one
+/// attempt and sent slot 0, which the client kept: the client, the accepted socket, the
+/// listener's address.
+fn kept_from_a_raw_server(adapter: Adapter) -> (ClientUnderTest, TcpStream, SocketAddr) {
     let (listener, addr) = raw_listener();
-    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
+    let client = ClientUnderTest::start(adapter, ClientSpec::new(&[addr], 1, one_attempt()));
     let mut accepted = accept_within(&listener);
     accepted.write_all(b"0\r\n").unwrap();
     let kept = client.event_where("kept", |e| matches!(e, ClientEvent::Kept { .. }));
@@ -223,6 +227,24 @@ fn idle_connection_closed_by_its_server_is_removed(client: Adapter) {
             slot: 0
         }
     );
+    (client, accepted, addr)
+}
+
+/// The raw server's side of one exchange, on a thread: reads a request line, writes `answer`
+/// and a newline, and hands the socket back.
+fn answer_once(mut accepted: TcpStream, answer: &'static str) -> JoinHandle<TcpStream> {
+    thread::spawn(move || {
+        let mut request = String::new();
+        BufReader::new(&accepted).read_line(&mut request).unwrap();
+        accepted
+            .write_all(format!("{answer}\n").as_bytes())
+            .unwrap();
+        accepted
+    })
+}
+
+fn idle_connection_closed_by_its_server_is_removed(client: Adapter) {
+    let (client, accepted, addr) = kept_from_a_raw_server(client);
     drop(accepted);
     let (server, slot, cause) = client.removed("removed");
     assert_eq!(
@@ -262,18 +284,9 @@ fn bytes_after_the_slot_line_remove_the_connection(client: Adapter) {
 }
 
 fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
-    let (listener, addr) = raw_listener();
-    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
-    let mut accepted = accept_within(&listener);
-    accepted.write_all(b"0\r\n").unwrap();
-    client.event_where("kept", |e| matches!(e, ClientEvent::Kept { .. }));
+    let (client, accepted, addr) = kept_from_a_raw_server(client);
     // The raw server answers one request, then closes the connection while it is idle.
-    let answering = thread::spawn(move || {
-        let mut request = String::new();
-        BufReader::new(&accepted).read_line(&mut request).unwrap();
-        accepted.write_all(b"hello\n").unwrap();
-        accepted
-    });
+    let answering = answer_once(accepted, "hello");
     assert_eq!(client.round_trip("request").unwrap().line, "hello");
     drop(answering.join().unwrap());
     let (server, slot, cause) = client.removed("removed");
@@ -288,19 +301,8 @@ fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
 /// closed and removed as such (not kept idle), and counted; the backoff it starts is the core's
 /// (`a_server_that_answers_failures_backs_off_until_an_exchange_finishes`).
 fn a_failure_the_server_answered_closes_the_connection(client: Adapter) {
-    let (listener, addr) = raw_listener();
-    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
-    let mut accepted = accept_within(&listener);
-    accepted.write_all(b"0\r\n").unwrap();
-    client.event_where("kept", |e| matches!(e, ClientEvent::Kept { .. }));
-    let answering = thread::spawn(move || {
-        let mut request = String::new();
-        BufReader::new(&accepted).read_line(&mut request).unwrap();
-        accepted
-            .write_all(format!("{FAILURE_ANSWER}\n").as_bytes())
-            .unwrap();
-        accepted
-    });
+    let (client, accepted, addr) = kept_from_a_raw_server(client);
+    let answering = answer_once(accepted, FAILURE_ANSWER);
     assert_eq!(client.round_trip("request").unwrap().line, FAILURE_ANSWER);
     let mut accepted = answering.join().unwrap();
     let (server, slot, cause) = client.removed("removed");
@@ -318,11 +320,7 @@ fn a_failure_the_server_answered_closes_the_connection(client: Adapter) {
 /// write as the line (`bytes_after_the_slot_line_remove_the_connection`), whatever TCP did
 /// with the segments: removed as unsolicited data, its socket closed, nothing held.
 fn unsolicited_bytes_while_idle_remove_the_connection(client: Adapter) {
-    let (listener, addr) = raw_listener();
-    let client = ClientUnderTest::start(client, ClientSpec::new(&[addr], 1, one_attempt()));
-    let mut accepted = accept_within(&listener);
-    accepted.write_all(b"0\r\n").unwrap();
-    client.event_where("kept", |e| matches!(e, ClientEvent::Kept { .. }));
+    let (client, mut accepted, addr) = kept_from_a_raw_server(client);
     accepted.write_all(b"unasked").unwrap();
     let (server, slot, cause) = client.removed("removed");
     assert_eq!(
