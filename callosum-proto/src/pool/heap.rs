@@ -2,22 +2,24 @@
 //! remembers where every index sits so that any of them can be removed from the middle in
 //! O(log n).
 //!
-//! The pool keeps two of these over its record slab: the idle connections by slot (lowest
-//! first) and the held connections by `Reverse(slot)` (highest first).
+//! The pool keeps the held connections in one by `Reverse(slot)` (highest first, for
+//! eviction), and a lowest-slot pool its non-empty buckets of idle connections in another, by
+//! slot (`buckets.rs`).
 
 use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 /// Marks an index that is not in the heap.
-const ABSENT: usize = usize::MAX;
+const ABSENT: u32 = u32::MAX;
 
 /// A binary min-heap of record indices with position tracking.
 #[derive(Clone, Debug)]
 pub(super) struct IndexedHeap<P> {
     /// The heap itself: `(priority, record index)`, smallest priority at 0.
     items: Vec<(P, u32)>,
-    /// For each record index, its position in `items`, or [`ABSENT`].
-    positions: Vec<usize>,
+    /// For each record index, its position in `items`, or [`ABSENT`]. Positions are below the
+    /// number of indices, which fits a `u32`.
+    positions: Vec<u32>,
 }
 
 impl<P: Ord + Copy> IndexedHeap<P> {
@@ -28,6 +30,15 @@ impl<P: Ord + Copy> IndexedHeap<P> {
         let mut positions = Vec::new();
         positions.try_reserve_exact(capacity)?;
         Ok(IndexedHeap { items, positions })
+    }
+
+    /// Room for indices `0..indices` without allocating: made where allocating is expected,
+    /// so that a push where it is not (a checkin) does not.
+    pub(super) fn make_room(&mut self, indices: usize) {
+        self.items.reserve(indices.saturating_sub(self.items.len()));
+        if self.positions.len() < indices {
+            self.positions.resize(indices, ABSENT);
+        }
     }
 
     /// How many indices are in the heap.
@@ -55,7 +66,7 @@ impl<P: Ord + Copy> IndexedHeap<P> {
         debug_assert_eq!(self.positions[slot], ABSENT, "index {index} pushed twice");
         let pos = self.items.len();
         self.items.push((priority, index));
-        self.positions[slot] = pos;
+        self.positions[slot] = pos as u32;
         self.sift_up(pos);
     }
 
@@ -74,29 +85,18 @@ impl<P: Ord + Copy> IndexedHeap<P> {
         Some(priority)
     }
 
-    /// The indices whose priority equals the smallest one, depth first from the root.
-    ///
-    /// Every such item has only equal items above it, so they form a subtree at the root. The
-    /// walk visits that subtree and looks at its children only: O(ties), whatever the size of
-    /// the heap and however deep the ties sit in it.
-    pub(super) fn min_ties(&self) -> MinTies<'_, P> {
-        MinTies {
-            items: &self.items,
-            next: if self.items.is_empty() { None } else { Some(0) },
-        }
-    }
-
     fn position(&self, index: u32) -> Option<usize> {
         self.positions
             .get(index as usize)
             .copied()
             .filter(|&pos| pos != ABSENT)
+            .map(|pos| pos as usize)
     }
 
     fn swap(&mut self, a: usize, b: usize) {
         self.items.swap(a, b);
-        self.positions[self.items[a].1 as usize] = a;
-        self.positions[self.items[b].1 as usize] = b;
+        self.positions[self.items[a].1 as usize] = a as u32;
+        self.positions[self.items[b].1 as usize] = b as u32;
     }
 
     fn sift_up(&mut self, mut pos: usize) {
@@ -130,55 +130,6 @@ impl<P: Ord + Copy> IndexedHeap<P> {
     }
 }
 
-/// The indices tied for the smallest priority; see [`IndexedHeap::min_ties`].
-pub(super) struct MinTies<'a, P> {
-    items: &'a [(P, u32)],
-    /// The position of the next tie to yield, if any.
-    next: Option<usize>,
-}
-
-impl<P: Ord + Copy> MinTies<'_, P> {
-    /// Whether the item at `pos` exists and ties for the smallest priority (at position 0).
-    fn tied(&self, pos: usize) -> bool {
-        match (self.items.first(), self.items.get(pos)) {
-            (Some(&(min, _)), Some(&(priority, _))) => priority == min,
-            _ => false,
-        }
-    }
-
-    /// The tie after `pos` in depth-first order: its first tied child, else the tied right
-    /// sibling of the nearest of it and its ancestors that has one. No stack is needed, since
-    /// a position's parent is `(pos - 1) / 2` and its right sibling `pos + 1` (for odd `pos`).
-    fn after(&self, pos: usize) -> Option<usize> {
-        // `2 * pos + 2` does not overflow: `pos` indexes a slice of 8-byte items or larger.
-        let left = 2 * pos + 1;
-        if self.tied(left) {
-            return Some(left);
-        }
-        if self.tied(left + 1) {
-            return Some(left + 1);
-        }
-        let mut pos = pos;
-        while pos > 0 {
-            if pos % 2 == 1 && self.tied(pos + 1) {
-                return Some(pos + 1);
-            }
-            pos = (pos - 1) / 2;
-        }
-        None
-    }
-}
-
-impl<P: Ord + Copy> Iterator for MinTies<'_, P> {
-    type Item = u32;
-
-    fn next(&mut self) -> Option<u32> {
-        let pos = self.next?;
-        self.next = self.after(pos);
-        Some(self.items[pos].1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,7 +139,10 @@ mod tests {
     /// Checks the heap property and that every position is tracked both ways.
     fn assert_consistent<P: Ord + Copy + core::fmt::Debug>(heap: &IndexedHeap<P>) {
         for (pos, &(priority, index)) in heap.items.iter().enumerate() {
-            assert_eq!(heap.positions[index as usize], pos, "position of {index}");
+            assert_eq!(
+                heap.positions[index as usize], pos as u32,
+                "position of {index}"
+            );
             if pos > 0 {
                 assert!(
                     heap.items[(pos - 1) / 2].0 <= priority,
@@ -254,26 +208,5 @@ mod tests {
         heap.push(0, 1);
         assert_eq!(heap.remove(0), Some(1));
         assert_eq!(heap.remove(0), None);
-    }
-
-    #[test]
-    fn min_ties_are_exactly_the_items_with_the_smallest_priority() {
-        let mut rng = Rng::new(11);
-        for _ in 0..300 {
-            let mut heap = IndexedHeap::try_with_capacity(0).unwrap();
-            let mut priorities = alloc::vec::Vec::new();
-            for index in 0..rng.below(200) as u32 {
-                let priority = rng.below(4) as u32;
-                heap.push(index, priority);
-                priorities.push(priority);
-            }
-            let mut ties: alloc::vec::Vec<u32> = heap.min_ties().collect();
-            ties.sort_unstable();
-            let min = priorities.iter().min().copied();
-            let expected: alloc::vec::Vec<u32> = (0..priorities.len() as u32)
-                .filter(|&i| Some(priorities[i as usize]) == min)
-                .collect();
-            assert_eq!(ties, expected);
-        }
     }
 }
