@@ -209,8 +209,9 @@ impl Client {
     /// Removes a server: its attempts in flight are closed and nothing of them is
     /// delivered; its idle connections are closed now and its leased ones when they are
     /// checked in, each reported at once as [`ClientEvent::Removed`] (cause
-    /// [`RemoveCause::ServerRemoved`](crate::RemoveCause::ServerRemoved)). `false` if it was
-    /// not known.
+    /// [`RemoveCause::ServerRemoved`](crate::RemoveCause::ServerRemoved)). An address given
+    /// directly is removed unless a host name still resolves to it (it stays while the name
+    /// lists it). `false` if it was not added (the address directly, or the name).
     ///
     /// ```
     /// # use callosum_mio::Client;

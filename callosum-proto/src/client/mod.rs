@@ -637,12 +637,33 @@ impl<K> ClientCore<K> {
         true
     }
 
-    /// Removes a server: its attempts are aborted, its idle connections closed, its leased
-    /// ones closed when they come back, each reported as [`RemoveCause::ServerRemoved`].
-    /// `false` if it was not known.
+    /// Removes a server added with [`ClientCore::add_server`]: its attempts are aborted, its
+    /// idle connections closed, its leased ones closed when they come back, each reported as
+    /// [`RemoveCause::ServerRemoved`]. The servers are those added directly and those the
+    /// names stand for, so an address that a name still resolves to stays, for as long as
+    /// the name lists it. `false` if it was not added directly.
+    ///
+    /// ```
+    /// use callosum_proto::client::{ClientConfig, ClientCore};
+    /// use callosum_proto::Instant;
+    ///
+    /// let mut client = ClientCore::<u32>::new(ClientConfig::default(), 1).unwrap();
+    /// let addr = "10.0.0.1:7000".parse().unwrap();
+    /// let name = client.add_name("service.local", 7000, Instant::ZERO).unwrap();
+    /// client.handle_resolved(name, &[addr], Instant::ZERO).unwrap();
+    /// assert!(!client.remove_server(addr, Instant::ZERO), "only the name's");
+    /// assert!(!client.add_server(addr, Instant::ZERO), "known already, now directly too");
+    /// assert!(client.remove_server(addr, Instant::ZERO));
+    /// assert_eq!(client.servers().count(), 1, "the name still lists it");
+    /// ```
     pub fn remove_server(&mut self, server: SocketAddr, now: Instant) -> bool {
-        self.direct.remove(&server);
-        self.drop_server(server, now)
+        if !self.direct.remove(&server) {
+            return false;
+        }
+        if !self.names.provides(server, None) {
+            self.drop_server(server, now);
+        }
+        true
     }
 
     /// Takes a server out of the table, the rover and the pool, from whichever source.
@@ -719,7 +740,7 @@ impl<K> ClientCore<K> {
             return false;
         };
         for addr in addrs {
-            if !self.direct.contains(&addr) && !self.names.provides(addr, name) {
+            if !self.direct.contains(&addr) && !self.names.provides(addr, Some(name)) {
                 self.drop_server(addr, now);
             }
         }
@@ -749,7 +770,7 @@ impl<K> ClientCore<K> {
             self.insert_server(addr, now);
         }
         for addr in gone {
-            if !self.direct.contains(&addr) && !self.names.provides(addr, name) {
+            if !self.direct.contains(&addr) && !self.names.provides(addr, Some(name)) {
                 self.drop_server(addr, now);
             }
         }

@@ -262,10 +262,11 @@ impl NameTable {
         Ok((added, gone))
     }
 
-    /// Whether any name other than `except` stands for `addr`.
-    pub(super) fn provides(&self, addr: SocketAddr, except: NameId) -> bool {
+    /// Whether any name (other than `except`, if given) stands for `addr`.
+    pub(super) fn provides(&self, addr: SocketAddr, except: Option<NameId>) -> bool {
         (0u32..).zip(&self.entries).any(|(index, entry)| {
-            index != except.0 && entry.as_ref().is_some_and(|e| e.addrs.contains(&addr))
+            except.is_none_or(|except| index != except.0)
+                && entry.as_ref().is_some_and(|e| e.addrs.contains(&addr))
         })
     }
 

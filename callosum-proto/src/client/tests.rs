@@ -937,6 +937,28 @@ fn an_address_given_directly_or_by_another_name_outlives_a_name() {
     assert_eq!(client.servers().collect::<Vec<_>>(), [addr(9)]);
 }
 
+#[test]
+fn an_address_removed_directly_stays_while_a_name_lists_it() {
+    let mut client = client(4);
+    let name = client.add_name("a.local", 7000, NOW).unwrap();
+    drain(&mut client);
+    client.add_server(addr(1), NOW);
+    client
+        .handle_resolved(name, &[addr(1), addr(2)], NOW)
+        .unwrap();
+    assert!(client.remove_server(addr(1), NOW), "it was added directly");
+    assert!(!client.remove_server(addr(2), NOW), "only the name's");
+    let both = [addr(1), addr(2)];
+    assert_eq!(client.servers().collect::<Vec<_>>(), both);
+    // The next lookup finds the same records: nothing changes, as nothing was dropped.
+    let later = secs(10);
+    client.handle_resolved(name, &both, later).unwrap();
+    assert_eq!(client.servers().collect::<Vec<_>>(), both);
+    // Dropped from the records, and no longer added directly: gone.
+    client.handle_resolved(name, &[addr(2)], later).unwrap();
+    assert_eq!(client.servers().collect::<Vec<_>>(), [addr(2)]);
+}
+
 /// The rover launches its next attempt as soon as a line completes, before the connection
 /// reaches the pool: spreading must count it already, or one attempt at a time would put a
 /// pool of two on one server.

@@ -207,7 +207,9 @@ impl Client {
     /// Removes a server: its attempts in flight are aborted and never delivered, its idle
     /// connections are closed, and its leased ones give their places up at once and are
     /// closed when returned. A host name is no longer looked up, and the servers only it
-    /// stood for are removed so. `false` if it was not known.
+    /// stood for are removed so. An address given directly is removed unless a host name
+    /// still resolves to it (it stays while the name lists it). `false` if it was not added
+    /// (the address directly, or the name).
     ///
     /// ```
     /// use callosum_tokio::{Client, ClientConfig};
