@@ -14,7 +14,7 @@
 //! the slot-line codec, the fixed-capacity slot allocator and the server core. The `alloc`
 //! feature (on by default) adds growable storage (the unbounded slot allocator, the
 //! generation-checked [`slab`]), the pool, the rover and the client core. The `std` feature
-//! adds [`adapter`]: what every adapter on `std` needs (the clock conversion, the reading
+//! adds `adapter`: what every adapter on `std` needs (the clock conversion, the reading
 //! of I/O errors, what a lease's reads pass on, host-name lookups), written once.
 //!
 //! # Call order

@@ -1,7 +1,8 @@
 //! The client connection pool, the "twin heap" (PROTOCOL.md section 3).
 //!
 //! The pool keeps at most `max_slots` connections, preferring the lowest slots it is offered,
-//! and always lends out its lowest idle one. It never touches a socket: the adapter's
+//! and lends out an idle one by its lease policy: the lowest slot, or any at random. It never
+//! touches a socket: the adapter's
 //! connection (a token, or the stream itself) is moved in with [`Pool::offer`] and
 //! [`Pool::checkin`], moved out with [`Pool::checkout`], and every connection the pool lets go
 //! of is handed back for the adapter to close. Nothing is ever dropped silently.
