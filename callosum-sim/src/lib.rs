@@ -47,4 +47,4 @@ pub use scenario::{
     Crash, FEW_CLIENTS_POOL, HeavyClients, Params, Scenario, Size, Strategy, UnknownScenario,
 };
 pub use seeds::{MultiReport, simulate_seeds};
-pub use sim::{RunResult, SAMPLE_US, run};
+pub use sim::{RunResult, SAMPLE_US, SPREAD_WINDOW_US, run};
