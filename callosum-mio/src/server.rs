@@ -703,42 +703,46 @@ impl Server {
             .push_back(ServerEvent::AcceptFailed { kind, resume_at });
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         let Accept::Assigned { conn: id, line } = self.core.handle_accept() else {
             self.events.push_back(ServerEvent::Refused { peer });
             return;
         };
         let slot = id.slot();
         let token = self.token(slot);
+        // The line first, in one write call, and the registration after it, as a bare loop
+        // does: the client has its line one system call sooner, and a peer already gone
+        // costs no registration. Registering reports what arrived meanwhile.
+        let mut conn = Conn::new(stream, Vec::new());
+        let all_sent = match conn.send_line(line.as_bytes()) {
+            Ok(all) => all,
+            Err(_) => {
+                // The peer left before its line: never registered nor announced, counted
+                // apart.
+                let _ = self.core.handle_lost_before_line(id);
+                return;
+            }
+        };
         // Readable only: a new socket is writable at once, and an interest in that would
-        // wake the loop once more per connection. `WRITABLE` is added when a write would
-        // block (see `want_writable`).
+        // wake the loop once more per connection. `WRITABLE` is there only while the rest of
+        // a line that a full socket did not take waits, or a write would block (see
+        // `want_writable`).
+        let interest = if all_sent {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
         let registered = self
             .registry
             .as_ref()
-            .map(|registry| registry.register(&mut stream, token, Interest::READABLE));
+            .map(|registry| registry.register(conn.stream_mut(), token, interest));
         if let Some(Err(error)) = registered {
             // Never announced: free the slot quietly and pause, as for any shortage.
             let _ = self.core.handle_closed(id);
             self.back_off(error.kind());
             return;
         }
-        let mut conn = Conn::new(stream, Vec::new());
-        // One write call for the whole line; the rest, if any, on the next writable event,
-        // which only a full socket makes the server ask for.
-        let sent = conn.send_line(line.as_bytes()).and_then(|all| {
-            if all {
-                Ok(())
-            } else {
-                want_writable(self.registry.as_ref(), &mut conn, token, true)
-            }
-        });
-        if sent.is_err() {
-            // The peer left before its line: never announced, counted apart.
-            self.unregister(&mut conn);
-            let _ = self.core.handle_lost_before_line(id);
-            return;
-        }
+        conn.set_write_interest(!all_sent);
         let index = slot as usize;
         if self.conns.len() <= index {
             // The lowest free slot is at most the number of live connections.
