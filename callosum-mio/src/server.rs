@@ -727,15 +727,10 @@ impl Server {
         // wake the loop once more per connection. `WRITABLE` is there only while the rest of
         // a line that a full socket did not take waits, or a write would block (see
         // `want_writable`).
-        let interest = if all_sent {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
-        };
         let registered = self
             .registry
             .as_ref()
-            .map(|registry| registry.register(conn.stream_mut(), token, interest));
+            .map(|registry| registry.register(conn.stream_mut(), token, interest(!all_sent)));
         if let Some(Err(error)) = registered {
             // Never announced: free the slot quietly and pause, as for any shortage.
             let _ = self.core.handle_closed(id);
@@ -843,14 +838,19 @@ fn want_writable(
     let Some(registry) = registry else {
         return Ok(());
     };
-    let interest = if writable {
+    registry.reregister(conn.stream_mut(), token, interest(writable))?;
+    conn.set_write_interest(writable);
+    Ok(())
+}
+
+/// A connection's interest: always readable (its end, or bytes it sends), writable only when
+/// it waits for room.
+fn interest(writable: bool) -> Interest {
+    if writable {
         Interest::READABLE | Interest::WRITABLE
     } else {
         Interest::READABLE
-    };
-    registry.reregister(conn.stream_mut(), token, interest)?;
-    conn.set_write_interest(writable);
-    Ok(())
+    }
 }
 
 /// A core numbering at most `max_slots` slots (`None`: unlimited), or why not.
