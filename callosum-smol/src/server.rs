@@ -428,13 +428,14 @@ impl Server {
     /// .unwrap();
     /// ```
     pub async fn drain(&self, deadline: Instant) -> DrainReport {
-        self.shutdown();
         let clock = self.shared.clock;
         let deadline = clock.from_std(deadline);
-        // The core's drain starts before any connection hears of it, so that a connection
-        // that ends as soon as it does is counted as drained, not as an ordinary end before
-        // the drain.
+        // The core's drain starts before anything else hears of it, the accept loop's
+        // shutdown included, so that a connection that ends as soon as it does (its task
+        // dropped with the accept loop's executor, say) is counted as drained, not as an
+        // ordinary end before the drain.
         let _ = self.shared.state().core.handle_drain(clock.now(), deadline);
+        self.shutdown();
         self.shared.draining.store(true, Ordering::Release);
         self.shared.drain_started.notify(usize::MAX);
         log::info!("callosum server {}: draining", self.local_addr);
