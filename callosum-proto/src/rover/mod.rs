@@ -463,6 +463,28 @@ impl Rover {
             return false;
         }
         self.probes.remove(id);
+        self.abort_attempts(id);
+        true
+    }
+
+    /// Aborts every attempt to a server, which stays in the set: an [`Action::Close`] for
+    /// each attempt in flight, and for each of its connections still waiting in the event
+    /// queue (withdrawn, so never delivered). A probe whose attempt is aborted is due again
+    /// at once. For a server seen closing its connections (a drain, a restart): a connection
+    /// it accepted before then would be closed as well.
+    ///
+    /// ```
+    /// # use callosum_proto::rover::{Action, Rover, RoverConfig};
+    /// # use callosum_proto::{Instant, ServerId};
+    /// let mut rover = Rover::new(RoverConfig::default(), 1).unwrap();
+    /// rover.add_server(ServerId(1));
+    /// rover.start(Instant::ZERO);
+    /// let Some(Action::Connect { attempt, .. }) = rover.poll_action() else { panic!() };
+    /// rover.abort_attempts(ServerId(1));
+    /// assert_eq!(rover.poll_action(), Some(Action::Close { attempt }));
+    /// assert_eq!(rover.servers().count(), 1);
+    /// ```
+    pub fn abort_attempts(&mut self, id: ServerId) {
         // An attempt whose `Connect` is still queued never reached the adapter: withdraw the
         // `Connect` rather than follow it with a `Close`.
         let mut never_opened = Vec::new();
@@ -497,10 +519,12 @@ impl Rover {
         self.queued_connections -= withdrawn;
         // Those connections were counted against the demand when they were queued.
         self.demand = self.demand.saturating_add(withdrawn);
+        if aborted {
+            self.probes.aborted(id, self.last_now);
+        }
         if (aborted || withdrawn > 0) && self.running {
             self.fill_pending = true;
         }
-        true
     }
 
     /// The servers in the set, in no particular order.

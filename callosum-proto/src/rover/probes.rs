@@ -81,6 +81,16 @@ impl Probes {
         }
     }
 
+    /// `server`'s attempts were aborted: if its probe was in flight, it is due again at
+    /// `due` (nothing is left to answer it).
+    pub(super) fn aborted(&mut self, server: ServerId, due: Instant) {
+        if let Some(probe) = self.list.iter_mut().find(|probe| probe.server == server)
+            && probe.due.is_none()
+        {
+            probe.due = Some(due);
+        }
+    }
+
     /// `server` failed: if its probe was in flight, the next one is due at `retry_at`, or,
     /// with the budget spent, it is owed nothing more. A probe still waiting keeps its time.
     pub(super) fn failed(&mut self, server: ServerId, retry_at: Instant) {

@@ -933,3 +933,32 @@ fn spreading_prefers_servers_without_connections_or_attempts() {
         "without spreading the held server is drawn too"
     );
 }
+
+#[test]
+fn a_probe_whose_attempt_is_aborted_is_due_again() {
+    let mut rover = rover_with(config(), 1_000);
+    rover.start(ms(0));
+    drain(&mut rover);
+    let lost = ServerId(7);
+    rover.handle_conn_lost(lost, ms(0));
+    let (probe, now) = loop {
+        let due = rover.poll_timeout().unwrap();
+        assert!(due <= ms(2_000), "the probe is due within its backoff");
+        rover.handle_timeout(due);
+        let launched = connects(&drain(&mut rover).0);
+        if let Some(&(attempt, _)) = launched.iter().find(|(_, server)| *server == lost) {
+            break (attempt, due);
+        }
+    };
+    rover.abort_attempts(lost);
+    let (actions, _) = drain(&mut rover);
+    assert!(actions.contains(&Action::Close { attempt: probe }));
+    // Nothing is left to answer the probe: it is launched again, not forgotten.
+    assert_eq!(rover.poll_timeout(), Some(now));
+    rover.handle_timeout(now);
+    let launched = connects(&drain(&mut rover).0);
+    assert!(
+        launched.iter().any(|(_, server)| *server == lost),
+        "{launched:?}"
+    );
+}
