@@ -93,10 +93,11 @@ pub fn ops_from_bytes(bytes: &[u8]) -> Vec<ClientOp> {
     let mut ops = Vec::new();
     while let Some(tag) = input.next() {
         let mut arg = || input.next().unwrap_or(0);
-        let end = |byte: u8| match byte % 3 {
+        let end = |byte: u8| match byte % 4 {
             0 => LeaseEnd::Finished,
             1 => LeaseEnd::Interrupted,
-            _ => LeaseEnd::Broken,
+            2 => LeaseEnd::Broken,
+            _ => LeaseEnd::ClosedBeforeReply,
         };
         let op = match tag % 18 {
             0 => ClientOp::AddServer(arg()),

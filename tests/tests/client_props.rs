@@ -22,7 +22,8 @@ fn lease_end() -> impl Strategy<Value = LeaseEnd> {
     prop_oneof![
         Just(LeaseEnd::Finished),
         Just(LeaseEnd::Interrupted),
-        Just(LeaseEnd::Broken)
+        Just(LeaseEnd::Broken),
+        Just(LeaseEnd::ClosedBeforeReply)
     ]
 }
 

@@ -137,6 +137,10 @@ pub enum RemoveCause {
     Interrupted,
     /// Its server was removed from the client.
     ServerRemoved,
+    /// Another connection of its server closed under a request before any byte of the reply
+    /// ([`LeaseEnd::ClosedBeforeReply`](super::LeaseEnd::ClosedBeforeReply)): the server is
+    /// closing its connections (a drain, a restart), so this one, opened before, went too.
+    ServerClosing,
     /// The client was closed.
     ClientClosed,
     /// Held beyond what the client's demand needs ([`PoolSizing::Demand`](super::PoolSizing)):
@@ -158,6 +162,7 @@ impl fmt::Display for RemoveCause {
             RemoveCause::ServerFailed => "returned with a failure the server answered",
             RemoveCause::Interrupted => "returned in the middle of an exchange",
             RemoveCause::ServerRemoved => "its server was removed",
+            RemoveCause::ServerClosing => "its server closed another connection under a request",
             RemoveCause::ClientClosed => "the client was closed",
             RemoveCause::Surplus => "more than the client's demand needs",
             RemoveCause::MaxLifetime => "it had lived its max_lifetime",

@@ -227,7 +227,7 @@ struct Pooled<K> {
 /// let mut used = LeaseUse::default();
 /// used.record_io();
 /// assert_eq!(used.record_end(), StreamEnd::BeforeReply);
-/// assert_eq!(used.end(false), LeaseEnd::Broken);
+/// assert_eq!(used.end(false), LeaseEnd::ClosedBeforeReply);
 /// // The end in the middle of a reply is a broken reply, not a retryable one.
 /// let mut used = LeaseUse::default();
 /// used.record_read(5);
@@ -241,6 +241,8 @@ pub struct LeaseUse {
     server_failed: bool,
     /// Whether a read through the guard gave at least one byte.
     replied: bool,
+    /// Whether the connection ended under the lease ([`LeaseUse::record_end`]).
+    ended: bool,
 }
 
 impl LeaseUse {
@@ -268,6 +270,7 @@ impl LeaseUse {
     pub fn record_end(&mut self) -> StreamEnd {
         self.touched = true;
         self.broken = true;
+        self.ended = true;
         if self.replied {
             StreamEnd::InReply
         } else {
@@ -291,11 +294,16 @@ impl LeaseUse {
     }
 
     /// How the lease ends: `finished` when its holder said the exchange finished. A broken
-    /// connection is broken whatever else was said; a server failure closes the connection
-    /// whether or not the rest of the answer was read.
+    /// connection is broken whatever else was said ([`LeaseEnd::ClosedBeforeReply`] if it
+    /// ended before any byte of a reply); a server failure closes the connection whether or
+    /// not the rest of the answer was read.
     pub fn end(self, finished: bool) -> LeaseEnd {
         if self.broken {
-            LeaseEnd::Broken
+            if self.ended && !self.replied {
+                LeaseEnd::ClosedBeforeReply
+            } else {
+                LeaseEnd::Broken
+            }
         } else if self.server_failed {
             LeaseEnd::ServerFailed
         } else if finished || !self.touched {
@@ -319,8 +327,9 @@ pub enum StreamEnd {
 
 /// The error of a request whose connection ended before any byte of its reply: the server
 /// closed it (a drain between two requests, a restart) or reset it. The server may not have
-/// seen the request, so an idempotent request can be sent again, on another connection; the
-/// one it met was closed and removed from the pool.
+/// seen the request, so an idempotent request can be sent again, on another connection, once
+/// the lease is given back: it ends [`LeaseEnd::ClosedBeforeReply`], and the connection it met
+/// goes with every other one of its server that the client holds or is opening.
 ///
 /// smol's and tokio's guards (their reads and writes) and mio's `Client::read` and
 /// `Client::write` return it as an `io::Error` of kind `ConnectionAborted` whose inner error is
@@ -364,6 +373,14 @@ pub enum LeaseEnd {
     Interrupted,
     /// The caller found the connection broken: it is closed.
     Broken,
+    /// The connection ended under the lease before any byte of a reply came
+    /// ([`StreamEnd::BeforeReply`]): its server closed it between two requests (a drain, a
+    /// restart) or reset it. It is closed as a broken one is, and so is every other
+    /// connection of that server the client holds or is opening, reported as
+    /// [`RemoveCause::ServerClosing`]: the server is closing its connections, so a request
+    /// sent again after this error must not meet one of them. The server stays, and is
+    /// connected to again as any other.
+    ClosedBeforeReply,
     /// The exchange finished, but the server's answer was a failure: an "unavailable" or an
     /// internal error, by the application's reckoning (a "not found" is an answer, not a
     /// failure). The connection is closed and the failure counts towards the server's backoff
@@ -672,7 +689,24 @@ impl<K> ClientCore<K> {
             return false;
         };
         self.rover.remove_server(id);
-        for evicted in self.pool.remove_server(id) {
+        self.let_go_of_connections(id, server, RemoveCause::ServerRemoved);
+        self.settle(now);
+        true
+    }
+
+    /// A connection of `server` closed under a request before any byte of its reply
+    /// ([`LeaseEnd::ClosedBeforeReply`]): the server is closing its connections. Every other
+    /// one the client holds on it or is opening was opened before, so it goes too, and a
+    /// request sent again meets a connection of another server or a newer one.
+    fn retire_connections(&mut self, server: ServerId, addr: SocketAddr) {
+        self.rover.abort_attempts(server);
+        self.let_go_of_connections(server, addr, RemoveCause::ServerClosing);
+    }
+
+    /// Lets go of every connection the pool holds on a server: the idle ones are closed now,
+    /// the leased ones when they come back; each reported with `cause`.
+    fn let_go_of_connections(&mut self, server: ServerId, addr: SocketAddr, cause: RemoveCause) {
+        for evicted in self.pool.remove_server(server) {
             let slot = match evicted {
                 Evicted::Idle { slot, conn, .. } => {
                     self.outputs.push_back(Output::Close(conn.conn));
@@ -680,10 +714,8 @@ impl<K> ClientCore<K> {
                 }
                 Evicted::Leased { slot, .. } => slot,
             };
-            self.removed(server, slot, RemoveCause::ServerRemoved);
+            self.removed(addr, slot, cause);
         }
-        self.settle(now);
-        true
     }
 
     /// Adds a server by address ([`ClientCore::add_server`]) or by name
@@ -1004,7 +1036,7 @@ impl<K> ClientCore<K> {
             _ if self.closed => Some(RemoveCause::ClientClosed),
             LeaseEnd::Finished => None,
             LeaseEnd::Interrupted => Some(RemoveCause::Interrupted),
-            LeaseEnd::Broken => Some(RemoveCause::Broken),
+            LeaseEnd::Broken | LeaseEnd::ClosedBeforeReply => Some(RemoveCause::Broken),
             LeaseEnd::ServerFailed => Some(RemoveCause::ServerFailed),
         };
         let returned = match cause {
@@ -1013,10 +1045,15 @@ impl<K> ClientCore<K> {
                 self.outputs.push_back(Output::Close(conn));
                 match self.pool.remove(lease.id) {
                     Ok(Removed::Leased { server, slot }) => {
-                        self.held_changed(server);
                         if let Some(addr) = self.servers.addr(server) {
                             self.removed(addr, slot, cause);
+                            if end == LeaseEnd::ClosedBeforeReply {
+                                // Before the failure is counted: a probe it schedules is not
+                                // one of the attempts let go.
+                                self.retire_connections(server, addr);
+                            }
                         }
+                        self.held_changed(server);
                         match cause {
                             RemoveCause::Broken => self.ended_by_peer(server, lease.age, now),
                             RemoveCause::ServerFailed => {

@@ -97,6 +97,8 @@ pub struct RemovedCounts {
     pub interrupted: u64,
     /// [`RemoveCause::ServerRemoved`].
     pub server_removed: u64,
+    /// [`RemoveCause::ServerClosing`].
+    pub server_closing: u64,
     /// [`RemoveCause::ClientClosed`].
     pub client_closed: u64,
     /// [`RemoveCause::Surplus`].
@@ -118,6 +120,7 @@ impl RemovedCounts {
             RemoveCause::ServerFailed => &mut self.server_failed,
             RemoveCause::Interrupted => &mut self.interrupted,
             RemoveCause::ServerRemoved => &mut self.server_removed,
+            RemoveCause::ServerClosing => &mut self.server_closing,
             RemoveCause::ClientClosed => &mut self.client_closed,
             RemoveCause::Surplus => &mut self.surplus,
             RemoveCause::MaxLifetime => &mut self.max_lifetime,

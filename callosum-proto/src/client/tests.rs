@@ -1020,3 +1020,81 @@ fn checkouts_that_find_nothing_count_as_demand_without_a_line() {
             .unwrap();
     }
 }
+
+#[test]
+fn a_connection_closed_before_its_reply_retires_every_other_of_its_server() {
+    let mut client = client(4);
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let attempts = connects(&drain(&mut client));
+    assert!(attempts.len() >= 4, "fill mode: {attempts:?}");
+    for (slot, &(attempt, _)) in attempts[..3].iter().enumerate() {
+        let line = SlotLine::new(slot as u32);
+        connect(&mut client, attempt, line.as_bytes(), 10 + slot as u32);
+    }
+    let opening = attempts[3].0;
+    client.handle_connected(opening, NOW).unwrap();
+    drain(&mut client);
+    let (first, second) = (client.checkout(NOW).unwrap(), client.checkout(NOW).unwrap());
+
+    // The first request met its connection closed before any byte of the reply.
+    let mut used = LeaseUse::default();
+    used.record_io();
+    assert_eq!(used.record_end(), StreamEnd::BeforeReply);
+    let end = used.end(false);
+    assert_eq!(end, LeaseEnd::ClosedBeforeReply);
+    let returned = client.checkin(first.id, first.conn, end, NOW);
+    assert_eq!(returned, Ok(Returned::Closed));
+    let outputs = drain(&mut client);
+    let mut closed_now = closed(&outputs);
+    closed_now.sort_unstable();
+    assert_eq!(closed_now, [10, 12], "its own and the idle one");
+    assert!(outputs.contains(&Output::Abort(opening)), "{outputs:?}");
+    assert_eq!(removed_by(&outputs, RemoveCause::Broken), [0]);
+    assert_eq!(removed_by(&outputs, RemoveCause::ServerClosing), [1, 2]);
+    assert_eq!(client.status().stats.removed.server_closing, 2);
+    assert_eq!(client.status().pool.held, 0);
+    // The lease still out finishes its exchange, and its connection is closed all the same.
+    let returned = client.checkin(second.id, second.conn, LeaseEnd::Finished, NOW);
+    assert_eq!(returned, Ok(Returned::Closed));
+    let mut outputs = drain(&mut client);
+    assert_eq!(closed(&outputs), [11]);
+
+    // The server stays: the rover connects to it again, and that connection is lent.
+    assert_eq!(client.servers().collect::<Vec<_>>(), [addr(1)]);
+    while connects(&outputs).is_empty() {
+        let Output::Timeout(Some(at)) = client.poll_output() else {
+            panic!("a timer to wait for")
+        };
+        assert!(at < secs(60), "an attempt within a minute");
+        client.handle_timeout(at);
+        outputs = drain(&mut client);
+    }
+    let (attempt, server) = connects(&outputs)[0];
+    assert_eq!(server, addr(1));
+    connect(&mut client, attempt, b"0\r\n", 20);
+    assert_eq!(client.checkout(NOW).map(|lease| lease.conn), Some(20));
+}
+
+#[test]
+fn a_broken_reply_retires_nothing_else() {
+    let mut client = client(2);
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let attempts = connects(&drain(&mut client));
+    connect(&mut client, attempts[0].0, b"0\r\n", 10);
+    connect(&mut client, attempts[1].0, b"1\r\n", 11);
+    drain(&mut client);
+    let lease = client.checkout(NOW).unwrap();
+    // Some of the reply came, then the end: the reply is broken, the server not closing.
+    let mut used = LeaseUse::default();
+    used.record_read(3);
+    assert_eq!(used.record_end(), StreamEnd::InReply);
+    let end = used.end(false);
+    assert_eq!(end, LeaseEnd::Broken);
+    client.checkin(lease.id, lease.conn, end, NOW).unwrap();
+    let outputs = drain(&mut client);
+    assert_eq!(closed(&outputs), [10]);
+    assert!(removed_by(&outputs, RemoveCause::ServerClosing).is_empty());
+    assert_eq!(client.status().pool.idle, 1);
+}
