@@ -470,7 +470,7 @@ impl Rover {
     /// Aborts every attempt to a server, which stays in the set: an [`Action::Close`] for
     /// each attempt in flight, and for each of its connections still waiting in the event
     /// queue (withdrawn, so never delivered). A probe whose attempt is aborted is due again
-    /// at once. For a server seen closing its connections (a drain, a restart): a connection
+    /// again on the server's backoff. For a server seen closing its connections (a drain, a restart): a connection
     /// it accepted before then would be closed as well.
     ///
     /// ```
@@ -519,8 +519,14 @@ impl Rover {
         self.queued_connections -= withdrawn;
         // Those connections were counted against the demand when they were queued.
         self.demand = self.demand.saturating_add(withdrawn);
-        if aborted {
-            self.probes.aborted(id, self.last_now);
+        if aborted
+            && self.probes.in_flight(id)
+            && let Some(failures) = self.servers.failures(id)
+        {
+            // On its backoff, not at once: a server seen closing its connections would most
+            // likely refuse an attempt made now.
+            let due = self.last_now + self.probe_delay(failures);
+            self.probes.aborted(id, due);
         }
         if (aborted || withdrawn > 0) && self.running {
             self.fill_pending = true;

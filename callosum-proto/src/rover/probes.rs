@@ -81,6 +81,13 @@ impl Probes {
         }
     }
 
+    /// Whether `server`'s probe has an attempt in flight.
+    pub(super) fn in_flight(&self, server: ServerId) -> bool {
+        self.list
+            .iter()
+            .any(|probe| probe.server == server && probe.due.is_none())
+    }
+
     /// `server`'s attempts were aborted: if its probe was in flight, it is due again at
     /// `due` (nothing is left to answer it).
     pub(super) fn aborted(&mut self, server: ServerId, due: Instant) {
