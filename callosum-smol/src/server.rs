@@ -435,9 +435,9 @@ impl Server {
         // dropped with the accept loop's executor, say) is counted as drained, not as an
         // ordinary end before the drain.
         let _ = self.shared.state().core.handle_drain(clock.now(), deadline);
-        self.shutdown();
         self.shared.draining.store(true, Ordering::Release);
         self.shared.drain_started.notify(usize::MAX);
+        self.shutdown();
         log::info!("callosum server {}: draining", self.local_addr);
         loop {
             let freed = self.shared.slot_freed.listen();
