@@ -732,7 +732,9 @@ impl Server {
             .as_ref()
             .map(|registry| registry.register(conn.stream_mut(), token, interest(!all_sent)));
         if let Some(Err(error)) = registered {
-            // Never announced: free the slot quietly and pause, as for any shortage.
+            // Never announced to the application: free the slot and pause, as for any
+            // shortage. Its line went out, so this is a close (the client sees the connection
+            // end after its line, a young death), not a loss before the line.
             let _ = self.core.handle_closed(id);
             self.back_off(error.kind());
             return;

@@ -10,8 +10,10 @@
 //! Storage is a [`Slab`] of records reused through a free list, an indexed binary heap of the
 //! held records by slot (highest first, for eviction), and the idle records kept the way the
 //! lease policy lends them: in buckets of equal slots for the lowest slot, in no order for a
-//! random one. Checkout and checkin, what a request does, are O(1) however many connections
-//! are idle and however many tie for the lowest slot; offers and removals are O(log n).
+//! random one. Checkout and checkin, what a request does, take the same few steps however many
+//! connections are idle and however many tie for the lowest slot, plus one heap step
+//! (O(log b) in the b distinct idle slots) when the lowest bucket empties or an empty bucket
+//! fills again; offers and removals are O(log n).
 //!
 //! ```
 //! use callosum_proto::ServerId;
@@ -736,8 +738,9 @@ impl<K> Pool<K> {
     ///
     /// Between idle connections with equal slots (slot 0 on two servers) the lowest-slot
     /// policy chooses uniformly at random with the pool's seeded generator, so no server is
-    /// favoured; the random policy draws among all idle connections. Both are O(1), with
-    /// its checkin, however many connections are idle or tied.
+    /// favoured; the random policy draws among all idle connections. Neither grows with the
+    /// number of connections idle or tied, with its checkin (the lowest-slot policy adds a
+    /// heap step over the distinct idle slots when its lowest bucket empties).
     ///
     /// ```
     /// use callosum_proto::ServerId;
