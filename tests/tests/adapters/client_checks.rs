@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -213,8 +213,11 @@ fn malformed_line_fails_the_handshake(client: Adapter) {
 
 /// A client of `adapter` with a pool of one, on a plain listener that accepted its one
 /// attempt and sent slot 0, which the client kept: the client, the accepted socket, the
-/// listener's address.
-fn kept_from_a_raw_server(adapter: Adapter) -> (ClientUnderTest, TcpStream, SocketAddr) {
+/// listener's address, and the listener, kept open so that no other test's server can take
+/// the port while the client may still try it.
+fn kept_from_a_raw_server(
+    adapter: Adapter,
+) -> (ClientUnderTest, TcpStream, SocketAddr, TcpListener) {
     let (listener, addr) = raw_listener();
     let client = ClientUnderTest::start(adapter, ClientSpec::new(&[addr], 1, one_attempt()));
     let mut accepted = accept_within(&listener);
@@ -227,7 +230,7 @@ fn kept_from_a_raw_server(adapter: Adapter) -> (ClientUnderTest, TcpStream, Sock
             slot: 0
         }
     );
-    (client, accepted, addr)
+    (client, accepted, addr, listener)
 }
 
 /// The raw server's side of one exchange, on a thread: reads a request line, writes `answer`
@@ -244,7 +247,7 @@ fn answer_once(mut accepted: TcpStream, answer: &'static str) -> JoinHandle<TcpS
 }
 
 fn idle_connection_closed_by_its_server_is_removed(client: Adapter) {
-    let (client, accepted, addr) = kept_from_a_raw_server(client);
+    let (client, accepted, addr, _listener) = kept_from_a_raw_server(client);
     drop(accepted);
     let (server, slot, cause) = client.removed("removed");
     assert_eq!(
@@ -284,7 +287,7 @@ fn bytes_after_the_slot_line_remove_the_connection(client: Adapter) {
 }
 
 fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
-    let (client, accepted, addr) = kept_from_a_raw_server(client);
+    let (client, accepted, addr, _listener) = kept_from_a_raw_server(client);
     // The raw server answers one request, then closes the connection while it is idle.
     let answering = answer_once(accepted, "hello");
     assert_eq!(client.round_trip("request").unwrap().line, "hello");
@@ -301,7 +304,7 @@ fn returned_connection_closed_by_its_server_is_removed(client: Adapter) {
 /// closed and removed as such (not kept idle), and counted; the backoff it starts is the core's
 /// (`a_server_that_answers_failures_backs_off_until_an_exchange_finishes`).
 fn a_failure_the_server_answered_closes_the_connection(client: Adapter) {
-    let (client, accepted, addr) = kept_from_a_raw_server(client);
+    let (client, accepted, addr, _listener) = kept_from_a_raw_server(client);
     let answering = answer_once(accepted, FAILURE_ANSWER);
     assert_eq!(client.round_trip("request").unwrap().line, FAILURE_ANSWER);
     let mut accepted = answering.join().unwrap();
@@ -320,7 +323,7 @@ fn a_failure_the_server_answered_closes_the_connection(client: Adapter) {
 /// write as the line (`bytes_after_the_slot_line_remove_the_connection`), whatever TCP did
 /// with the segments: removed as unsolicited data, its socket closed, nothing held.
 fn unsolicited_bytes_while_idle_remove_the_connection(client: Adapter) {
-    let (client, mut accepted, addr) = kept_from_a_raw_server(client);
+    let (client, mut accepted, addr, _listener) = kept_from_a_raw_server(client);
     accepted.write_all(b"unasked").unwrap();
     let (server, slot, cause) = client.removed("removed");
     assert_eq!(
