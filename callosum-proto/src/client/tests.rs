@@ -94,6 +94,19 @@ fn connect(client: &mut ClientCore<u32>, attempt: AttemptId, line: &[u8], conn: 
     client.deliver(ready, conn, NOW);
 }
 
+/// A client with a pool of two, both on one server: connections 10 (slot 0) and 11 (slot 1),
+/// idle, every output drained.
+fn two_idle_on_one_server() -> ClientCore<u32> {
+    let mut client = client(2);
+    client.add_server(addr(1), NOW);
+    client.handle_timeout(NOW);
+    let attempts = connects(&drain(&mut client));
+    connect(&mut client, attempts[0].0, b"0\r\n", 10);
+    connect(&mut client, attempts[1].0, b"1\r\n", 11);
+    drain(&mut client);
+    client
+}
+
 #[test]
 fn the_first_server_starts_roving_and_a_line_fills_the_pool() {
     let mut client = client(1);
@@ -140,13 +153,7 @@ fn the_first_server_starts_roving_and_a_line_fills_the_pool() {
 
 #[test]
 fn only_a_finished_lease_goes_back_to_idle() {
-    let mut client = client(2);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let attempts = connects(&drain(&mut client));
-    connect(&mut client, attempts[0].0, b"0\r\n", 10);
-    connect(&mut client, attempts[1].0, b"1\r\n", 11);
-    drain(&mut client);
+    let mut client = two_idle_on_one_server();
 
     let lease = client.checkout(NOW).unwrap();
     assert_eq!((lease.slot, lease.conn), (0, 10));
@@ -232,13 +239,7 @@ fn bytes_after_the_line_fail_the_attempt_whatever_the_segmentation() {
 
 #[test]
 fn removing_a_server_closes_its_idle_connections_and_its_leases_on_return() {
-    let mut client = client(2);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let attempts = connects(&drain(&mut client));
-    connect(&mut client, attempts[0].0, b"0\r\n", 10);
-    connect(&mut client, attempts[1].0, b"1\r\n", 11);
-    drain(&mut client);
+    let mut client = two_idle_on_one_server();
     let lease = client.checkout(NOW).unwrap();
 
     assert!(client.remove_server(addr(1), NOW));
@@ -1078,13 +1079,7 @@ fn a_connection_closed_before_its_reply_retires_every_other_of_its_server() {
 
 #[test]
 fn a_broken_reply_retires_nothing_else() {
-    let mut client = client(2);
-    client.add_server(addr(1), NOW);
-    client.handle_timeout(NOW);
-    let attempts = connects(&drain(&mut client));
-    connect(&mut client, attempts[0].0, b"0\r\n", 10);
-    connect(&mut client, attempts[1].0, b"1\r\n", 11);
-    drain(&mut client);
+    let mut client = two_idle_on_one_server();
     let lease = client.checkout(NOW).unwrap();
     // Some of the reply came, then the end: the reply is broken, the server not closing.
     let mut used = LeaseUse::default();
