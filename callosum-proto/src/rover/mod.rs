@@ -470,8 +470,8 @@ impl Rover {
     /// Aborts every attempt to a server, which stays in the set: an [`Action::Close`] for
     /// each attempt in flight, and for each of its connections still waiting in the event
     /// queue (withdrawn, so never delivered). A probe whose attempt is aborted is due again
-    /// again on the server's backoff. For a server seen closing its connections (a drain, a restart): a connection
-    /// it accepted before then would be closed as well.
+    /// on the server's backoff. For a server seen closing its connections (a drain, a
+    /// restart): a connection it accepted before then would be closed as well.
     ///
     /// ```
     /// # use callosum_proto::rover::{Action, Rover, RoverConfig};

@@ -88,12 +88,10 @@ impl Probes {
             .any(|probe| probe.server == server && probe.due.is_none())
     }
 
-    /// `server`'s attempts were aborted: if its probe was in flight, it is due again at
-    /// `due` (nothing is left to answer it).
+    /// The attempt of `server`'s probe in flight was aborted: nothing is left to answer it,
+    /// so the probe is due again at `due`.
     pub(super) fn aborted(&mut self, server: ServerId, due: Instant) {
-        if let Some(probe) = self.list.iter_mut().find(|probe| probe.server == server)
-            && probe.due.is_none()
-        {
+        if let Some(probe) = self.list.iter_mut().find(|probe| probe.server == server) {
             probe.due = Some(due);
         }
     }
