@@ -280,8 +280,9 @@ pub fn lease_write<T>(used: &mut LeaseUse, result: io::Result<T>) -> io::Result<
 
 /// Whether an I/O error from a lease's guard is [`ClosedBeforeReply`]: its connection ended
 /// before any byte of the reply, so the server may not have seen the request, and an
-/// idempotent request can be sent again on another connection (the one it met was closed
-/// and removed). A draining server closes a connection between two requests, so a request
+/// idempotent request can be sent again on another connection, once the guard is given up
+/// (the one it met was closed and removed, with every other of its server:
+/// [`LeaseEnd::ClosedBeforeReply`](crate::client::LeaseEnd::ClosedBeforeReply)). A draining server closes a connection between two requests, so a request
 /// written an instant after meets exactly this. Its kind is `ConnectionAborted` (never
 /// `UnexpectedEof`, which `read_exact` reports for a reply cut short); test with this
 /// function rather than by kind.

@@ -146,7 +146,7 @@ async fn rolling_restart(retry: bool) -> Result<Counts, Box<dyn std::error::Erro
 
 /// Sends `request` and counts how it ended; with `retry`, a request whose connection closed
 /// before any byte of its reply is sent once more (the next `get` lends another connection:
-/// the one it met was closed).
+/// the one it met was closed, with every other of its server).
 async fn request_once_more(client: &Client, request: &str, retry: bool, counts: &Counts) {
     counts.requests.fetch_add(1, Ordering::Relaxed);
     let mut outcome = exchange(client, request).await;

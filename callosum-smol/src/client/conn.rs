@@ -37,7 +37,11 @@ const HELD_UNTIL_DETACHED: &str = "a PooledConn holds its stream until detached"
 ///   never handed to the next caller with someone else's reply in it;
 /// - **broken** (a read saw the end of the stream or an error, a write failed, the write half
 ///   was closed, or [`PooledConn::mark_broken`] was called): it is closed and removed as
-///   [`RemoveCause::Broken`](crate::RemoveCause::Broken), `finish` or not.
+///   [`RemoveCause::Broken`](crate::RemoveCause::Broken), `finish` or not. If it ended
+///   before any byte of a reply (a read or a write gave
+///   [`ClosedBeforeReply`](crate::ClosedBeforeReply)), every other connection of its server
+///   goes with it ([`RemoveCause::ServerClosing`](crate::RemoveCause::ServerClosing)), so
+///   that a request sent again meets another server's connection or a newer one.
 ///
 /// The guard cannot see what is done with the stream through [`Deref`] (`get_ref`,
 /// `peek`, reads through `&Async<TcpStream>`), so reaching it that way counts as touching it.

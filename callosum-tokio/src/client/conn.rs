@@ -37,7 +37,11 @@ const HELD: &str = "a PooledConn holds its stream until it is finished, detached
 ///   caller with someone else's reply in it;
 /// - **broken** (a read saw the end of the stream or an error, a write failed, the write half
 ///   was shut down, or [`PooledConn::mark_broken`] was called): it is closed and removed as
-///   [`RemoveCause::Broken`](crate::RemoveCause::Broken), `finish` or not.
+///   [`RemoveCause::Broken`](crate::RemoveCause::Broken), `finish` or not. If it ended
+///   before any byte of a reply (a read or a write gave
+///   [`ClosedBeforeReply`](crate::ClosedBeforeReply)), every other connection of its server
+///   goes with it ([`RemoveCause::ServerClosing`](crate::RemoveCause::ServerClosing)), so
+///   that a request sent again meets another server's connection or a newer one.
 ///
 /// ```no_run
 /// use callosum_tokio::{Client, ClientConfig};
