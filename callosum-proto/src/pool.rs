@@ -1055,6 +1055,23 @@ impl<K> Pool<K> {
         Some(self.evict(highest))
     }
 
+    /// The highest slot held (idle or leased), the one a better offer would evict; `None`
+    /// for an empty pool.
+    ///
+    /// ```
+    /// use callosum_proto::ServerId;
+    /// use callosum_proto::pool::{Pool, PoolConfig};
+    ///
+    /// let mut pool = Pool::new(PoolConfig { max_slots: 2 }, 0).unwrap();
+    /// assert_eq!(pool.highest_slot(), None);
+    /// let _ = pool.offer(ServerId(1), 4, ());
+    /// let _ = pool.offer(ServerId(2), 7, ());
+    /// assert_eq!(pool.highest_slot(), Some(7));
+    /// ```
+    pub fn highest_slot(&self) -> Option<u32> {
+        self.held.peek().map(|(Reverse(slot), _)| slot)
+    }
+
     /// The configured `max_slots`.
     pub fn max_slots(&self) -> usize {
         self.max_slots

@@ -58,6 +58,8 @@ pub enum RoverOp {
     ConnLost(u8),
     /// `set_held(ServerId(n), held)`: what spreading avoids.
     SetHeld(u8, u8),
+    /// `handle_near_miss(now)`: the pool turned a connection away by a hair.
+    NearMiss,
 }
 
 /// Byte strings worth sending as the slot line: valid, split, trailed, and each kind of bad.
@@ -76,7 +78,8 @@ pub(crate) const LINES: [&[u8]; 10] = [
 
 /// Decodes eight bytes into a valid configuration that still covers the extremes: intervals
 /// from 1 ms, jitter up to the whole interval, short and long timeouts, one to eight attempts
-/// in flight, fill on and off, backoff off (base 0) or capped.
+/// in flight, fill on and off, backoff off (base 0) or capped, near misses off or hastening to
+/// an eighth of the interval.
 pub fn config_from_bytes(bytes: [u8; 8]) -> RoverConfig {
     let [
         interval,
@@ -101,6 +104,7 @@ pub fn config_from_bytes(bytes: [u8; 8]) -> RoverConfig {
         backoff_max: backoff_base + Duration::from_millis(u64::from(cap) * 20),
         spread: fill & 2 != 0,
         probes: fill & 4 != 0,
+        near_miss_interval: (fill & 8 != 0).then(|| (interval / 8).max(Duration::from_micros(1))),
     }
 }
 
@@ -117,7 +121,7 @@ pub fn ops_from_bytes(bytes: &[u8]) -> Vec<RoverOp> {
     let mut ops = Vec::new();
     while let Some(tag) = input.next() {
         let mut arg = || input.next().unwrap_or(0);
-        let op = match tag % 15 {
+        let op = match tag % 16 {
             0 => RoverOp::AddServer(arg() % 8),
             1 => RoverOp::RemoveServer(arg() % 8),
             2 => RoverOp::Start,
@@ -158,7 +162,8 @@ pub fn ops_from_bytes(bytes: &[u8]) -> Vec<RoverOp> {
             11 => RoverOp::AdvanceToTimeout,
             12 => RoverOp::StaleInput(usize::from(arg())),
             13 => RoverOp::ConnLost(arg() % 8),
-            _ => RoverOp::SetHeld(arg() % 8, arg() % 4),
+            14 => RoverOp::SetHeld(arg() % 8, arg() % 4),
+            _ => RoverOp::NearMiss,
         };
         ops.push(op);
     }
@@ -371,6 +376,7 @@ impl Checker {
                 self.rover
                     .set_held(ServerId(u32::from(n)), usize::from(held));
             }
+            RoverOp::NearMiss => self.rover.handle_near_miss(self.now),
             RoverOp::Advance(micros) => {
                 self.now = Instant::from_micros(self.now.as_micros().saturating_add(micros));
                 expect.timeouts = true;

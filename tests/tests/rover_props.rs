@@ -61,6 +61,7 @@ fn op() -> impl Strategy<Value = RoverOp> {
         1 => any::<usize>().prop_map(RoverOp::StaleInput),
         1 => (0u8..6).prop_map(RoverOp::ConnLost),
         1 => (0u8..6, 0u8..3).prop_map(|(n, held)| RoverOp::SetHeld(n, held)),
+        1 => Just(RoverOp::NearMiss),
     ]
 }
 
@@ -71,13 +72,13 @@ fn config() -> impl Strategy<Value = RoverConfig> {
         1u64..3_000,
         1u64..3_000,
         1usize..6,
-        any::<[bool; 3]>(),
+        any::<[bool; 4]>(),
         0u64..1_000,
         0u64..5_000,
     )
         .prop_map(
             |(interval, jitter_pct, connect, handshake, max_in_flight, flags, base, extra)| {
-                let [fill, spread, probes] = flags;
+                let [fill, spread, probes, near_miss] = flags;
                 let interval = Duration::from_millis(interval);
                 RoverConfig {
                     interval,
@@ -90,6 +91,7 @@ fn config() -> impl Strategy<Value = RoverConfig> {
                     backoff_max: Duration::from_millis(base + extra),
                     spread,
                     probes,
+                    near_miss_interval: near_miss.then(|| interval / 4),
                 }
             },
         )

@@ -206,8 +206,11 @@ fn the_main_ratios_hold_on_a_small_cluster() {
         let settle = median(&report, Callosum, Figure::Settle);
         assert!(settle <= 2.0, "{scenario}: settled after {settle} s");
     }
-    // Connections stay even over the servers, and no pool is captured by one server.
-    for report in [&slow, &busy] {
+    // Connections stay even over the servers, and no pool is captured by one server. Light
+    // clients keep 2 connections each, 20 a server, where one connection is 5%: only near
+    // misses find the last server a connection short within the run.
+    let light = small(Scenario::Homogeneous50);
+    for report in [&slow, &busy, &light] {
         assert!(median(report, Callosum, Figure::ConnectionSpread) <= 0.05);
         assert_eq!(median(report, Callosum, Figure::OneServerPools), 0.0);
     }

@@ -1348,6 +1348,11 @@ impl<K> ClientCore<K> {
                 Some(kept)
             }
             Offer::Rejected(pooled) => {
+                // One lower would have been kept: this server holds fewer connections than
+                // the fullest one this client is on.
+                if self.pool.highest_slot() == Some(slot) {
+                    self.rover.handle_near_miss(now);
+                }
                 self.outputs.push_back(Output::Close(pooled.conn));
                 self.event(ClientEvent::Rejected { server, slot });
                 None

@@ -87,11 +87,22 @@ fn one_server_one_attempt() -> (ClientCore<u32>, AttemptId) {
 
 /// Completes `attempt` with `line` and delivers `conn`.
 fn connect(client: &mut ClientCore<u32>, attempt: AttemptId, line: &[u8], conn: u32) {
-    client.handle_connected(attempt, NOW).unwrap();
-    let Ok(Handshake::Complete(ready)) = client.handle_received(attempt, line, NOW) else {
+    connect_at(client, attempt, line, conn, NOW);
+}
+
+/// [`connect`] at `now`.
+fn connect_at(
+    client: &mut ClientCore<u32>,
+    attempt: AttemptId,
+    line: &[u8],
+    conn: u32,
+    now: Instant,
+) {
+    client.handle_connected(attempt, now).unwrap();
+    let Ok(Handshake::Complete(ready)) = client.handle_received(attempt, line, now) else {
         panic!("{line:?} is a whole line");
     };
-    client.deliver(ready, conn, NOW);
+    client.deliver(ready, conn, now);
 }
 
 /// A client with a pool of two, both on one server: connections 10 (slot 0) and 11 (slot 1),
@@ -1092,4 +1103,34 @@ fn a_broken_reply_retires_nothing_else() {
     assert_eq!(closed(&outputs), [10]);
     assert!(removed_by(&outputs, RemoveCause::ServerClosing).is_empty());
     assert_eq!(client.status().pool.idle, 1);
+}
+
+/// A line equal to the highest slot held is turned away by a hair: its server holds fewer
+/// connections than this client's fullest, so the rover looks again within the near-miss
+/// interval; a line above it is an ordinary rejection and the rover keeps its interval.
+#[test]
+fn a_near_miss_hastens_the_rover_and_a_plain_rejection_does_not() {
+    let mut client = client(1);
+    for port in 1..=10 {
+        client.add_server(addr(port), NOW);
+    }
+    client.handle_timeout(NOW);
+    let [(first, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt for a pool of one")
+    };
+    connect(&mut client, first, b"3\r\n", 10);
+    drain(&mut client);
+    let (at, tie) = next_connect(&mut client);
+    assert!(at >= Instant::from_millis(900), "{at:?}");
+    connect_at(&mut client, tie, b"3\r\n", 11, at);
+    assert_eq!(closed(&drain(&mut client)), [11]);
+    let (hastened, above) = next_connect(&mut client);
+    assert_eq!(hastened, at + core::time::Duration::from_millis(40));
+    connect_at(&mut client, above, b"4\r\n", 12, hastened);
+    assert_eq!(closed(&drain(&mut client)), [12]);
+    let (next, _) = next_connect(&mut client);
+    assert!(
+        next >= hastened + core::time::Duration::from_millis(900),
+        "the interval again: {next:?}"
+    );
 }

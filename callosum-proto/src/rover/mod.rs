@@ -986,6 +986,34 @@ impl Rover {
         self.probes.schedule(server, due);
     }
 
+    /// The pool turned a connection away by a hair: its slot equals the highest slot held,
+    /// so its server holds fewer connections than the client's fullest one. With
+    /// [`RoverConfig::near_miss_interval`] the next scheduled attempt comes within that time
+    /// (never later than it would have), so the search for the server a connection short
+    /// takes a fraction of the interval per server instead of a whole one.
+    ///
+    /// ```
+    /// # use callosum_proto::rover::{Rover, RoverConfig};
+    /// # use callosum_proto::{Instant, ServerId};
+    /// let config = RoverConfig { fill: false, ..RoverConfig::default() };
+    /// let mut rover = Rover::new(config, 1).unwrap();
+    /// rover.add_server(ServerId(1));
+    /// rover.start(Instant::ZERO);
+    /// let _first = rover.poll_action();
+    /// assert!(rover.poll_timeout().unwrap() >= Instant::from_millis(900));
+    /// rover.handle_near_miss(Instant::from_millis(10));
+    /// assert_eq!(rover.poll_timeout(), Some(Instant::from_millis(50)));
+    /// ```
+    pub fn handle_near_miss(&mut self, now: Instant) {
+        self.last_now = now;
+        let Some(near_miss) = self.config.near_miss_interval else {
+            return;
+        };
+        if self.running {
+            self.next_tick = min_some(self.next_tick, later(now, near_miss));
+        }
+    }
+
     /// The client's pool now holds `held` connections on `server`: spreading
     /// ([`RoverConfig::spread`]) prefers servers with none. Call it whenever the count
     /// changes; a server not in the set is ignored.

@@ -638,6 +638,50 @@ fn the_end_of_the_clock_neither_panics_nor_schedules_at_now() {
 }
 
 #[test]
+fn a_near_miss_hastens_the_next_attempt_and_never_delays_it() {
+    let mut rover = rover_with(config(), 10);
+    first_attempt(&mut rover, ms(0));
+    let scheduled = rover.poll_timeout().unwrap();
+    assert!(scheduled >= ms(900), "{scheduled:?}");
+    rover.handle_near_miss(ms(100));
+    assert_eq!(rover.poll_timeout(), Some(ms(140)));
+    rover.handle_near_miss(ms(120));
+    assert_eq!(
+        rover.poll_timeout(),
+        Some(ms(140)),
+        "a later near miss does not delay it"
+    );
+    rover.handle_timeout(ms(140));
+    assert_eq!(connects(&drain(&mut rover).0).len(), 1);
+    let next = loop {
+        let due = rover.poll_timeout().unwrap();
+        rover.handle_timeout(due);
+        if !connects(&drain(&mut rover).0).is_empty() {
+            break due;
+        }
+    };
+    assert!(next >= ms(1_040), "then the interval again: {next:?}");
+
+    let original = RoverConfig {
+        near_miss_interval: None,
+        ..config()
+    };
+    let mut rover = rover_with(original, 10);
+    first_attempt(&mut rover, ms(0));
+    let scheduled = rover.poll_timeout();
+    rover.handle_near_miss(ms(100));
+    assert_eq!(rover.poll_timeout(), scheduled, "off: the original's pace");
+
+    let mut stopped = rover_with(config(), 10);
+    stopped.handle_near_miss(ms(100));
+    assert_eq!(
+        stopped.poll_timeout(),
+        None,
+        "a rover not started stays still"
+    );
+}
+
+#[test]
 fn config_errors_name_the_setting() {
     let micro = Duration::from_micros(1);
     let cases = [
@@ -699,6 +743,13 @@ fn config_errors_name_the_setting() {
                 max: Duration::from_secs(30),
             },
         ),
+        (
+            RoverConfig {
+                near_miss_interval: Some(Duration::from_nanos(999)),
+                ..config()
+            },
+            RoverConfigError::ZeroNearMissInterval,
+        ),
     ];
     for (config, error) in cases {
         assert_eq!(Rover::new(config, 0).unwrap_err(), error);
@@ -715,6 +766,7 @@ fn config_errors_name_the_setting() {
         backoff_max: Duration::ZERO,
         spread: false,
         probes: false,
+        near_miss_interval: Some(micro),
     };
     assert!(Rover::new(smallest, 0).is_ok());
     assert_eq!(
