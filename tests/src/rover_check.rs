@@ -60,6 +60,8 @@ pub enum RoverOp {
     SetHeld(u8, u8),
     /// `handle_near_miss(now)`: the pool turned a connection away by a hair.
     NearMiss,
+    /// `handle_kept()`: the pool kept a connection.
+    Kept,
 }
 
 /// Byte strings worth sending as the slot line: valid, split, trailed, and each kind of bad.
@@ -121,7 +123,7 @@ pub fn ops_from_bytes(bytes: &[u8]) -> Vec<RoverOp> {
     let mut ops = Vec::new();
     while let Some(tag) = input.next() {
         let mut arg = || input.next().unwrap_or(0);
-        let op = match tag % 16 {
+        let op = match tag % 17 {
             0 => RoverOp::AddServer(arg() % 8),
             1 => RoverOp::RemoveServer(arg() % 8),
             2 => RoverOp::Start,
@@ -163,7 +165,8 @@ pub fn ops_from_bytes(bytes: &[u8]) -> Vec<RoverOp> {
             12 => RoverOp::StaleInput(usize::from(arg())),
             13 => RoverOp::ConnLost(arg() % 8),
             14 => RoverOp::SetHeld(arg() % 8, arg() % 4),
-            _ => RoverOp::NearMiss,
+            15 => RoverOp::NearMiss,
+            _ => RoverOp::Kept,
         };
         ops.push(op);
     }
@@ -377,6 +380,7 @@ impl Checker {
                     .set_held(ServerId(u32::from(n)), usize::from(held));
             }
             RoverOp::NearMiss => self.rover.handle_near_miss(self.now),
+            RoverOp::Kept => self.rover.handle_kept(),
             RoverOp::Advance(micros) => {
                 self.now = Instant::from_micros(self.now.as_micros().saturating_add(micros));
                 expect.timeouts = true;

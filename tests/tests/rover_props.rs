@@ -62,6 +62,7 @@ fn op() -> impl Strategy<Value = RoverOp> {
         1 => (0u8..6).prop_map(RoverOp::ConnLost),
         1 => (0u8..6, 0u8..3).prop_map(|(n, held)| RoverOp::SetHeld(n, held)),
         1 => Just(RoverOp::NearMiss),
+        1 => Just(RoverOp::Kept),
     ]
 }
 

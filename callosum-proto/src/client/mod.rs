@@ -1320,12 +1320,14 @@ impl<K> ClientCore<K> {
             .offer(ready.server, slot, Pooled { conn, age, expires })
         {
             Offer::Kept(id) => {
+                self.rover.handle_kept();
                 self.held_changed(ready.server);
                 self.event(ClientEvent::Kept { server, slot });
                 self.outputs.push_back(Output::Idle);
                 Some(id)
             }
             Offer::Replaced { kept, evicted } => {
+                self.rover.handle_kept();
                 self.held_changed(ready.server);
                 self.event(ClientEvent::Kept { server, slot });
                 let (victim, victim_slot) = match evicted {

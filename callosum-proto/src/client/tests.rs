@@ -1134,3 +1134,34 @@ fn a_near_miss_hastens_the_rover_and_a_plain_rejection_does_not() {
         "the interval again: {next:?}"
     );
 }
+
+/// Where the counts cannot come out even (two servers, three connections), this client's
+/// every draw is a near miss: it hastens a few attempts, then keeps the interval's pace.
+#[test]
+fn near_misses_that_lead_nowhere_do_not_keep_the_rover_fast() {
+    let mut client = client(1);
+    client.add_server(addr(1), NOW);
+    client.add_server(addr(2), NOW);
+    client.handle_timeout(NOW);
+    let [(first, _)] = connects(&drain(&mut client))[..] else {
+        panic!("one attempt for a pool of one")
+    };
+    connect(&mut client, first, b"1\r\n", 10);
+    drain(&mut client);
+    let mut attempts = 0;
+    let end = Instant::from_millis(20_000);
+    loop {
+        let (at, tie) = next_connect(&mut client);
+        if at > end {
+            break;
+        }
+        attempts += 1;
+        connect_at(&mut client, tie, b"1\r\n", 11, at);
+        drain(&mut client);
+    }
+    // 20 scheduled attempts and at most 4 x 2 hastened ones (unbounded: 477, 40 ms apart).
+    assert!(
+        (20..=20 + 2 * crate::rover::NEAR_MISS_ROUNDS + 2).contains(&attempts),
+        "{attempts} attempts in 20 s"
+    );
+}

@@ -67,7 +67,9 @@ use core::time::Duration;
 use crate::slab::Key;
 use crate::{DecodeError, Decoded, Decoder, Instant, Rng, ServerId};
 use attempts::{Attempt, Attempts};
-pub use config::{MAX_IN_FLIGHT_LIMIT, PROBE_BACKOFF_MAX, RoverConfig, RoverConfigError};
+pub use config::{
+    MAX_IN_FLIGHT_LIMIT, NEAR_MISS_ROUNDS, PROBE_BACKOFF_MAX, RoverConfig, RoverConfigError,
+};
 use probes::Probes;
 use servers::ServerSet;
 
@@ -376,6 +378,9 @@ pub struct Rover {
     fill_pending: bool,
     /// The latest `now` seen, for that wake-up.
     last_now: Instant,
+    /// Attempts hastened by near misses since the pool last kept a connection, at most
+    /// [`NEAR_MISS_ROUNDS`] times the servers in the set.
+    hastened: usize,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
 }
@@ -407,6 +412,7 @@ impl Rover {
             queued_connections: 0,
             fill_pending: false,
             last_now: Instant::ZERO,
+            hastened: 0,
             actions: VecDeque::with_capacity(2 * capacity),
             events: VecDeque::with_capacity(2 * capacity),
         })
@@ -992,6 +998,11 @@ impl Rover {
     /// (never later than it would have), so the search for the server a connection short
     /// takes a fraction of the interval per server instead of a whole one.
     ///
+    /// Between two connections kept ([`Rover::handle_kept`]) near misses hasten at most
+    /// [`NEAR_MISS_ROUNDS`] times as many attempts as there are servers: where the counts
+    /// cannot come out even, a client on a fuller server may meet near misses at every draw,
+    /// and it goes back to the interval's pace instead of connecting every few milliseconds.
+    ///
     /// ```
     /// # use callosum_proto::rover::{Rover, RoverConfig};
     /// # use callosum_proto::{Instant, ServerId};
@@ -1009,9 +1020,18 @@ impl Rover {
         let Some(near_miss) = self.config.near_miss_interval else {
             return;
         };
-        if self.running {
-            self.next_tick = min_some(self.next_tick, later(now, near_miss));
+        let budget = self.servers.len().saturating_mul(NEAR_MISS_ROUNDS);
+        if !self.running || self.hastened >= budget {
+            return;
         }
+        self.hastened += 1;
+        self.next_tick = min_some(self.next_tick, later(now, near_miss));
+    }
+
+    /// The pool kept a connection the rover found (it had room, or the slot was below its
+    /// highest): near misses may hasten attempts again (see [`Rover::handle_near_miss`]).
+    pub fn handle_kept(&mut self) {
+        self.hastened = 0;
     }
 
     /// The client's pool now holds `held` connections on `server`: spreading

@@ -70,6 +70,10 @@ impl ServerSet {
         self.entries.iter().map(|entry| entry.id)
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub(super) fn eligible(&self) -> usize {
         self.eligible
     }

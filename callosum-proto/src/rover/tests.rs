@@ -682,6 +682,30 @@ fn a_near_miss_hastens_the_next_attempt_and_never_delays_it() {
 }
 
 #[test]
+fn near_misses_hasten_a_bounded_number_of_attempts_until_a_connection_is_kept() {
+    let mut rover = rover_with(config(), 2);
+    first_attempt(&mut rover, ms(0));
+    let hastened_by = |rover: &mut Rover, at: u64| {
+        rover.handle_near_miss(ms(at));
+        rover.poll_timeout() == Some(ms(at + 40))
+    };
+    let budget = 2 * NEAR_MISS_ROUNDS as u64;
+    for round in 0..budget {
+        let at = 10 + 40 * round;
+        assert!(hastened_by(&mut rover, at), "near miss {round} hastens");
+        rover.handle_timeout(ms(at + 40));
+        drain(&mut rover);
+    }
+    let at = 10 + 40 * budget;
+    assert!(!hastened_by(&mut rover, at), "the budget is spent");
+    rover.handle_kept();
+    assert!(
+        hastened_by(&mut rover, at + 1),
+        "a connection kept renews it"
+    );
+}
+
+#[test]
 fn config_errors_name_the_setting() {
     let micro = Duration::from_micros(1);
     let cases = [
