@@ -39,6 +39,13 @@ pub struct Conn {
     /// while a write would block or part of the slot line is pending (a client leaves it
     /// false). A `bool` in what was padding: the connection is no bigger for it.
     write_interest: bool,
+    /// Set when the client's check of a connection nobody was reading ([`Conn::check_read`])
+    /// found nothing to read, and cleared by the next readable event
+    /// ([`Conn::note_readable`]). Meanwhile a read answers `WouldBlock` without a system
+    /// call: the socket would say the same, since any byte or end arriving after the check
+    /// brings a readable event (mio's readiness is edge-triggered). That saves a lease's
+    /// first read the call the check just made. Also in padding.
+    drained: bool,
 }
 
 /// How a connection was found to have ended, by a read or a write through [`Conn`].
@@ -59,6 +66,7 @@ impl Conn {
             line: line.into_boxed_slice(),
             ended: None,
             write_interest: false,
+            drained: false,
         }
     }
 
@@ -104,6 +112,22 @@ impl Conn {
         &mut self.stream
     }
 
+    /// A read by the client's check of a connection nobody is reading (an idle one, or one
+    /// coming back from a lease): the socket's own answer, not recorded as an end (the check
+    /// tells the core). If it would block, later reads answer `WouldBlock` without a call
+    /// until [`Conn::note_readable`].
+    pub(crate) fn check_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let result = self.stream.read(buf);
+        self.drained = matches!(&result, Err(error) if error.kind() == io::ErrorKind::WouldBlock);
+        result
+    }
+
+    /// A readable event (bytes, the end of the stream or an error) came for the socket: the
+    /// next read asks the socket again.
+    pub(crate) fn note_readable(&mut self) {
+        self.drained = false;
+    }
+
     /// Writes a server's slot line, straight from the caller's buffer, and keeps what the
     /// socket did not take for [`Conn::flush_line`]. `Ok(true)` when all of it went out.
     pub(crate) fn send_line(&mut self, line: &[u8]) -> io::Result<bool> {
@@ -147,10 +171,14 @@ impl Conn {
 
 impl Read for Conn {
     /// Reads the socket. A read of 0 bytes into a non-empty buffer means the peer closed its
-    /// side.
+    /// side. On a client's lease, a read before the first readable event may answer
+    /// `WouldBlock` without a system call: the pool checked the socket when it came back.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
+        }
+        if self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
         let result = self.stream.read(buf);
         self.note_read(result)
@@ -292,5 +320,32 @@ mod tests {
         assert_eq!(conn.ended(), None);
         assert_eq!(conn.read(&mut late).unwrap(), 0);
         assert_eq!(conn.ended(), Some(Ended::PeerClosed));
+    }
+
+    #[test]
+    fn after_a_check_found_nothing_reads_wait_for_the_next_readable_event() {
+        let (mut conn, mut far) = pair(true);
+        let mut byte = [0u8; 1];
+        let checked = conn.check_read(&mut byte).unwrap_err();
+        assert_eq!(checked.kind(), io::ErrorKind::WouldBlock);
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        poll.registry()
+            .register(conn.stream_mut(), mio::Token(0), mio::Interest::READABLE)
+            .unwrap();
+        far.write_all(b"reply").unwrap();
+        // The bytes came with a readable event; until it is noted, a read asks nothing.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while events.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no readable event for the reply");
+            poll.poll(&mut events, Some(left)).unwrap();
+        }
+        let mut reply = [0u8; 5];
+        let early = conn.read(&mut reply).unwrap_err();
+        assert_eq!(early.kind(), io::ErrorKind::WouldBlock);
+        conn.note_readable();
+        assert_eq!(conn.read(&mut reply).unwrap(), 5);
+        assert_eq!(&reply, b"reply");
     }
 }

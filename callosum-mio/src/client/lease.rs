@@ -432,7 +432,7 @@ impl Client {
             // One rule for "finished", whoever said it: a connection that ended, or has
             // bytes nobody read, did not finish its exchange.
             LeaseEnd::Finished
-                if pooled.conn.ended().is_some() || probe(pooled.conn.stream_mut()).is_some() =>
+                if pooled.conn.ended().is_some() || probe(&mut pooled.conn).is_some() =>
             {
                 LeaseEnd::Broken
             }

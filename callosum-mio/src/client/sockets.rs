@@ -67,10 +67,10 @@ fn readable(event: &Event) -> bool {
 
 /// Reads one byte from a connection nobody is reading: what it shows, or `None` if it is
 /// silent (would block).
-pub(super) fn probe(stream: &mut TcpStream) -> Option<IdleSignal> {
+pub(super) fn probe(conn: &mut Conn) -> Option<IdleSignal> {
     let mut byte = [0u8; 1];
     loop {
-        match adapter::read_outcome(&stream.read(&mut byte)) {
+        match adapter::read_outcome(&conn.check_read(&mut byte)) {
             Read::Pending => return None,
             Read::Retry => {}
             Read::Bytes(_) => return Some(IdleSignal::Bytes),
@@ -263,7 +263,7 @@ impl Client {
         pooled.held = Held::Idle(id);
         // Bytes that came after the line, in a later read, are the idle connection's.
         let signal = if moved {
-            probe(pooled.conn.stream_mut())
+            probe(&mut pooled.conn)
         } else {
             Some(IdleSignal::Failed)
         };
@@ -278,11 +278,14 @@ impl Client {
         let Some((key, pooled)) = self.pooled.get_by_index_mut(index) else {
             return;
         };
+        if readable(event) {
+            pooled.conn.note_readable();
+        }
         match pooled.held {
             Held::Offered => {}
             Held::Idle(id) => {
                 if readable(event)
-                    && let Some(signal) = probe(pooled.conn.stream_mut())
+                    && let Some(signal) = probe(&mut pooled.conn)
                 {
                     let _ = self.core.handle_idle_signal(id, signal, now);
                 }
