@@ -17,7 +17,11 @@
 //!    [`Rover::handle_connect_failed`], [`Rover::handle_received`], [`Rover::handle_closed`],
 //!    [`Rover::handle_read_failed`], and [`Rover::set_demand`] whenever the pool's count of
 //!    wanted connections changes; also [`Rover::start`], [`Rover::stop`],
-//!    [`Rover::add_server`] and [`Rover::remove_server`].
+//!    [`Rover::add_server`], [`Rover::remove_server`] and [`Rover::abort_attempts`]. What
+//!    the pool learns goes back too: [`Rover::set_held`] (connections held per server),
+//!    [`Rover::handle_server_ok`], [`Rover::handle_server_failed`] and
+//!    [`Rover::handle_conn_lost`] (backoff and probes), [`Rover::handle_near_miss`] and
+//!    [`Rover::handle_kept`] (an offered connection's fate).
 //! 2. After every input, drain [`Rover::poll_action`] (open or close sockets) and
 //!    [`Rover::poll_event`] (hand connections to the pool, log failures) until both are
 //!    `None`.
