@@ -1320,16 +1320,12 @@ impl<K> ClientCore<K> {
             .offer(ready.server, slot, Pooled { conn, age, expires })
         {
             Offer::Kept(id) => {
-                self.rover.handle_kept();
-                self.held_changed(ready.server);
-                self.event(ClientEvent::Kept { server, slot });
+                self.kept(ready.server, server, slot);
                 self.outputs.push_back(Output::Idle);
                 Some(id)
             }
             Offer::Replaced { kept, evicted } => {
-                self.rover.handle_kept();
-                self.held_changed(ready.server);
-                self.event(ClientEvent::Kept { server, slot });
+                self.kept(ready.server, server, slot);
                 let (victim, victim_slot) = match evicted {
                     Evicted::Idle {
                         server, slot, conn, ..
@@ -1432,6 +1428,13 @@ impl<K> ClientCore<K> {
         } else {
             self.rover.handle_conn_lost(server, now);
         }
+    }
+
+    /// The pool kept a connection the rover found, on `id` (at `server`) with `slot`.
+    fn kept(&mut self, id: ServerId, server: SocketAddr, slot: u32) {
+        self.rover.handle_kept();
+        self.held_changed(id);
+        self.event(ClientEvent::Kept { server, slot });
     }
 
     /// The pool's count of connections on `server` may have changed: the rover spreads by it.

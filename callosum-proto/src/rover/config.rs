@@ -79,8 +79,8 @@ pub struct RoverConfig {
     /// Once every server holds the same number, a draw's slot is above the highest held and
     /// nothing is hastened; where the count cannot come out even, a client on one of the fuller
     /// servers hastens at most [`NEAR_MISS_ROUNDS`] times as many attempts as there are servers
-    /// before the pool keeps a connection again. Default 40 ms, at least
-    /// 1 µs (at or above `interval` it changes nothing); `None` keeps the original's pace.
+    /// before the pool keeps a connection again. Default 40 ms, at least 1 µs (at or above
+    /// `interval` it changes nothing); `None` keeps the original's pace.
     pub near_miss_interval: Option<Duration>,
 }
 
